@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="mitoseg-tf",
+    version="0.1.0",
+    description="Keras 3 model zoo for segmenting and counting mitotic figures in H&E images",
+    python_requires=">=3.10",
+    # Only the library: the top-level `datasets/` and `zoo/` folders are docs and
+    # must never be installed as packages (a `datasets` package would shadow
+    # Hugging Face's library).
+    packages=find_packages(include=["mitoseg_tf", "mitoseg_tf.*"]),
+    install_requires=[
+        "keras>=3.8",
+        "tensorflow>=2.18",
+        "tensorflow-datasets>=4.9",
+        "numpy",
+        "matplotlib",
+        "pillow",
+        "scikit-image",
+    ],
+    extras_require={
+        "test": ["pytest", "pytest-timeout"],
+        "bench": ["torch"],
+    },
+    entry_points={"console_scripts": ["mitoseg=mitoseg_tf.cli.main:main"]},
+)
