@@ -1,0 +1,18 @@
+"""Building blocks of the zoo (Keras 3, backend-agnostic)."""
+
+from mitoseg_tf.layers.attention import CBAM, CSA, ChannelAttention, SpatialAttention
+from mitoseg_tf.layers.checks import InputSizeCheck
+from mitoseg_tf.layers.conv import conv_bn_act, double_conv, up_conv
+from mitoseg_tf.layers.norm import BatchNorm
+
+__all__ = [
+    "BatchNorm",
+    "CBAM",
+    "CSA",
+    "ChannelAttention",
+    "InputSizeCheck",
+    "SpatialAttention",
+    "conv_bn_act",
+    "double_conv",
+    "up_conv",
+]

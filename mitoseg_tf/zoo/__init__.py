@@ -1,0 +1,12 @@
+"""The model zoo: build any network by name.
+
+    >>> from mitoseg_tf.zoo import build, list_models
+    >>> model = build("mcsa_unet")                       # paper defaults
+    >>> tiny = build("mcsa_unet", base_filters=8, input_shape=(64, 64, 3))
+    >>> list_models("unet*")
+"""
+
+from mitoseg_tf.zoo.registry import ModelCard, build, get_card, list_models, register
+from mitoseg_tf.zoo import entries as _entries  # noqa: F401  (registers the built-in models)
+
+__all__ = ["ModelCard", "build", "get_card", "list_models", "register"]

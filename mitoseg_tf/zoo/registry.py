@@ -1,0 +1,122 @@
+"""The model registry: one name -> one builder, its defaults and its card.
+
+timm-style: ``@register("name", ...)`` on a builder, ``build(name, **overrides)``,
+``list_models("unet*")``. The registry knows nothing about individual networks;
+``mitoseg_tf.zoo.entries`` registers the built-in ones.
+"""
+
+import dataclasses
+import difflib
+import fnmatch
+import inspect
+from typing import Any, Callable
+
+_REGISTRY: dict[str, "ModelCard"] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCard:
+    """What a user needs to know about a registered model before building it."""
+
+    name: str
+    builder: Callable[..., Any]
+    defaults: dict
+    summary: str
+    reference: str
+    paper: str = ""
+    paper_results: dict = dataclasses.field(default_factory=dict)
+    notes: str = ""
+    tags: tuple = ()
+
+    @property
+    def arguments(self) -> list[str]:
+        """Every keyword the builder accepts (what ``build`` overrides may name)."""
+        return [p for p in inspect.signature(self.builder).parameters if p != "name"]
+
+    def resolved_config(self, **overrides) -> dict:
+        """Builder defaults, then the card's defaults, then the overrides."""
+        signature = inspect.signature(self.builder)
+        config = {
+            k: p.default for k, p in signature.parameters.items() if p.default is not inspect.Parameter.empty
+        }
+        config.update(self.defaults)
+        config.update(overrides)
+        config["name"] = self.name
+        return config
+
+
+def register(
+    name,
+    *,
+    summary,
+    reference,
+    paper="",
+    paper_results=None,
+    notes="",
+    tags=(),
+    overwrite=False,
+    **defaults,
+):
+    """Decorator registering ``builder`` under ``name`` with default arguments.
+
+    Example:
+        >>> @register("tiny_unet", summary="U-Net at width 8", reference="", base_filters=8)
+        ... def tiny(**kwargs):
+        ...     return build_unet(**kwargs)
+    """
+    if not name or name != name.lower() or not name.replace("_", "").isalnum():
+        raise ValueError(f"Model names are lower-case letters, digits and '_'; got {name!r}.")
+
+    def decorator(builder):
+        if name in _REGISTRY and not overwrite:
+            raise ValueError(f"A model named {name!r} is already registered; pass overwrite=True to replace it.")
+        card = ModelCard(
+            name=name,
+            builder=builder,
+            defaults=dict(defaults),
+            summary=summary,
+            reference=reference,
+            paper=paper,
+            paper_results=dict(paper_results or {}),
+            notes=notes,
+            tags=tuple(tags),
+        )
+        unknown = sorted(set(defaults) - set(card.arguments))
+        if unknown:
+            raise ValueError(f"Defaults {unknown} of {name!r} are not arguments of its builder {card.arguments}.")
+        _REGISTRY[name] = card
+        return builder
+
+    return decorator
+
+
+def list_models(pattern="*"):
+    """Registered names matching a shell-style wildcard, sorted."""
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+
+
+def get_card(name) -> ModelCard:
+    """The card of a registered model; unknown names raise ValueError listing the valid ones."""
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"Unknown model {name!r}.{hint} Registered models: {', '.join(list_models())}.")
+    return _REGISTRY[name]
+
+
+def build(name, **overrides):
+    """Build a registered model; ``overrides`` replace its default arguments.
+
+    Example:
+        >>> model = build("mcsa_unet", base_filters=8, input_shape=(64, 64, 3))
+    """
+    card = get_card(name)
+    unknown = sorted(set(overrides) - set(card.arguments))
+    if unknown:
+        raise ValueError(
+            f"{name} does not take argument(s) {', '.join(unknown)}. Valid arguments: {', '.join(card.arguments)}."
+        )
+    try:
+        return card.builder(**card.resolved_config(**overrides))
+    except TypeError as err:
+        raise ValueError(f"Bad arguments for {name}: {err}. Valid arguments: {', '.join(card.arguments)}.") from err
