@@ -17,9 +17,11 @@ setup(
         "matplotlib",
         "pillow",
         "scikit-image",
+        "scipy",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout"],
+        # jax lets the tests prove the zoo runs on a second backend without TensorFlow.
+        "test": ["pytest", "pytest-timeout", "jax"],
         "bench": ["torch"],
     },
     entry_points={"console_scripts": ["mitoseg=mitoseg_tf.cli.main:main"]},

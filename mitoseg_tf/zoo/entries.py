@@ -52,6 +52,7 @@ def _register_unet_family():
                     paper=_MCSA_PAPER,
                     paper_results=_TABLE1.get((ca, sa, res), {}),
                     tags=tuple(tags),
+                    tiny=dict(base_filters=4, input_shape=(32, 32, 3), dropout=0.0),
                     **switches,
                 )(build_unet)
 

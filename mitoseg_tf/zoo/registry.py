@@ -27,6 +27,7 @@ class ModelCard:
     paper_results: dict = dataclasses.field(default_factory=dict)
     notes: str = ""
     tags: tuple = ()
+    tiny: dict = dataclasses.field(default_factory=dict)
 
     @property
     def arguments(self) -> list[str]:
@@ -54,10 +55,14 @@ def register(
     paper_results=None,
     notes="",
     tags=(),
+    tiny=None,
     overwrite=False,
     **defaults,
 ):
     """Decorator registering ``builder`` under ``name`` with default arguments.
+
+    ``tiny`` holds overrides that make a very small instance of the network
+    (tests, notebooks and smoke runs build it with ``build(name, **card.tiny)``).
 
     Example:
         >>> @register("tiny_unet", summary="U-Net at width 8", reference="", base_filters=8)
@@ -80,8 +85,9 @@ def register(
             paper_results=dict(paper_results or {}),
             notes=notes,
             tags=tuple(tags),
+            tiny=dict(tiny or {}),
         )
-        unknown = sorted(set(defaults) - set(card.arguments))
+        unknown = sorted((set(defaults) | set(card.tiny)) - set(card.arguments))
         if unknown:
             raise ValueError(f"Defaults {unknown} of {name!r} are not arguments of its builder {card.arguments}.")
         _REGISTRY[name] = card

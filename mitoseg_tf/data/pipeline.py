@@ -1,0 +1,194 @@
+"""The tf.data pipeline every model trains and is evaluated through.
+
+Input: a ``tf.data.Dataset`` of ``{"image": uint8 (H, W, 3), "mask": uint8 (H, W)}``
+(from ``sources.load_source``, a TFDS builder, or ``from_arrays``). Output:
+batches of ``(image float32 in [0, 255], targets)`` where targets is the mask
+``int32 (B, H, W, 1)`` for single-output models, or a dict per model output
+(see ``mitoseg_tf.training.targets``).
+
+Training adds, all as graph ops seeded statelessly from ``(seed, element
+index)`` so that a seed fixes the whole stream whatever the parallelism:
+oversampling of tiles that contain a mitosis, random crops (centred near a
+mitosis with probability ``positive_fraction``), the paper's augmentation
+(random rescale, rotation by a multiple of 90 degrees, flips; rotations and a
+horizontal flip together give all 8 symmetries of the square) and H&E stain
+jitter in colour-deconvolution (HED) space.
+"""
+
+import numpy as np
+import tensorflow as tf
+from skimage.color import hed_from_rgb, rgb_from_hed
+
+AUTOTUNE = tf.data.AUTOTUNE
+_HED_FROM_RGB = tf.constant(hed_from_rgb, tf.float32)
+_RGB_FROM_HED = tf.constant(rgb_from_hed, tf.float32)
+
+
+def from_arrays(images, masks):
+    """A dataset of ``{"image", "mask"}`` from uint8 arrays (N, H, W, 3) and (N, H, W)."""
+    images, masks = np.asarray(images), np.asarray(masks)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must have shape (N, H, W, 3); got {images.shape}.")
+    if masks.ndim == 4 and masks.shape[-1] == 1:
+        masks = masks[..., 0]
+    if masks.shape != images.shape[:3]:
+        raise ValueError(f"masks must have shape (N, H, W) = {images.shape[:3]} to match the images; got {masks.shape}.")
+    if images.shape[0] == 0:
+        raise ValueError("The dataset is empty: no images were given.")
+    if masks.size and (masks.min() < 0 or masks.max() > 1):
+        raise ValueError(f"masks must be binary (0 background, 1 mitosis); found values {np.unique(masks)[:10]}.")
+    return tf.data.Dataset.from_tensor_slices({"image": images.astype(np.uint8), "mask": masks.astype(np.uint8)})
+
+
+def _has_mitosis(example):
+    return tf.reduce_any(example["mask"] > 0)
+
+
+def _count(ds):
+    def add(counts, example):
+        return counts + tf.stack([tf.constant(1, tf.int64), tf.cast(_has_mitosis(example), tf.int64)])
+
+    total, positives = ds.reduce(tf.zeros(2, tf.int64), add).numpy()
+    return int(total), int(positives)
+
+
+def _stain_jitter(image, seed, strength):
+    """Scale and shift each stain's optical density (Tellez et al. 2018 style HED jitter)."""
+    od = -tf.math.log((image + 1.0) / 256.0)
+    hed = tf.reshape(od, (-1, 3)) @ _HED_FROM_RGB
+    alpha = tf.random.stateless_uniform((1, 3), seed, 1.0 - strength, 1.0 + strength)
+    beta = tf.random.stateless_uniform((1, 3), seed + 1, -strength, strength)
+    od = (hed * alpha + beta) @ _RGB_FROM_HED
+    rgb = 256.0 * tf.exp(-tf.reshape(od, tf.shape(image))) - 1.0
+    return tf.clip_by_value(rgb, 0.0, 255.0)
+
+
+def _crop_window(mask, seed, crop_size, scale_range, positive_fraction):
+    """Top-left corner and side of a square window (side = crop_size * random scale)."""
+    height, width = tf.shape(mask)[0], tf.shape(mask)[1]
+    scale = tf.random.stateless_uniform((), seed, scale_range[0], scale_range[1])
+    side = tf.cast(tf.round(crop_size * scale), tf.int32)
+    side = tf.minimum(side, tf.minimum(height, width))
+    uniform = tf.random.stateless_uniform((2,), seed + 2)
+    top = tf.cast(uniform[0] * tf.cast(height - side + 1, tf.float32), tf.int32)
+    left = tf.cast(uniform[1] * tf.cast(width - side + 1, tf.float32), tf.int32)
+
+    coords = tf.where(mask > 0)
+    n = tf.shape(coords)[0]
+    want_positive = tf.random.stateless_uniform((), seed + 3) < positive_fraction
+
+    def around_mitosis():
+        pick = tf.random.stateless_uniform((), seed + 4, 0, n, dtype=tf.int32)
+        centre = tf.cast(coords[pick], tf.int32)
+        # The figure pixel lands anywhere in the central half of the window, not always the middle.
+        jitter = tf.random.stateless_uniform((2,), seed + 5, -side // 4, side // 4 + 1, dtype=tf.int32)
+        corner = centre + jitter - side // 2
+        return (
+            tf.clip_by_value(corner[0], 0, height - side),
+            tf.clip_by_value(corner[1], 0, width - side),
+        )
+
+    top, left = tf.cond(tf.logical_and(want_positive, n > 0), around_mitosis, lambda: (top, left))
+    return top, left, side
+
+
+def _augment(index, example, *, seed, crop_size, scale_range, positive_fraction, stain_jitter, rotate, flip):
+    element_seed = tf.stack([tf.cast(seed, tf.int64), index])
+    seeds = tf.random.experimental.stateless_split(element_seed, 4)
+    image = tf.cast(example["image"], tf.float32)
+    mask = example["mask"][..., None]
+
+    if crop_size is not None:
+        top, left, side = _crop_window(example["mask"], seeds[0], crop_size, scale_range, positive_fraction)
+        image = tf.image.resize(image[top : top + side, left : left + side], (crop_size, crop_size), "bilinear")
+        mask = tf.image.resize(mask[top : top + side, left : left + side], (crop_size, crop_size), "nearest")
+    if rotate:
+        k = tf.random.stateless_uniform((), seeds[1], 0, 4, dtype=tf.int32)
+        image, mask = tf.image.rot90(image, k), tf.image.rot90(mask, k)
+    if flip:
+        do_flip = tf.random.stateless_uniform((), seeds[2]) < 0.5
+        image = tf.cond(do_flip, lambda: tf.reverse(image, [1]), lambda: image)
+        mask = tf.cond(do_flip, lambda: tf.reverse(mask, [1]), lambda: mask)
+    if stain_jitter:
+        image = _stain_jitter(image, seeds[3], stain_jitter)
+    return {"image": image, "mask": mask}
+
+
+def _plain(example):
+    return {"image": tf.cast(example["image"], tf.float32), "mask": example["mask"][..., None]}
+
+
+def _to_model_inputs(example, roles):
+    mask = tf.cast(example["mask"], tf.int32)
+    if roles is None or len(roles) == 1:
+        return example["image"], mask
+    targets = {}
+    for name, role in roles.items():
+        if role == "classification":
+            targets[name] = tf.cast(tf.reduce_any(mask > 0, keepdims=True)[0], tf.float32)[None]
+        else:
+            targets[name] = mask
+    return example["image"], targets
+
+
+def make_pipeline(
+    source,
+    *,
+    training,
+    batch_size,
+    crop_size=None,
+    seed=0,
+    positive_fraction=0.5,
+    scale_range=(0.8, 1.25),
+    stain_jitter=0.05,
+    rotate=True,
+    flip=True,
+    shuffle_buffer=512,
+    roles=None,
+):
+    """Batches of ``(image, targets)`` for ``model.fit`` / ``evaluate``.
+
+    Args:
+        source: dataset of ``{"image": uint8 (H, W, 3), "mask": uint8 (H, W)}``.
+        training: infinite, shuffled, oversampled and augmented stream if True;
+            one ordered, unaugmented pass if False.
+        crop_size: side of the square training crops (None: whole tiles, which
+            must then be square for the rotations).
+        positive_fraction: share of training samples drawn from tiles with a
+            mitosis and centred near one (None disables both).
+        roles: ``training.targets.output_roles(model)`` for multi-output models.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    if positive_fraction is not None and not 0.0 <= positive_fraction <= 1.0:
+        raise ValueError(f"positive_fraction must be in [0, 1] or None; got {positive_fraction!r}.")
+    source = source.map(lambda e: {"image": e["image"], "mask": e["mask"]})
+    total, positives = _count(source)
+    if total == 0:
+        raise ValueError("The dataset is empty: no (image, mask) examples to train or evaluate on.")
+
+    if not training:
+        ds = source.map(_plain, num_parallel_calls=AUTOTUNE)
+    else:
+        shuffle = min(shuffle_buffer, total)
+        if positive_fraction is not None and 0 < positives < total:
+            pos = source.filter(_has_mitosis).repeat().shuffle(min(shuffle, positives), seed=seed)
+            neg = source.filter(lambda e: tf.logical_not(_has_mitosis(e)))
+            neg = neg.repeat().shuffle(min(shuffle, total - positives), seed=seed + 1)
+            ds = tf.data.Dataset.sample_from_datasets(
+                [pos, neg], weights=[positive_fraction, 1.0 - positive_fraction], seed=seed
+            )
+        else:
+            ds = source.repeat().shuffle(shuffle, seed=seed)
+        options = dict(
+            seed=seed,
+            crop_size=crop_size,
+            scale_range=scale_range,
+            positive_fraction=positive_fraction or 0.0,
+            stain_jitter=stain_jitter,
+            rotate=rotate,
+            flip=flip,
+        )
+        ds = ds.enumerate().map(lambda i, e: _augment(i, e, **options), num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda e: _to_model_inputs(e, roles), num_parallel_calls=AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=training).prefetch(AUTOTUNE)

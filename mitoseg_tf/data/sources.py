@@ -1,0 +1,23 @@
+"""Named data sources: ``load_source(name, split)`` -> dataset of ``{"image", "mask"}``."""
+
+SOURCES = ("synthetic", "synthetic_tfds")
+
+
+def load_source(name="synthetic", split="train", *, data_dir=None, num_examples=None, size=256, seed=0):
+    """Load split ``split`` of data source ``name`` as a ``tf.data.Dataset``.
+
+    - ``synthetic``: the built-in procedural H&E set, generated in memory.
+    - ``synthetic_tfds``: the same set through its TensorFlow Datasets builder
+      (prepared once under ``data_dir``).
+    """
+    if name == "synthetic":
+        from mitoseg_tf.data import synthetic
+        from mitoseg_tf.data.pipeline import from_arrays
+
+        images, masks = synthetic.load_arrays(split, num_examples=num_examples, size=size, seed=seed)
+        return from_arrays(images, masks)
+    if name == "synthetic_tfds":
+        from mitoseg_tf.data.synthetic_tfds import load_synthetic_tfds
+
+        return load_synthetic_tfds(split, data_dir)
+    raise ValueError(f"Unknown data source {name!r}; available: {', '.join(SOURCES)}.")

@@ -1,0 +1,94 @@
+"""Callbacks the shared ``fit`` installs: best checkpoint (atomic) and per-batch loss log."""
+
+import csv
+import math
+import os
+
+import keras
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Save the whole model whenever ``monitor`` improves, never leaving a half-written file.
+
+    The model is written to a temporary ``.keras`` file beside the target and
+    renamed over it, so a crash mid-save keeps the previous best checkpoint.
+    Placed after ``SwapEMAWeights`` it saves the EMA weights, which are the
+    ones validation scored.
+    """
+
+    def __init__(self, path, monitor, mode="max"):
+        super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min'; got {mode!r}.")
+        if not str(path).endswith(".keras"):
+            raise ValueError(f"Checkpoint path must end in .keras; got {path!r}.")
+        self.path = str(path)
+        self.monitor = monitor
+        self.mode = mode
+        self.best = -math.inf if mode == "max" else math.inf
+        self.best_epoch = None
+
+    def _improved(self, value):
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise KeyError(
+                f"BestCheckpoint monitors {self.monitor!r}, which training did not log; "
+                f"logged values: {', '.join(sorted(logs))}."
+            )
+        value = float(logs[self.monitor])
+        if math.isnan(value) or not self._improved(value):
+            return
+        self.best, self.best_epoch = value, epoch
+        tmp = self.path[: -len(".keras")] + ".tmp.keras"
+        self.model.save(tmp)
+        os.replace(tmp, self.path)
+
+
+class BatchLossLogger(keras.callbacks.Callback):
+    """Append one CSV row per training batch: epoch, batch, and each loss of that batch.
+
+    Keras reports the running mean of the epoch at every batch; the loss of the
+    batch itself (what the paper logs) is recovered exactly from consecutive
+    means: ``l_b = (b + 1) * m_b - b * m_(b-1)``.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = str(path)
+        self._fh = None
+        self._writer = None
+        self._epoch = 0
+        self._keys = None
+        self._previous = {}
+
+    def on_train_begin(self, logs=None):
+        self._fh = open(self.path, "a", newline="")
+        self._writer = csv.writer(self._fh)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._previous = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        if self._keys is None:
+            self._keys = sorted(k for k in logs if k == "loss" or k.endswith("_loss"))
+            if self._fh.tell() == 0:
+                self._writer.writerow(["epoch", "batch", *self._keys])
+        row = []
+        for key in self._keys:
+            mean = float(logs[key])
+            row.append(f"{(batch + 1) * mean - batch * self._previous.get(key, 0.0):.6g}")
+            self._previous[key] = mean
+        self._writer.writerow([self._epoch, batch, *row])
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._fh.flush()
+
+    def on_train_end(self, logs=None):
+        if self._fh:
+            self._fh.close()
+            self._fh = None

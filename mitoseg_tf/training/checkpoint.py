@@ -1,0 +1,23 @@
+"""Loading saved zoo models with a clear error when the file is not one."""
+
+import os
+import zipfile
+
+import keras
+
+
+def load_checkpoint(path, compile=False):
+    """Load a ``.keras`` file written by the zoo (custom layers are registered on import)."""
+    import mitoseg_tf.layers  # noqa: F401  (registers the serializable layers)
+    import mitoseg_tf.losses  # noqa: F401
+    import mitoseg_tf.metrics  # noqa: F401
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"Checkpoint {path!r} does not exist or is not a file; expected a .keras model file.")
+    if not path.endswith(".keras") or not zipfile.is_zipfile(path):
+        raise ValueError(f"Checkpoint {path!r} is not a Keras .keras archive (a zip written by model.save).")
+    try:
+        return keras.models.load_model(path, compile=compile)
+    except Exception as err:  # corrupt archives fail in many ways deep in Keras
+        raise ValueError(f"Could not load checkpoint {path!r}: {type(err).__name__}: {err}") from err

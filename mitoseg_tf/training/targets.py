@@ -1,0 +1,53 @@
+"""What each model output is trained against, read from the output's name.
+
+One convention for every zoo model, so single-output U-Nets, deep-supervision
+networks and classification-guided ones train through the same helpers:
+
+- ``mask``: the primary (final) segmentation map; evaluation and prediction use it.
+- ``mask_*``: extra segmentation heads (deep supervision), trained on the same mask.
+- ``cls`` or ``cls_*``: per-tile probability that the tile contains the target
+  class; trained against ``max(mask) > 0``.
+"""
+
+SEGMENTATION = "segmentation"
+CLASSIFICATION = "classification"
+PRIMARY_OUTPUT = "mask"
+
+
+def output_names(model):
+    """Names of a functional model's outputs, in order."""
+    return [tensor._keras_history.operation.name for tensor in model.outputs]
+
+
+def output_roles(model):
+    """``{output name: role}``; raises ValueError for outputs the convention does not cover."""
+    roles = {}
+    for name in output_names(model):
+        if name == PRIMARY_OUTPUT or name.startswith(PRIMARY_OUTPUT + "_"):
+            roles[name] = SEGMENTATION
+        elif name == "cls" or name.startswith("cls_"):
+            roles[name] = CLASSIFICATION
+        else:
+            raise ValueError(
+                f"Model {model.name!r} has an output named {name!r}; zoo outputs are named 'mask' "
+                f"(primary map), 'mask_<head>' (extra maps) or 'cls'/'cls_<head>' (per-tile class)."
+            )
+    if PRIMARY_OUTPUT not in roles:
+        raise ValueError(f"Model {model.name!r} has no output named 'mask' (outputs: {list(roles)}).")
+    return roles
+
+
+def head_weights(names, scheme="equal", floor=0.0625):
+    """Loss weight per segmentation head: ``equal`` (1 each, then normalised) or
+    ``halving`` (1 for the primary map, then 0.5, 0.25, ... never below ``floor``),
+    like MONAI's DeepSupervisionLoss. Weights are normalised to sum to 1 so the
+    loss scale does not depend on the head count."""
+    if scheme not in ("equal", "halving"):
+        raise ValueError(f"head weight scheme must be 'equal' or 'halving'; got {scheme!r}.")
+    ordered = [PRIMARY_OUTPUT] + sorted(n for n in names if n != PRIMARY_OUTPUT)
+    if scheme == "equal":
+        raw = [1.0] * len(ordered)
+    else:
+        raw = [max(0.5**i, floor) for i in range(len(ordered))]
+    total = sum(raw)
+    return {name: w / total for name, w in zip(ordered, raw)}
