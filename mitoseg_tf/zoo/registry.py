@@ -31,8 +31,15 @@ class ModelCard:
 
     @property
     def arguments(self) -> list[str]:
-        """Every keyword the builder accepts (what ``build`` overrides may name)."""
-        return [p for p in inspect.signature(self.builder).parameters if p != "name"]
+        """Every keyword the builder names (what ``build`` overrides may name)."""
+        params = inspect.signature(self.builder).parameters.values()
+        return [p.name for p in params if p.name != "name" and p.kind != inspect.Parameter.VAR_KEYWORD]
+
+    @property
+    def accepts_any_argument(self) -> bool:
+        """A ``**kwargs`` builder: argument names are checked by the builder itself."""
+        params = inspect.signature(self.builder).parameters.values()
+        return any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params)
 
     def resolved_config(self, **overrides) -> dict:
         """Builder defaults, then the card's defaults, then the overrides."""
@@ -88,7 +95,7 @@ def register(
             tiny=dict(tiny or {}),
         )
         unknown = sorted((set(defaults) | set(card.tiny)) - set(card.arguments))
-        if unknown:
+        if unknown and not card.accepts_any_argument:
             raise ValueError(f"Defaults {unknown} of {name!r} are not arguments of its builder {card.arguments}.")
         _REGISTRY[name] = card
         return builder
@@ -118,7 +125,7 @@ def build(name, **overrides):
     """
     card = get_card(name)
     unknown = sorted(set(overrides) - set(card.arguments))
-    if unknown:
+    if unknown and not card.accepts_any_argument:
         raise ValueError(
             f"{name} does not take argument(s) {', '.join(unknown)}. Valid arguments: {', '.join(card.arguments)}."
         )

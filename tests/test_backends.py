@@ -1,0 +1,69 @@
+"""The zoo (layers, models, registry, losses, metrics, compile) must run without TensorFlow.
+
+Runs in a subprocess on the JAX backend with ``import tensorflow`` made to fail,
+so any TensorFlow import hiding in the model code breaks this test.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class BlockTensorFlow(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "tensorflow" or name.startswith("tensorflow."):
+                raise ImportError("tensorflow is blocked in this test")
+            return None
+
+    sys.meta_path.insert(0, BlockTensorFlow())
+
+    import keras
+    import numpy as np
+    from mitoseg_tf.zoo import build, get_card, list_models
+    from mitoseg_tf.training import compile_model, evaluate, output_roles
+    from mitoseg_tf import losses, metrics, layers
+
+    assert keras.backend.backend() == "jax"
+    report = {}
+    for name in list_models():
+        card = get_card(name)
+        model = build(name, **card.tiny)
+        height, width = (model.input_shape[1] or 32), (model.input_shape[2] or 32)
+        x = np.random.default_rng(0).uniform(0, 255, (2, height, width, 3)).astype("float32")
+        mask = np.zeros((2, height, width, 1), "int32"); mask[:, 4:12, 4:12] = 1
+        roles = output_roles(model)
+        y = mask if len(roles) == 1 else {
+            n: (mask.reshape(2, -1).max(1, keepdims=True).astype("float32") if r == "classification" else mask)
+            for n, r in roles.items()
+        }
+        compile_model(model)
+        loss = float(np.ravel(model.train_on_batch(x, y))[0])
+        scores = evaluate(model, [(x, y)])
+        report[name] = [loss, scores["model"]["pooled"]["mean_dice"]]
+    report["tensorflow_loaded"] = "tensorflow" in sys.modules
+    print("REPORT" + json.dumps(report))
+    """
+)
+
+
+def test_zoo_trains_on_jax_without_tensorflow():
+    pytest.importorskip("jax")  # declared in the test extra; only absent outside `pip install -e .[test]`
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("REPORT"))
+    report = json.loads(line[len("REPORT"):])
+    assert report.pop("tensorflow_loaded") is False
+    from mitoseg_tf.zoo import list_models
+
+    assert sorted(report) == list_models()
+    for name, (loss, dice) in report.items():
+        assert loss == loss and loss > 0, name
+        assert 0.0 <= dice <= 1.0, name
