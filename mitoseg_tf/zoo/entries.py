@@ -20,6 +20,20 @@ _TABLE1 = {
 }
 
 
+_NOTES = (
+    "One builder (`mitoseg_tf.models.unet.build_unet`) makes U-Net, MCSA-Unet and every ablation "
+    "variant, so the networks of Table 1 differ only in the switched parts. CSA = `F1 + CBAM(F1)` "
+    "after each encoder level's double conv (not in the bottleneck unless `attention_in_bottleneck`). "
+    "`attention_variant='paper'` multiplies the spatial map into `F1` as the paper's eq. 2 is printed; "
+    "the default follows CBAM. With attention off, the `residual` switch adds a 1x1-projected "
+    "shortcut of the level input (a residual unit): `F1 + F1` would only rescale the features. "
+    "Not stated in the paper, chosen here: BatchNorm after every conv (on by default; "
+    "`batch_norm=False` gives the reference 31.0 M-parameter Keras U-Net), dropout 0.5 after the "
+    "deepest encoder level and the bottleneck, Adam with weight EMA (decay 0.99) for training. "
+    "Model input is RGB in [0, 255]; the model rescales it itself."
+)
+
+
 def _variant_name(ca, sa, res):
     if ca and sa and res:
         return "mcsa_unet"
@@ -47,6 +61,7 @@ def _register_unet_family():
                     tags.append("table2")
                 register(
                     name,
+                    notes=_NOTES,
                     summary=summary,
                     reference=_UNET_REF if is_baseline else f"{_MCSA_REF}; CBAM: Woo et al., ECCV 2018",
                     paper=_MCSA_PAPER,
