@@ -31,6 +31,7 @@ def _add_train(sub):
     p.add_argument("--output-dir", default=d.output_dir, help="parent folder of the run folder")
     p.add_argument("--run-name", default=None, help="run folder name (default: model and time)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
+    p.add_argument("--num-examples", type=int, default=None, help=argparse.SUPPRESS)  # tiles per split, for tests
 
 
 def _add_evaluate(sub):
@@ -41,6 +42,7 @@ def _add_evaluate(sub):
     p.add_argument("--split", default="test")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic set (must match training's)")
+    p.add_argument("--num-examples", type=int, default=None, help=argparse.SUPPRESS)  # tiles, for tests
 
 
 def _add_models(sub):
@@ -77,6 +79,7 @@ def _train(args):
         output_dir=args.output_dir,
         run_name=args.run_name,
         tensorboard=args.tensorboard,
+        num_examples=args.num_examples,
     )
     train_run(config)
 
@@ -89,7 +92,7 @@ def _evaluate(args):
     from mitoseg_tf.training.targets import output_roles
 
     model = load_checkpoint(args.checkpoint)
-    source = load_source(args.data, args.split, data_dir=args.data_dir, seed=args.seed)
+    source = load_source(args.data, args.split, data_dir=args.data_dir, num_examples=args.num_examples, seed=args.seed)
     data = make_pipeline(source, training=False, batch_size=args.batch_size, roles=output_roles(model))
     print(format_table(evaluate(model, data), title=f"{model.name} on {args.data}/{args.split}"))
 

@@ -125,7 +125,8 @@ def _to_model_inputs(example, roles):
     targets = {}
     for name, role in roles.items():
         if role == "classification":
-            targets[name] = tf.cast(tf.reduce_any(mask > 0, keepdims=True)[0], tf.float32)[None]
+            # (1,) per tile -> (B, 1) batches, the shape of a per-tile classification output
+            targets[name] = tf.reshape(tf.cast(tf.reduce_any(mask > 0), tf.float32), (1,))
         else:
             targets[name] = mask
     return example["image"], targets
@@ -171,7 +172,12 @@ def make_pipeline(
         ds = source.map(_plain, num_parallel_calls=AUTOTUNE)
     else:
         shuffle = min(shuffle_buffer, total)
+        # Probability that a crop of a tile with a mitosis is centred near one.
+        centre_probability = positive_fraction or 0.0
         if positive_fraction is not None and 0 < positives < total:
+            # The sampler already draws positive tiles at rate positive_fraction: centre all
+            # their crops, or the share of mitosis-centred crops would be positive_fraction**2.
+            centre_probability = 1.0
             pos = source.filter(_has_mitosis).repeat().shuffle(min(shuffle, positives), seed=seed)
             neg = source.filter(lambda e: tf.logical_not(_has_mitosis(e)))
             neg = neg.repeat().shuffle(min(shuffle, total - positives), seed=seed + 1)
@@ -184,7 +190,7 @@ def make_pipeline(
             seed=seed,
             crop_size=crop_size,
             scale_range=scale_range,
-            positive_fraction=positive_fraction or 0.0,
+            positive_fraction=centre_probability,
             stain_jitter=stain_jitter,
             rotate=rotate,
             flip=flip,

@@ -3,6 +3,12 @@
 SOURCES = ("synthetic", "synthetic_tfds")
 
 
+def check_source(name):
+    """Raise the unknown-source error early, before any run folder or model is made."""
+    if name not in SOURCES:
+        raise ValueError(f"Unknown data source {name!r}; available: {', '.join(SOURCES)}.")
+
+
 def load_source(name="synthetic", split="train", *, data_dir=None, num_examples=None, size=256, seed=0):
     """Load split ``split`` of data source ``name`` as a ``tf.data.Dataset``.
 
@@ -19,5 +25,6 @@ def load_source(name="synthetic", split="train", *, data_dir=None, num_examples=
     if name == "synthetic_tfds":
         from mitoseg_tf.data.synthetic_tfds import load_synthetic_tfds
 
-        return load_synthetic_tfds(split, data_dir)
+        ds = load_synthetic_tfds(split, data_dir)
+        return ds if num_examples is None else ds.take(num_examples)
     raise ValueError(f"Unknown data source {name!r}; available: {', '.join(SOURCES)}.")

@@ -43,8 +43,12 @@ class BestCheckpoint(keras.callbacks.Callback):
             return
         self.best, self.best_epoch = value, epoch
         tmp = self.path[: -len(".keras")] + ".tmp.keras"
-        self.model.save(tmp)
-        os.replace(tmp, self.path)
+        try:
+            self.model.save(tmp)
+            os.replace(tmp, self.path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
 class BatchLossLogger(keras.callbacks.Callback):

@@ -36,6 +36,7 @@ class RunConfig:
     num_overlays: int = 4
     tensorboard: bool = False
     model_args: dict = dataclasses.field(default_factory=dict)
+    num_examples: int | None = None  # tiles per split (None: the source's full splits); for quick tests
 
 
 def _seed_everything(seed):
@@ -55,11 +56,12 @@ def _collect_overlays(model, val_data, count):
         order = np.argsort(-truth.reshape(len(truth), -1).sum(axis=1))
         probs = primary_probabilities(model, np.asarray(batch_images))
         labels = labels_from_output(probs)
-        for i in order[:count]:
+        for i in order[: count - len(images)]:
             images.append(np.asarray(batch_images[i]))
             masks.append(truth[i])
             preds.append(labels[i])
-        break
+        if len(images) >= count:  # batches smaller than `count` contribute in turn
+            break
     return images[:count], masks[:count], preds[:count]
 
 
@@ -74,7 +76,10 @@ def train_run(config: RunConfig, log=print):
     from mitoseg_tf.training.targets import output_roles
     from mitoseg_tf.zoo import build, get_card
 
-    get_card(config.model)  # unknown names fail before any data is generated
+    from mitoseg_tf.data.sources import check_source
+
+    get_card(config.model)  # unknown names fail before any data is generated or folder made
+    check_source(config.data)
     precision = set_precision(config.precision)
     _seed_everything(config.seed)
     name = config.run_name or f"{config.model}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
@@ -90,7 +95,10 @@ def train_run(config: RunConfig, log=print):
     roles = output_roles(model)
     log(f"Model {config.model}: {model.count_params():,} parameters")
 
-    sources = {s: load_source(config.data, s, data_dir=config.data_dir, seed=config.seed) for s in ("train", "validation", "test")}
+    sources = {
+        s: load_source(config.data, s, data_dir=config.data_dir, num_examples=config.num_examples, seed=config.seed)
+        for s in ("train", "validation", "test")
+    }
     train_ds = make_pipeline(
         sources["train"],
         training=True,
