@@ -10,9 +10,10 @@ they arrive as (b)float16, where log(1e-7) underflows and batch sums over
 512x512 pixels overflow. Every loss returns float32.
 
 Shapes returned by `call` (what `sample_weight` must broadcast against):
-per-pixel maps (B, H, W) for `CrossEntropy`, `Focal` and `CEDice`, per-image
-values (B,) for `SoftDice`. With the default reduction the result is the mean
-over pixels (for SoftDice, over images) of these.
+per-pixel maps (B, H, W) for `CrossEntropy`, `Focal`, `CEDice`, `BCEDice`
+and `Hybrid`, per-image values (B,) for `SoftDice`. With the default
+reduction the result is the mean over pixels (for SoftDice, over images) of
+these.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ import keras
 from keras import ops
 
 __all__ = [
+    "BCEDice",
     "CEDice",
     "CrossEntropy",
     "Focal",
+    "Hybrid",
     "LOSS_NAMES",
     "SoftDice",
     "get_loss",
+    "ms_ssim",
+    "ssim",
 ]
 
 # Probabilities are clipped to [_EPS, 1 - _EPS] before the log so that a
@@ -318,12 +323,273 @@ class Focal(_SegmentationLoss):
         return config
 
 
-_LOSSES = {"ce": CrossEntropy, "dice": SoftDice, "ce_dice": CEDice, "focal": Focal}
+# --------------------------------------------------------------------------
+# The losses of the comparison networks' papers (UNet++, UNet 3+)
+# --------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="mitoseg_tf")
+class BCEDice(CEDice):
+    """UNet++'s loss: 0.5 * cross-entropy + (1 - soft Dice).
+
+    The official code (MrGiovanni/UNetPlusPlus, ``bce_dice_loss``) returns
+    ``0.5 * BCE - Dice``. This class returns ``0.5 * BCE + (1 - Dice)``: the
+    same function shifted by the constant 1, so the gradients and the optimum
+    are identical, while the value stays >= 0 and reads 0 at a perfect
+    prediction like every other loss of the zoo (and a loss log of negative
+    numbers is not mistaken for a bug). The Dice is the official one: smooth
+    1, pooled over the whole batch, on the foreground (mitosis) probability.
+
+    Example:
+        >>> loss = BCEDice()
+        >>> value = loss(np.array([[[1, 0]]]), np.array([[[[0.8], [0.4]]]], "float32"))
+    """
+
+    def __init__(
+        self,
+        ce_weight=0.5,
+        dice_weight=1.0,
+        smooth=1.0,
+        classes="foreground",
+        per_image=False,
+        from_logits=False,
+        name="bce_dice",
+        **kwargs,
+    ):
+        super().__init__(
+            ce_weight=ce_weight,
+            dice_weight=dice_weight,
+            smooth=smooth,
+            classes=classes,
+            per_image=per_image,
+            from_logits=from_logits,
+            name=name,
+            **kwargs,
+        )
+
+
+# Wang, Simoncelli & Bovik 2003: the weights of the five MS-SSIM scales, finest first.
+_MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+# cs and SSIM are raised to fractional powers; a negative value (anti-correlated
+# structure) would give NaN, so they are floored at this value first.
+_SSIM_FLOOR = 1e-6
+
+
+def _gaussian_window(size, sigma, channels):
+    """(size, size, channels, 1) depthwise kernel of a normalised 2-D Gaussian.
+
+    Centred at (size - 1) / 2 so that even sizes (windows shrunk to a small
+    image) stay symmetric.
+    """
+    coords = ops.arange(size, dtype="float32") - (size - 1) / 2.0
+    g = ops.exp(-ops.square(coords) / (2.0 * sigma**2))
+    g = g / ops.sum(g)
+    window = g[:, None] * g[None, :]
+    return ops.tile(window[:, :, None, None], (1, 1, channels, 1))
+
+
+def _spatial_size(x):
+    """Smallest static spatial side of (B, H, W, C), or None when unknown."""
+    sides = x.shape[1:3]
+    return None if any(s is None for s in sides) else min(sides)
+
+
+def _ssim_and_cs(x, y, window_size, sigma, value_range):
+    """Per-image SSIM and contrast-structure term cs, both (B,), float32.
+
+    Statistics come from a Gaussian window applied with a "valid" depthwise
+    convolution (no padding, as in Wang et al.: zero padding would invent
+    structure at the borders). The window shrinks to the image when the image
+    is smaller than it, as in the UNet 3+ code.
+    """
+    channels = x.shape[-1]
+    side = _spatial_size(x)
+    size = window_size if side is None else min(window_size, side)
+    c1 = (0.01 * value_range) ** 2
+    c2 = (0.03 * value_range) ** 2
+    # One depthwise convolution filters all five moment maps at once.
+    stacked = ops.concatenate([x, y, x * x, y * y, x * y], axis=-1)
+    kernel = _gaussian_window(size, sigma, 5 * channels)
+    moments = ops.depthwise_conv(stacked, kernel, strides=1, padding="valid")
+    mu_x, mu_y, e_xx, e_yy, e_xy = ops.split(moments, 5, axis=-1)
+    var_x = e_xx - ops.square(mu_x)
+    var_y = e_yy - ops.square(mu_y)
+    cov = e_xy - mu_x * mu_y
+    cs_map = (2.0 * cov + c2) / (var_x + var_y + c2)
+    luminance = (2.0 * mu_x * mu_y + c1) / (ops.square(mu_x) + ops.square(mu_y) + c1)
+    axes = (1, 2, 3)
+    return ops.mean(luminance * cs_map, axis=axes), ops.mean(cs_map, axis=axes)
+
+
+def ssim(x, y, window_size=11, sigma=1.5, value_range=1.0):
+    """Single-scale SSIM per image, (B,) float32, of (B, H, W, C) images (Wang et al. 2004).
+
+    Constants K1 = 0.01, K2 = 0.03 of ``value_range`` (1 for probabilities).
+
+    Example:
+        >>> x = np.random.default_rng(0).random((2, 32, 32, 1)).astype("float32")
+        >>> ssim(x, x)   # [1., 1.]
+    """
+    x = ops.cast(ops.convert_to_tensor(x), "float32")
+    y = ops.cast(ops.convert_to_tensor(y), "float32")
+    return _ssim_and_cs(x, y, window_size, sigma, value_range)[0]
+
+
+def ms_ssim_scales(side, max_scales=5, window_size=11):
+    """How many MS-SSIM scales an image whose smaller side is ``side`` gets.
+
+    The standard 5 scales need a side of at least ``window_size * 2**4`` = 176
+    pixels; mitosis tiles are often 64-128 px. A scale is used only while the
+    image at that scale still holds a whole window, so a 64-px tile gets 3
+    scales (64, 32, 16), a 256-px one all 5; an image smaller than the window
+    gets 1 (with the window shrunk to it). Unknown sizes get ``max_scales``.
+    """
+    if side is None:
+        return max_scales
+    scales = 1
+    while scales < max_scales and side // 2**scales >= window_size:
+        scales += 1
+    return scales
+
+
+def ms_ssim(x, y, max_scales=5, window_size=11, sigma=1.5, value_range=1.0):
+    """Multi-scale SSIM per image, (B,) float32 (Wang, Simoncelli & Bovik 2003).
+
+    ``prod_{j < M} cs_j ** w_j * SSIM_M ** w_M`` over M scales, each halving
+    the image with 2x2 average pooling. M comes from ``ms_ssim_scales``
+    (fewer than 5 on small tiles); the standard weights of the M scales used
+    are renormalised to sum to 1, so identical images still score exactly 1.
+    cs and SSIM are floored at 1e-6 before the fractional powers (negative
+    values only arise for anti-correlated images and would give NaN).
+
+    Example:
+        >>> x = np.random.default_rng(0).random((2, 64, 64, 1)).astype("float32")
+        >>> ms_ssim(x, x)   # [1., 1.]
+    """
+    x = ops.cast(ops.convert_to_tensor(x), "float32")
+    y = ops.cast(ops.convert_to_tensor(y), "float32")
+    if not 1 <= max_scales <= len(_MS_SSIM_WEIGHTS):
+        raise ValueError(f"max_scales must be in 1..{len(_MS_SSIM_WEIGHTS)}; got {max_scales}")
+    scales = ms_ssim_scales(_spatial_size(x), max_scales, window_size)
+    weights = _MS_SSIM_WEIGHTS[:scales]
+    total = sum(weights)
+    result = None
+    for scale in range(scales):
+        full, cs = _ssim_and_cs(x, y, window_size, sigma, value_range)
+        value = full if scale == scales - 1 else cs
+        term = ops.power(ops.maximum(value, _SSIM_FLOOR), weights[scale] / total)
+        result = term if result is None else result * term
+        if scale < scales - 1:
+            x = ops.average_pool(x, 2, strides=2, padding="valid")
+            y = ops.average_pool(y, 2, strides=2, padding="valid")
+    return result
+
+
+@keras.saving.register_keras_serializable(package="mitoseg_tf")
+class Hybrid(_SegmentationLoss):
+    """UNet 3+'s hybrid loss: focal + (1 - MS-SSIM) + IoU loss (Huang et al. 2020, eq. 2-4).
+
+    - focal: `Focal` (``gamma``, ``alpha``) on the class probabilities, per pixel;
+    - MS-SSIM: `ms_ssim` between the foreground (mitosis) probability map and
+      the binary mask, per image, with the window and scale rules given there;
+    - IoU: ``1 - (sum(t p) + s) / (sum(t) + sum(p) - sum(t p) + s)`` on the
+      foreground probability, per image. The official code has no ``s``,
+      which is 0 / 0 on a tile without mitosis predicted empty; ``s`` =
+      ``iou_smooth`` = 1 keeps it finite (and pushes such predictions to 0).
+
+    The foreground probability is p for a sigmoid output and 1 - p(background)
+    (the sum of classes 1..C-1) for a softmax one. `call` returns the focal
+    map plus both per-image terms, so the default mean over pixels is
+    ``focal_weight * focal + ssim_weight * (1 - MS-SSIM) + iou_weight * IoU``.
+
+    Example:
+        >>> loss = Hybrid()
+        >>> value = loss(np.zeros((2, 64, 64)), np.full((2, 64, 64, 1), 0.1, "float32"))
+    """
+
+    def __init__(
+        self,
+        gamma=2.0,
+        alpha=None,
+        focal_weight=1.0,
+        ssim_weight=1.0,
+        iou_weight=1.0,
+        iou_smooth=1.0,
+        max_scales=5,
+        window_size=11,
+        sigma=1.5,
+        from_logits=False,
+        name="hybrid",
+        **kwargs,
+    ):
+        super().__init__(from_logits=from_logits, name=name, **kwargs)
+        if iou_smooth < 0:
+            raise ValueError(f"iou_smooth must be >= 0; got {iou_smooth}")
+        if not isinstance(window_size, int) or window_size < 1:
+            raise ValueError(f"window_size must be a positive integer; got {window_size!r}")
+        if not 1 <= max_scales <= len(_MS_SSIM_WEIGHTS):
+            raise ValueError(f"max_scales must be in 1..{len(_MS_SSIM_WEIGHTS)}; got {max_scales}")
+        self._focal = Focal(gamma=gamma, alpha=alpha, from_logits=from_logits)
+        self.focal_weight = float(focal_weight)
+        self.ssim_weight = float(ssim_weight)
+        self.iou_weight = float(iou_weight)
+        self.iou_smooth = float(iou_smooth)
+        self.max_scales = int(max_scales)
+        self.window_size = int(window_size)
+        self.sigma = float(sigma)
+
+    def per_image_terms(self, y_true, y_pred):
+        """(1 - MS-SSIM, IoU loss), each (B,), on the foreground probability."""
+        labels, scores, channels = _prepare(y_true, y_pred)
+        probs = _class_probs(scores, channels, self.from_logits)
+        foreground = ops.sum(probs[..., 1:], axis=-1)[..., None]
+        truth = ops.cast(ops.greater_equal(labels, 1), "float32")[..., None]
+        ssim_loss = 1.0 - ms_ssim(foreground, truth, self.max_scales, self.window_size, self.sigma)
+        axes = tuple(range(1, len(truth.shape)))
+        intersection = ops.sum(truth * foreground, axis=axes)
+        union = ops.sum(truth, axis=axes) + ops.sum(foreground, axis=axes) - intersection
+        iou_loss = 1.0 - (intersection + self.iou_smooth) / (union + self.iou_smooth)
+        return ssim_loss, iou_loss
+
+    def call(self, y_true, y_pred):
+        labels, scores, _ = _prepare(y_true, y_pred)
+        focal = self._focal.call(labels, scores)
+        ssim_loss, iou_loss = self.per_image_terms(labels, scores)
+        per_image = self.ssim_weight * ssim_loss + self.iou_weight * iou_loss
+        per_image = ops.reshape(per_image, (-1,) + (1,) * (len(focal.shape) - 1))
+        return self.focal_weight * focal + per_image
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "gamma": self._focal.gamma,
+                "alpha": self._focal.alpha,
+                "focal_weight": self.focal_weight,
+                "ssim_weight": self.ssim_weight,
+                "iou_weight": self.iou_weight,
+                "iou_smooth": self.iou_smooth,
+                "max_scales": self.max_scales,
+                "window_size": self.window_size,
+                "sigma": self.sigma,
+            }
+        )
+        return config
+
+
+_LOSSES = {
+    "ce": CrossEntropy,
+    "dice": SoftDice,
+    "ce_dice": CEDice,
+    "focal": Focal,
+    "bce_dice": BCEDice,
+    "hybrid": Hybrid,
+}
 LOSS_NAMES = tuple(_LOSSES)
 
 
 def get_loss(name_or_loss, from_logits=False):
-    """A loss from its short name ("ce", "dice", "ce_dice", "focal").
+    """A loss from its short name ("ce", "dice", "ce_dice", "focal", "bce_dice", "hybrid").
 
     A `keras.losses.Loss` instance is returned unchanged (its own
     `from_logits` stands).

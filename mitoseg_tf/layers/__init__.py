@@ -3,6 +3,7 @@
 from mitoseg_tf.layers.attention import CBAM, CSA, ChannelAttention, SpatialAttention
 from mitoseg_tf.layers.checks import InputSizeCheck
 from mitoseg_tf.layers.conv import conv_bn_act, double_conv, up_conv
+from mitoseg_tf.layers.heads import MapAverage, TileGate
 from mitoseg_tf.layers.norm import BatchNorm
 
 __all__ = [
@@ -11,7 +12,9 @@ __all__ = [
     "CSA",
     "ChannelAttention",
     "InputSizeCheck",
+    "MapAverage",
     "SpatialAttention",
+    "TileGate",
     "conv_bn_act",
     "double_conv",
     "up_conv",

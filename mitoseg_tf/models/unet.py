@@ -18,8 +18,8 @@ row identical to its Res-Unet, which is this kind of block).
 import keras
 
 from mitoseg_tf.layers.attention import CSA
-from mitoseg_tf.layers.conv import conv_bn_act, double_conv, up_conv
-from mitoseg_tf.models.common import check_common_args, image_input, segmentation_head
+from mitoseg_tf.layers.conv import conv_bn_act, double_conv
+from mitoseg_tf.models.common import check_common_args, image_input, segmentation_head, unet_decoder
 
 
 def _encoder_level(x, filters, prefix, *, batch_norm, channel_attention, spatial_attention, residual, attention):
@@ -111,12 +111,7 @@ def build_unet(
     if dropout:
         x = keras.layers.Dropout(dropout, name="bottleneck_dropout")(x)
 
-    for level in reversed(range(depth)):
-        prefix = f"dec{level + 1}"
-        filters = base_filters * 2**level
-        x = up_conv(x, filters, prefix, batch_norm=batch_norm)
-        x = keras.layers.Concatenate(name=f"{prefix}_concat")([skips[level], x])
-        x = double_conv(x, filters, prefix, batch_norm=batch_norm)
+    x = unet_decoder(x, skips, base_filters, double_conv, batch_norm=batch_norm)
 
     outputs = segmentation_head(x, num_classes, output_activation)
     return keras.Model(inputs, outputs, name=name)

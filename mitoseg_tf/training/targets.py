@@ -41,10 +41,16 @@ def head_weights(names, scheme="equal", floor=0.0625):
     """Loss weight per segmentation head: ``equal`` (1 each, then normalised) or
     ``halving`` (1 for the primary map, then 0.5, 0.25, ... never below ``floor``),
     like MONAI's DeepSupervisionLoss. Weights are normalised to sum to 1 so the
-    loss scale does not depend on the head count."""
+    loss scale does not depend on the head count.
+
+    Halving follows the order of ``names`` after the primary map
+    (``compile_model`` passes the model's output order): builders list their
+    extra heads from the one closest to the final map to the farthest (UNet 3+
+    hd2 .. hd5, UNet++ X^{0,4} .. X^{0,1}), as MONAI's networks do. A name
+    sort would get UNet++ backwards."""
     if scheme not in ("equal", "halving"):
         raise ValueError(f"head weight scheme must be 'equal' or 'halving'; got {scheme!r}.")
-    ordered = [PRIMARY_OUTPUT] + sorted(n for n in names if n != PRIMARY_OUTPUT)
+    ordered = [PRIMARY_OUTPUT] + [n for n in names if n != PRIMARY_OUTPUT]
     if scheme == "equal":
         raw = [1.0] * len(ordered)
     else:

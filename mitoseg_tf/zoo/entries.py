@@ -1,6 +1,9 @@
 """The built-in zoo entries. Importing this module registers them."""
 
+from mitoseg_tf.models.res_unet import build_res_unet
 from mitoseg_tf.models.unet import build_unet
+from mitoseg_tf.models.unet_3plus import build_unet_3plus
+from mitoseg_tf.models.unet_plus_plus import build_unet_plus_plus
 from mitoseg_tf.zoo.registry import register
 
 _UNET_REF = "Ronneberger, Fischer & Brox, U-Net, MICCAI 2015 (arXiv:1505.04597)"
@@ -73,3 +76,56 @@ def _register_unet_family():
 
 
 _register_unet_family()
+
+
+# The paper's Table 2 (Dice / MPA / MIoU) for the networks MCSA-Unet is compared with.
+_TABLE2 = {
+    "res_unet": {"mean_dice": 0.68, "paper_mpa": 0.51, "miou": 0.58},
+    "unet_plus_plus": {"mean_dice": 0.80, "paper_mpa": 0.63, "miou": 0.62},
+    "unet_3plus": {"mean_dice": 0.77, "paper_mpa": 0.67, "miou": 0.64},
+}
+
+
+def _register_comparison_networks():
+    register(
+        "res_unet",
+        summary="Res-UNet: deep residual U-Net (pre-activation residual units, three downsamplings)",
+        reference=(
+            "Zhang, Liu & Wang, Road extraction by deep residual U-Net, IEEE GRSL 2018 (arXiv:1711.10684); "
+            "variant='residual_5level': residual-block U-Net in the style of Xiao et al. 2018"
+        ),
+        paper=_MCSA_PAPER,
+        paper_results=_TABLE2["res_unet"],
+        notes="The paper's ref. [13] is not identifiable; Zhang et al. 2018 is the default. 8.23 M parameters at f=64.",
+        tags=("comparison", "table2", "residual"),
+        tiny=dict(base_filters=4, input_shape=(32, 32, 3), dropout=0.0),
+    )(build_res_unet)
+    register(
+        "unet_plus_plus",
+        summary="UNet++: nested dense skip pathways, deep supervision, accurate / fast (pruned) inference",
+        reference=(
+            "Zhou et al., UNet++: A Nested U-Net Architecture for Medical Image Segmentation, "
+            "DLMIA 2018 (arXiv:1807.10165); IEEE TMI 2019 (arXiv:1912.05074)"
+        ),
+        paper=_MCSA_PAPER,
+        paper_results=_TABLE2["unet_plus_plus"],
+        notes="Official Keras defaults (f=32, no BN, dropout 0.5, L2 1e-4): 9.04 M parameters. Paper loss: 'bce_dice'.",
+        tags=("comparison", "table2", "deep_supervision"),
+        tiny=dict(base_filters=4, input_shape=(32, 32, 3), dropout=0.0),
+    )(build_unet_plus_plus)
+    register(
+        "unet_3plus",
+        summary="UNet 3+: full-scale skips, full-scale deep supervision and a classification-guided module",
+        reference=(
+            "Huang et al., UNet 3+: A Full-Scale Connected UNet for Medical Image Segmentation, "
+            "ICASSP 2020 (arXiv:2004.08790)"
+        ),
+        paper=_MCSA_PAPER,
+        paper_results=_TABLE2["unet_3plus"],
+        notes="26.97 M parameters at f=64 (27.0 M with deep supervision). Paper loss: 'hybrid'.",
+        tags=("comparison", "table2", "deep_supervision", "cgm"),
+        tiny=dict(base_filters=4, skip_filters=4, input_shape=(32, 32, 3), cgm_dropout=0.0),
+    )(build_unet_3plus)
+
+
+_register_comparison_networks()
