@@ -72,4 +72,6 @@ def fit(
         validation_steps=validation_steps,
         callbacks=cbs,
         verbose=verbose,
+        # the pipeline shuffles with its own seed; Keras would only warn that it cannot
+        shuffle=False,
     )
