@@ -1,4 +1,4 @@
-"""``mitoseg``: train, evaluate and list the zoo's models from the shell.
+"""``mitoseg``: train, evaluate, export and list the zoo's models from the shell.
 
 Thin wrappers over ``mitoseg_tf.training`` and ``mitoseg_tf.zoo``; every
 user error becomes one line on stderr and exit status 2, not a traceback.
@@ -51,12 +51,21 @@ def _add_models(sub):
     p.add_argument("--no-params", action="store_true", help="skip building models to count parameters")
 
 
+def _add_export(sub):
+    p = sub.add_parser("export", help="write a checkpoint as a SavedModel that serves whole images of any size")
+    p.add_argument("--checkpoint", required=True, help="a .keras file, e.g. runs/NAME/best.keras")
+    p.add_argument("--out", required=True, help="folder for the SavedModel")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability above which the mask is 1")
+    p.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
+
+
 def parser():
     p = argparse.ArgumentParser(prog="mitoseg", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_evaluate(sub)
     _add_models(sub)
+    _add_export(sub)
     return p
 
 
@@ -110,9 +119,28 @@ def _models(args):
         print(f"| {name} | {params} | {get_card(name).summary} |")
 
 
+def _export(args):
+    from mitoseg_tf.export import card_from_run, export
+    from mitoseg_tf.training.checkpoint import load_checkpoint
+
+    if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
+        raise ValueError(f"{args.out!r} exists and is not empty; pass --overwrite or choose another folder.")
+    model = load_checkpoint(args.checkpoint)
+    # A run folder keeps config.json / metrics.json beside best.keras; they fill the model card.
+    run_dir, checkpoint = os.path.split(os.path.abspath(args.checkpoint))
+    card = card_from_run(run_dir)
+    # Run folder and file name only: an absolute path would leak the exporting machine's layout.
+    card["checkpoint"] = f"{os.path.basename(run_dir)}/{checkpoint}"
+    written = export(model, args.out, card=card, threshold=args.threshold)
+    print(
+        f"SavedModel of {written['name']} written to {args.out} (stride {written['input']['stride']}, "
+        f"threshold {written['threshold']}); model card: {os.path.join(args.out, 'assets', 'model_card.json')}"
+    )
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
-    handler = {"train": _train, "evaluate": _evaluate, "models": _models}[args.command]
+    handler = {"train": _train, "evaluate": _evaluate, "models": _models, "export": _export}[args.command]
     try:
         handler(args)
     except (ValueError, KeyError, FileNotFoundError) as err:

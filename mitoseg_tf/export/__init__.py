@@ -1,0 +1,9 @@
+"""Deployment formats: ``export(model, out_dir)`` writes a SavedModel that serves whole images.
+
+    >>> from mitoseg_tf.export import export
+    >>> export(model, "exported/mcsa_unet")        # then tf.saved_model.load(...) anywhere
+"""
+
+from mitoseg_tf.export.saved_model import CARD_FILE, card_from_run, export, network_stride
+
+__all__ = ["CARD_FILE", "card_from_run", "export", "network_stride"]

@@ -1,0 +1,356 @@
+"""Export a zoo model as a TensorFlow SavedModel that serves whole images.
+
+The exported graph takes a batch of RGB images of any height and width, pads
+them (reflect) to a multiple of the network's stride, runs the model, crops
+back and returns, at the input size::
+
+    probability  float32 (B, H, W)  per-pixel mitosis probability
+    mask         uint8   (B, H, W)  1 where probability > threshold
+
+Two signatures, both with the outputs above:
+
+- ``serving_default``: ``images`` uint8 ``[None, None, None, 3]``, RGB 0-255
+  (what ``tf.io.decode_png`` gives).
+- ``serving_float``: ``images`` float32 ``[None, None, None, 3]``, RGB 0-1
+  (multiplied by 255 in the graph; values are not clipped).
+
+The model's own normalisation stays inside the model (zoo models take 0-255).
+Loading needs TensorFlow only, not this package::
+
+    loaded = tf.saved_model.load(export_dir)
+    out = loaded.signatures["serving_default"](images=tf.constant(batch_uint8))
+    out["probability"], out["mask"]
+    card = json.loads(tf.io.read_file(loaded.model_card.asset_path).numpy())
+    # or, without TensorFlow: json.load(open(f"{export_dir}/assets/model_card.json"))
+
+There is no sliding-window signature: the package has no sliding-window
+inference yet, so a whole image goes through the network in one pass (memory
+grows with the image area). A second signature will be added with it.
+"""
+
+import datetime
+import json
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from mitoseg_tf import __version__
+
+CARD_FILE = "model_card.json"
+PRIMARY_OUTPUT = "mask"
+MITOSIS_CLASS = 1
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def _all_layers(model):
+    """Every layer, descending into nested models."""
+    stack = list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop()
+        yield layer
+        stack.extend(getattr(layer, "layers", []))
+
+
+def network_stride(model):
+    """The size multiple the model needs: the lcm of its ``InputSizeCheck`` layers' ``multiple`` (1 if none)."""
+    from mitoseg_tf.layers.checks import InputSizeCheck
+
+    multiples = [layer.multiple for layer in _all_layers(model) if isinstance(layer, InputSizeCheck)]
+    return math.lcm(*multiples) if multiples else 1
+
+
+def _output_activation(model):
+    layer = model.get_layer(PRIMARY_OUTPUT)
+    return layer.get_config().get("activation") or "linear"
+
+
+def _with_any_size_input(model):
+    """``model`` itself when its input takes any height and width, else a functional clone that does.
+
+    Zoo networks are fully convolutional, so a model built for fixed-size tiles
+    runs on any multiple of its stride once the input spec allows it.
+    """
+    shape = tuple(model.inputs[0].shape)
+    if shape[1] is None and shape[2] is None:
+        return model
+    import keras
+
+    config = model.get_config()
+    input_layers = [layer for layer in config.get("layers", []) if layer.get("class_name") == "InputLayer"]
+    if len(input_layers) != 1:
+        raise ValueError(
+            f"export: {model.name!r} has a fixed input size {shape[1:3]} and is not a single-input functional "
+            f"model that can be rebuilt for any size; build it with input_shape=(None, None, 3)."
+        )
+    layer_config = input_layers[0]["config"]
+    key = "batch_shape" if "batch_shape" in layer_config else "batch_input_shape"
+    layer_config[key] = [None, None, None, shape[3]]
+    clone = model.__class__.from_config(config)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _graph_safe_upsampling_class():
+    import keras
+
+    tf = _tf()
+
+    class GraphSafeUpSampling2D(keras.layers.UpSampling2D):
+        """``UpSampling2D`` whose interpolating resize works on unknown spatial sizes in a graph.
+
+        Keras 3.15 checks ``size[0] <= 0`` in Python inside ``ops.image.resize``
+        (keras-team/keras#22079), which fails when the size is a symbolic
+        tensor, i.e. whenever a ``(None, None, 3)`` model is traced for any
+        input size. The resize itself is the TensorFlow backend's own call.
+        """
+
+        def call(self, inputs):
+            if self.interpolation == "nearest":
+                return super().call(inputs)
+            x = inputs if self.data_format == "channels_last" else tf.transpose(inputs, [0, 2, 3, 1])
+            size = tf.shape(x)[1:3] * tf.constant(self.size, tf.int32)
+            x = tf.cast(tf.image.resize(x, size, method=self.interpolation, antialias=False), inputs.dtype)
+            return x if self.data_format == "channels_last" else tf.transpose(x, [0, 3, 1, 2])
+
+    return GraphSafeUpSampling2D
+
+
+def _graph_safe(model):
+    """``model``, or a clone sharing its weights whose interpolating ``UpSampling2D`` layers trace on any size."""
+    import keras
+
+    def interpolating(layer):
+        return isinstance(layer, keras.layers.UpSampling2D) and layer.interpolation != "nearest"
+
+    if not any(interpolating(layer) for layer in _all_layers(model)):
+        return model
+    replacement = _graph_safe_upsampling_class()
+
+    def clone(layer):
+        if interpolating(layer):
+            return replacement.from_config(layer.get_config())
+        return layer  # the same layer object: the clone shares every weight
+
+    return keras.models.clone_model(model, clone_function=clone)
+
+
+def reflect_pad_indices(size, multiple):
+    """Source index of every padded row/column and the offset of the original start.
+
+    The image is padded to the next multiple of ``multiple``, split as evenly as
+    possible between the two sides (one more at the end when the total is
+    odd), by mirror reflection about the edge pixels (NumPy's ``reflect``),
+    repeated for pads longer than the image so that any size works.
+    """
+    tf = _tf()
+    total = tf.math.floormod(-size, multiple)
+    before = total // 2
+    position = tf.range(size + total) - before
+    period = tf.maximum(2 * size - 2, 1)
+    folded = tf.math.floormod(position, period)
+    return tf.where(folded < size, folded, period - folded), before
+
+
+def _pad_crop_predict(model, images, stride, activation, class_axis_size):
+    """Float 0-255 images (B, H, W, 3) -> mitosis probability (B, H, W) at the input size."""
+    tf = _tf()
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    rows, top = reflect_pad_indices(height, stride)
+    cols, left = reflect_pad_indices(width, stride)
+    padded = tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
+    outputs = model(padded, training=False)
+    if isinstance(outputs, dict):
+        scores = outputs[PRIMARY_OUTPUT]
+    elif isinstance(outputs, (list, tuple)):
+        names = [tensor._keras_history.operation.name for tensor in model.outputs]
+        scores = outputs[names.index(PRIMARY_OUTPUT)]
+    else:
+        scores = outputs
+    scores = tf.cast(scores, tf.float32)
+    if activation == "linear":
+        scores = tf.nn.softmax(scores, axis=-1) if class_axis_size > 1 else tf.sigmoid(scores)
+    probability = scores[..., MITOSIS_CLASS] if class_axis_size > 1 else scores[..., 0]
+    return probability[:, top : top + height, left : left + width]
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def build_card(model, *, stride, threshold, activation, card=None):
+    """The model card stored with the export: what the model is, what it takes and how it scored.
+
+    Keys the caller passes in ``card`` (e.g. ``training_data``, ``metrics`` from
+    a run folder) override the ones derived from the model.
+    """
+    zoo = {}
+    try:
+        from mitoseg_tf.zoo import get_card
+
+        entry = get_card(model.name)
+        zoo = {
+            "summary": entry.summary,
+            "reference": entry.reference,
+            "paper": entry.paper,
+            "paper_results": entry.paper_results,
+        }
+    except ValueError:  # not a registered name: a custom model
+        pass
+    result = {
+        "name": model.name,
+        **zoo,
+        "package": "mitoseg-tf",
+        "package_version": __version__,
+        "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "parameters": int(model.count_params()),
+        "dtype_policy": getattr(getattr(model, "dtype_policy", None), "name", None),
+        "training_data": "unknown (not recorded at export)",
+        "metrics": None,
+        "threshold": float(threshold),
+        "input": {
+            "signatures": {
+                "serving_default": "images: uint8 [batch, height, width, 3], RGB 0-255",
+                "serving_float": "images: float32 [batch, height, width, 3], RGB 0-1 (not clipped)",
+            },
+            "any_size": True,
+            "stride": int(stride),
+            "padding": "reflect to the next multiple of stride, split evenly (extra pixel at the end), "
+            "cropped back after the network",
+            "normalisation": "inside the model (RGB 0-255 scaled to 0-1)",
+        },
+        "output": {
+            "probability": "float32 [batch, height, width]: mitosis-class probability",
+            "mask": f"uint8 [batch, height, width]: probability > {float(threshold)}",
+            "network_output_activation": activation,
+        },
+        "sliding_window": "not available: the package has no sliding-window inference yet",
+    }
+    result.update(card or {})
+    return _json_safe(result)
+
+
+class _Server:
+    """Holds the model and the tf.functions; ``module`` is what gets saved."""
+
+    def __init__(self, model, stride, threshold, card_path):
+        tf = _tf()
+        activation = _output_activation(model)
+        class_axis_size = int(model.get_layer(PRIMARY_OUTPUT).output.shape[-1])
+        threshold = float(threshold)
+
+        # One trace of the network, shared by both signatures (tracing dominates export time).
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        def predict_0_255(images):
+            probability = _pad_crop_predict(model, images, stride, activation, class_axis_size)
+            return {"probability": probability, "mask": tf.cast(probability > threshold, tf.uint8)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+        def serve_uint8(images):
+            return predict_0_255(tf.cast(images, tf.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
+        def serve_float(images):
+            return predict_0_255(images * 255.0)
+
+        module = tf.Module()
+        # The tf.Variables under the Keras variables, not the Keras model: tracking the
+        # model saves every layer as an object too, which doubles the export time.
+        module.model_variables = [v.value if hasattr(v, "value") else v for v in model.variables]
+        module.predict_0_255 = predict_0_255
+        module.serve_uint8 = serve_uint8
+        module.serve_float = serve_float
+        module.model_card = tf.saved_model.Asset(card_path)
+        self.module = module
+        self.signatures = {"serving_default": serve_uint8, "serving_float": serve_float}
+
+
+def export(model, out_dir, *, card=None, threshold=0.5, stride=None):
+    """Write ``model`` as a SavedModel in ``out_dir`` (see the module docstring for the signatures).
+
+    Args:
+        model: a zoo model (Keras, TensorFlow backend); the primary ``mask``
+            output is served, extra ``mask_*``/``cls`` outputs are dropped.
+            A fixed-size functional model is rebuilt for any input size.
+        out_dir: the SavedModel folder (created; must not hold a file).
+        card: extra model-card entries (e.g. ``training_data``, ``metrics``)
+            merged over the ones read from the model and the zoo registry.
+        threshold: probability above which ``mask`` is 1.
+        stride: the size multiple to pad to; default read from the model's
+            ``InputSizeCheck`` layer(s).
+
+    Returns:
+        The model card written as ``assets/model_card.json`` (a dict).
+
+    There is no sliding-window signature yet: the package has no
+    sliding-window inference, so each image is processed in one pass.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(f"export needs the TensorFlow backend; KERAS_BACKEND is {keras.backend.backend()!r}.")
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"export takes a keras.Model; got {type(model).__name__}.")
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"export: threshold must be in [0, 1]; got {threshold!r}.")
+    try:
+        model.get_layer(PRIMARY_OUTPUT)
+    except ValueError as err:
+        raise ValueError(f"export: {model.name!r} has no output layer named 'mask'.") from err
+    if model.inputs and tuple(model.inputs[0].shape)[-1] != 3:
+        raise ValueError(f"export: the model must take RGB images (3 channels); input is {model.inputs[0].shape}.")
+    out_dir = os.fspath(out_dir)
+    if os.path.isfile(out_dir):
+        raise ValueError(f"export: {out_dir!r} is a file; give a folder for the SavedModel.")
+
+    model = _graph_safe(_with_any_size_input(model))
+    stride = network_stride(model) if stride is None else int(stride)
+    if stride < 1:
+        raise ValueError(f"export: stride must be a positive integer; got {stride!r}.")
+    model_card = build_card(model, stride=stride, threshold=threshold, activation=_output_activation(model), card=card)
+
+    tf = _tf()
+    with tempfile.TemporaryDirectory() as scratch:
+        # The asset keeps its file name inside the SavedModel: assets/model_card.json.
+        card_path = os.path.join(scratch, CARD_FILE)
+        with open(card_path, "w") as fh:
+            json.dump(model_card, fh, indent=2)
+        server = _Server(model, stride, threshold, card_path)
+        tf.saved_model.save(server.module, out_dir, signatures=server.signatures)
+    return model_card
+
+
+def card_from_run(run_dir):
+    """Model-card entries from a run folder's ``config.json`` and ``metrics.json`` (those present)."""
+    card = {}
+    config_path = os.path.join(run_dir, "config.json")
+    metrics_path = os.path.join(run_dir, "metrics.json")
+    if os.path.isfile(config_path):
+        with open(config_path) as fh:
+            config = json.load(fh)
+        keys = ("data", "data_dir", "num_examples", "seed", "crop_size", "epochs", "steps_per_epoch", "batch_size")
+        card["training_data"] = {k: config[k] for k in keys if k in config}
+        card["training"] = {
+            k: config[k]
+            for k in ("model", "base_filters", "loss", "learning_rate", "resolved_precision", "model_args", "version")
+            if k in config
+        }
+    if os.path.isfile(metrics_path):
+        with open(metrics_path) as fh:
+            metrics = json.load(fh)
+        card["metrics"] = {k: metrics[k] for k in ("validation", "test") if k in metrics}
+    return card

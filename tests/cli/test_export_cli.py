@@ -1,0 +1,75 @@
+"""``mitoseg export``: a run folder's checkpoint becomes a SavedModel whose card records the run."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mitoseg_tf.cli.main import main
+from mitoseg_tf.training import compile_model
+from mitoseg_tf.zoo import build, get_card
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run folder as ``mitoseg train`` leaves it: best.keras, config.json, metrics.json."""
+    run = tmp_path_factory.mktemp("runs") / "unet-test"
+    run.mkdir()
+    model = build("unet", **{**get_card("unet").tiny, "input_shape": (None, None, 3)})
+    compile_model(model)
+    model.save(run / "best.keras")
+    config = {"model": "unet", "data": "synthetic", "seed": 3, "crop_size": 32, "epochs": 1, "base_filters": 4,
+              "loss": "ce", "resolved_precision": "float32", "version": "0.1.0"}  # fmt: skip
+    (run / "config.json").write_text(json.dumps(config))
+    metrics = {"model": "unet", "test": {"model": {"pooled": {"mean_dice": 0.61}}}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+def test_export_writes_a_saved_model_with_the_run_card(run_dir, tmp_path, capsys):
+    import tensorflow as tf
+
+    out = tmp_path / "exported"
+    assert main(["export", "--checkpoint", str(run_dir / "best.keras"), "--out", str(out), "--threshold", "0.4"]) == 0
+    assert "SavedModel of unet written" in capsys.readouterr().out
+    card = json.loads((out / "assets" / "model_card.json").read_text())
+    assert card["name"] == "unet"
+    assert card["threshold"] == 0.4
+    assert card["training_data"]["data"] == "synthetic" and card["training_data"]["seed"] == 3
+    assert card["metrics"]["test"]["model"]["pooled"]["mean_dice"] == 0.61
+    assert card["checkpoint"] == "unet-test/best.keras"
+
+    loaded = tf.saved_model.load(str(out))
+    images = np.random.default_rng(0).integers(0, 256, (1, 37, 50, 3), dtype=np.uint8)
+    result = loaded.signatures["serving_default"](images=tf.constant(images))
+    assert result["probability"].shape == (1, 37, 50) and result["mask"].dtype == tf.uint8
+    np.testing.assert_array_equal(result["mask"].numpy(), (result["probability"].numpy() > 0.4).astype(np.uint8))
+    assert json.loads(tf.io.read_file(loaded.model_card.asset_path).numpy()) == card
+
+
+def test_checkpoint_without_run_files_still_exports(run_dir, tmp_path):
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    os.link(run_dir / "best.keras", lone / "model.keras")
+    assert main(["export", "--checkpoint", str(lone / "model.keras"), "--out", str(tmp_path / "e")]) == 0
+    card = json.loads((tmp_path / "e" / "assets" / "model_card.json").read_text())
+    assert card["metrics"] is None and card["training_data"].startswith("unknown")
+
+
+def test_missing_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
+    code = main(["export", "--checkpoint", str(tmp_path / "nope" / "best.keras"), "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mitoseg export: error:") and "does not exist" in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_non_empty_output_folder_needs_overwrite(run_dir, tmp_path, capsys):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert main(["export", "--checkpoint", str(run_dir / "best.keras"), "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(run_dir / "best.keras"), "--out", str(out), "--overwrite"]) == 0
+    assert (out / "saved_model.pb").exists()

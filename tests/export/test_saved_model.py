@@ -1,0 +1,213 @@
+"""SavedModel export: every registered model, loaded by plain TensorFlow in another process.
+
+One module fixture exports every model at its tiny size and runs all of them
+in a single subprocess (TensorFlow's import and the exports dominate the
+cost); the tests then compare what that process saw with the Keras models.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from mitoseg_tf.export import CARD_FILE, export, network_stride
+from mitoseg_tf.zoo import build, get_card, list_models
+
+MODELS = list_models()
+# Height x width: one that needs no padding, odd ones, and one far smaller than the stride
+# (the reflection has to repeat to fill the pad).
+SIZES = [(32, 48), (37, 50), (21, 33), (5, 7)]
+BATCH = 2
+FLOAT32_BOUND = 1e-5
+# bfloat16 keeps 8 bits of mantissa: a different fusion or op order in the exported graph may
+# move an activation by a few bf16 ulps (~0.4 % each). Measured here: 0.0 (same CPU kernels).
+MIXED_BFLOAT16_BOUND = 1e-2
+MIXED = "mcsa_unet@mixed_bfloat16"
+# Export keys -> (zoo name, dtype policy, build overrides): every registered model at float32, plus
+# mixed precision and the head variants the zoo does not register (logits, one sigmoid channel).
+VARIANTS = {
+    MIXED: ("mcsa_unet", "mixed_bfloat16", {}),
+    "unet@logits": ("unet", "float32", {"output_activation": None}),
+    "unet@sigmoid": ("unet", "float32", {"output_activation": "sigmoid", "num_classes": 1}),
+}
+JOBS = {**{name: (name, "float32", {}) for name in MODELS}, **VARIANTS}
+
+LOADER = textwrap.dedent(
+    """
+    import json, os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    import numpy as np
+    import tensorflow as tf
+
+    root, inputs_path, out_path = sys.argv[1:4]
+    inputs = np.load(inputs_path)
+    results, cards = {}, {}
+    for name in sorted(os.listdir(root)):
+        loaded = tf.saved_model.load(os.path.join(root, name))
+        serve_uint8 = loaded.signatures["serving_default"]
+        serve_float = loaded.signatures["serving_float"]
+        for key in inputs.files:
+            images = inputs[key]
+            from_uint8 = serve_uint8(images=tf.constant(images))
+            from_float = serve_float(images=tf.constant(images.astype(np.float32) / np.float32(255.0)))
+            for kind, out in (("uint8", from_uint8), ("float", from_float)):
+                results[f"{name}|{key}|{kind}|probability"] = out["probability"].numpy()
+                results[f"{name}|{key}|{kind}|mask"] = out["mask"].numpy()
+        cards[name] = json.loads(tf.io.read_file(loaded.model_card.asset_path).numpy())
+    np.savez(out_path, **results)
+    with open(out_path + ".json", "w") as fh:
+        json.dump({"cards": cards, "imported_mitoseg_tf": any(m.startswith("mitoseg_tf") for m in sys.modules)}, fh)
+    """
+)
+
+
+def reflect_pad_reference(images, stride):
+    """NumPy's reflect pad split as the export documents it, and the crop offsets."""
+    height, width = images.shape[1:3]
+    pad_h, pad_w = -height % stride, -width % stride
+    top, left = pad_h // 2, pad_w // 2
+    padded = np.pad(images, ((0, 0), (top, pad_h - top), (left, pad_w - left), (0, 0)), mode="reflect")
+    return padded, top, left
+
+
+def keras_probability(model, images):
+    """Mitosis probability of the Keras model at the input size, padded the way the export pads."""
+    padded, top, left = reflect_pad_reference(images.astype(np.float32), network_stride(model))
+    outputs = model(padded, training=False)
+    if isinstance(outputs, (list, tuple)):
+        names = [t._keras_history.operation.name for t in model.outputs]
+        outputs = outputs[names.index("mask")]
+    elif isinstance(outputs, dict):
+        outputs = outputs["mask"]
+    scores = np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float32)
+    activation = model.get_layer("mask").get_config().get("activation") or "linear"
+    if activation == "linear":
+        ops = keras.ops
+        scores = ops.convert_to_numpy(ops.softmax(scores, axis=-1) if scores.shape[-1] > 1 else ops.sigmoid(scores))
+    probability = scores[..., 1] if scores.shape[-1] > 1 else scores[..., 0]
+    return probability[:, top : top + images.shape[1], left : left + images.shape[2]]
+
+
+def tiny_any_size(name, **overrides):
+    return build(name, **{**get_card(name).tiny, "input_shape": (None, None, 3), **overrides})
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """Export every model, run them all in one TensorFlow-only process; returns what it saw."""
+    root = tmp_path_factory.mktemp("exports")
+    work = tmp_path_factory.mktemp("work")
+    rng = np.random.default_rng(0)
+    inputs = {f"{h}x{w}": rng.integers(0, 256, (BATCH, h, w, 3), dtype=np.uint8) for h, w in SIZES}
+    np.savez(work / "inputs.npz", **inputs)
+
+    expected, strides = {}, {}
+    for key, (name, policy, overrides) in JOBS.items():
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            keras.utils.set_random_seed(1)
+            model = tiny_any_size(name, **overrides)
+            export(model, root / key, threshold=0.5)
+            strides[key] = network_stride(model)
+            for size, images in inputs.items():
+                expected[(key, size)] = keras_probability(model, images)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+
+    script = work / "load.py"
+    script.write_text(LOADER)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, str(script), str(root), str(work / "inputs.npz"), str(work / "out.npz")],
+        capture_output=True, text=True, cwd=str(work), env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = dict(np.load(work / "out.npz"))
+    with open(work / "out.npz.json") as fh:
+        meta = json.load(fh)
+    return {"root": root, "inputs": inputs, "expected": expected, "strides": strides, "results": results, **meta}
+
+
+def test_loader_process_did_not_import_the_package(served):
+    assert served["imported_mitoseg_tf"] is False
+
+
+@pytest.mark.parametrize("name", list(JOBS))
+def test_outputs_match_keras_at_every_size(served, name):
+    bound = MIXED_BFLOAT16_BOUND if name == MIXED else FLOAT32_BOUND
+    for size, images in served["inputs"].items():
+        want = served["expected"][(name, size)]
+        got = served["results"][f"{name}|{size}|uint8|probability"]
+        got_float = served["results"][f"{name}|{size}|float|probability"]
+        mask = served["results"][f"{name}|{size}|uint8|mask"]
+        assert got.shape == images.shape[:3] and got.dtype == np.float32, (size, got.shape, got.dtype)
+        assert mask.shape == images.shape[:3] and mask.dtype == np.uint8
+        assert np.abs(got - want).max() <= bound, (size, float(np.abs(got - want).max()))
+        # 0-255 uint8 and 0-1 float inputs are the same images.
+        assert np.abs(got_float - got).max() <= bound, (size, float(np.abs(got_float - got).max()))
+        np.testing.assert_array_equal(mask, (got > 0.5).astype(np.uint8))
+        assert ((got >= 0) & (got <= 1)).all()
+
+
+def test_card_is_readable_from_the_saved_model_alone(served):
+    for name in MODELS:
+        card = served["cards"][name]
+        assert card["name"] == name
+        assert card["threshold"] == 0.5
+        assert card["input"]["stride"] == served["strides"][name]
+        assert card["package_version"]
+        assert card["sliding_window"].startswith("not available")
+        with open(os.path.join(served["root"], name, "assets", CARD_FILE)) as fh:
+            assert json.load(fh) == card
+    assert served["cards"][MIXED]["dtype_policy"] == "mixed_bfloat16"
+
+
+def test_saved_model_cli_lists_both_signatures(served):
+    command = shutil.which("saved_model_cli")
+    if command is None:
+        pytest.skip("saved_model_cli is not on PATH")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run(
+        [command, "show", "--dir", str(served["root"] / "mcsa_unet"), "--all"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout
+    assert "signature_def['serving_default']" in text and "signature_def['serving_float']" in text
+    assert "dtype: DT_UINT8" in text and "shape: (-1, -1, -1, 3)" in text
+    for output in ("probability", "mask"):
+        assert f"outputs['{output}']" in text
+
+
+def test_fixed_size_model_is_served_at_any_size(tmp_path):
+    """A model built for 32x32 tiles is rebuilt for any size, sharing its weights."""
+    import tensorflow as tf
+
+    model = build("unet", **get_card("unet").tiny)
+    assert model.input_shape[1:3] == (32, 32)
+    export(model, tmp_path / "fixed")
+    images = np.random.default_rng(1).integers(0, 256, (1, 37, 50, 3), dtype=np.uint8)
+    out = tf.saved_model.load(str(tmp_path / "fixed")).signatures["serving_default"](images=tf.constant(images))
+    assert out["probability"].shape == (1, 37, 50)
+    # The same weights at a size the fixed model takes directly.
+    square = images[:, :32, :32]
+    direct = tf.saved_model.load(str(tmp_path / "fixed")).signatures["serving_default"](images=tf.constant(square))
+    assert np.abs(direct["probability"].numpy() - keras_probability(model, square)).max() <= FLOAT32_BOUND
+
+
+def test_export_rejects_bad_arguments(tmp_path):
+    model = tiny_any_size("unet")
+    with pytest.raises(ValueError, match="threshold"):
+        export(model, tmp_path / "a", threshold=1.5)
+    plain = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(2, 1, name="scores")])
+    with pytest.raises(ValueError, match="'mask'"):
+        export(plain, tmp_path / "b")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        export(model, tmp_path / "file")
