@@ -44,8 +44,17 @@ def _conv(x, filters, name, *, kernel_size=3, strides=1, use_bias=True):
 
 
 def _projection(x, filters, prefix, *, strides, batch_norm):
-    """``Conv1x1(stride) -> BN`` shortcut, used whenever width or resolution changes."""
-    x = _conv(x, filters, f"{prefix}_shortcut_conv", kernel_size=1, strides=strides, use_bias=not batch_norm)
+    """``Conv1x1(stride) -> BN`` shortcut, used whenever width or resolution changes.
+
+    A strided 1x1 conv reads every ``strides``-th pixel, so it is computed as
+    that subsampling (a 1x1 max-pool with the stride, which only selects)
+    followed by a 1x1 conv: the same numbers and the same weights. The strided
+    1x1 conv itself crashes TensorFlow 2.21's oneDNN CPU kernels in training
+    ("malloc(): unaligned tcache chunk", e.g. 4 channels at 64x64).
+    """
+    if strides > 1:
+        x = keras.layers.MaxPooling2D(1, strides=strides, name=f"{prefix}_shortcut_subsample")(x)
+    x = _conv(x, filters, f"{prefix}_shortcut_conv", kernel_size=1, use_bias=not batch_norm)
     if batch_norm:
         x = BatchNorm(name=f"{prefix}_shortcut_bn")(x)
     return x
