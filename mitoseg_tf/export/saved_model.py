@@ -80,7 +80,6 @@ def _with_any_size_input(model):
     shape = tuple(model.inputs[0].shape)
     if shape[1] is None and shape[2] is None:
         return model
-    import keras
 
     config = model.get_config()
     input_layers = [layer for layer in config.get("layers", []) if layer.get("class_name") == "InputLayer"]

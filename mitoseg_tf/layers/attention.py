@@ -17,6 +17,25 @@ from mitoseg_tf.layers.norm import BatchNorm
 _PACKAGE = "mitoseg_tf"
 
 
+def _mean(x, axis, keepdims=False):
+    """``ops.mean`` without upcasting the whole tensor.
+
+    ``ops.mean`` casts a bfloat16 tensor to float32 first: a full-size copy
+    forward and three full-size float32 ops in its gradient, which made the
+    pooling cost as much as CBAM's convolution on CPU. The backends already
+    accumulate a low-precision sum in float32 and round only the result, and
+    dividing by a power-of-two count is exact, so this gives the same bfloat16
+    mean as ``ops.mean`` up to float32 summation order (one more rounding for
+    other counts). In float32 it is ``ops.mean``.
+    """
+    axis = (axis,) if isinstance(axis, int) else tuple(axis)
+    total = ops.cast(ops.sum(x, axis=axis, keepdims=keepdims), "float32")
+    count = 1.0
+    for a in axis:
+        count = count * ops.cast(ops.shape(x)[a], "float32")
+    return ops.cast(total / count, x.dtype)
+
+
 def _check_positive_int(name, value):
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
@@ -54,7 +73,7 @@ class ChannelAttention(keras.layers.Layer):
 
     def attention_map(self, x):
         """The (B, 1, 1, C) gate in [0, 1]."""
-        avg = ops.mean(x, axis=(1, 2))
+        avg = _mean(x, axis=(1, 2))
         mx = ops.max(x, axis=(1, 2))
         gate = ops.sigmoid(self.fc2(self.fc1(avg)) + self.fc2(self.fc1(mx)))
         return gate[:, None, None, :]
@@ -103,7 +122,7 @@ class SpatialAttention(keras.layers.Layer):
     def attention_map(self, x, training=None):
         """The (B, H, W, 1) gate in [0, 1]."""
         pooled = ops.concatenate(
-            [ops.max(x, axis=-1, keepdims=True), ops.mean(x, axis=-1, keepdims=True)], axis=-1
+            [ops.max(x, axis=-1, keepdims=True), _mean(x, axis=-1, keepdims=True)], axis=-1
         )
         logits = self.conv(pooled)
         if self.use_bn:
