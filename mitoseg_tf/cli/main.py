@@ -8,6 +8,8 @@ import argparse
 import os
 import sys
 
+from mitoseg_tf.cli import datasets as datasets_cli
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -17,8 +19,11 @@ def _add_train(sub):
     d = RunConfig()
     p = sub.add_parser("train", help="train a zoo model (default: MCSA-Unet on the built-in synthetic set)")
     p.add_argument("--model", default=d.model, help="registered model name (see `mitoseg models`)")
-    p.add_argument("--data", default=d.data, help="data source: synthetic (default) or synthetic_tfds")
+    p.add_argument("--data", default=d.data, help="data source: synthetic (default), synthetic_tfds or a "
+                   "dataset of `mitoseg datasets list`")
     p.add_argument("--data-dir", default=d.data_dir, help="where data sources read or prepare their files")
+    _add_dataset_options(p)
+    p.add_argument("--stain-normalise", action="store_true", help="H&E stain normalisation of every image")
     p.add_argument("--base-filters", type=int, default=d.base_filters, help="width of the first level")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
@@ -34,6 +39,26 @@ def _add_train(sub):
     p.add_argument("--num-examples", type=int, default=None, help=argparse.SUPPRESS)  # tiles per split, for tests
 
 
+def _add_dataset_options(p):
+    p.add_argument("--radius-um", type=float, default=None, help="disk radius (microns) for point-labelled datasets")
+    p.add_argument("--refine-masks", action="store_true", help="keep only hematoxylin-dense pixels in the disks")
+    p.add_argument("--prepared-dir", default=None, help="where the dataset's TFDS records are written")
+
+
+def _dataset_options(args):
+    """Builder options given on the command line (only for the public datasets)."""
+    options = {}
+    if args.radius_um is not None:
+        options["radius_um"] = args.radius_um
+    if args.refine_masks:
+        options["refine"] = True
+    if args.prepared_dir is not None:
+        options["prepared_dir"] = args.prepared_dir
+    if options and args.data in ("synthetic", "synthetic_tfds"):
+        raise ValueError(f"--radius-um/--refine-masks/--prepared-dir apply to the public datasets, not to {args.data!r}.")
+    return options
+
+
 def _add_evaluate(sub):
     p = sub.add_parser("evaluate", help="score a checkpoint on a data split and print the metrics table")
     p.add_argument("checkpoint", help="a .keras file, e.g. runs/NAME/best.keras")
@@ -43,6 +68,7 @@ def _add_evaluate(sub):
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic set (must match training's)")
     p.add_argument("--num-examples", type=int, default=None, help=argparse.SUPPRESS)  # tiles, for tests
+    _add_dataset_options(p)
 
 
 def _add_models(sub):
@@ -66,6 +92,7 @@ def parser():
     _add_evaluate(sub)
     _add_models(sub)
     _add_export(sub)
+    datasets_cli.add_parser(sub)
     return p
 
 
@@ -89,20 +116,32 @@ def _train(args):
         run_name=args.run_name,
         tensorboard=args.tensorboard,
         num_examples=args.num_examples,
+        data_options=_dataset_options(args),
+        stain_normalise=args.stain_normalise,
     )
     train_run(config)
 
 
 def _evaluate(args):
-    from mitoseg_tf.data.pipeline import make_pipeline
-    from mitoseg_tf.data.sources import load_source
+    from mitoseg_tf.data.sources import check_source, make_data
     from mitoseg_tf.training import evaluate, format_table
     from mitoseg_tf.training.checkpoint import load_checkpoint
     from mitoseg_tf.training.targets import output_roles
 
+    check_source(args.data)
+    options = _dataset_options(args)
     model = load_checkpoint(args.checkpoint)
-    source = load_source(args.data, args.split, data_dir=args.data_dir, num_examples=args.num_examples, seed=args.seed)
-    data = make_pipeline(source, training=False, batch_size=args.batch_size, roles=output_roles(model))
+    data = make_data(
+        args.data,
+        args.split,
+        training=False,
+        batch_size=args.batch_size,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        roles=output_roles(model),
+        num_examples=args.num_examples,
+        **options,
+    )
     print(format_table(evaluate(model, data), title=f"{model.name} on {args.data}/{args.split}"))
 
 
@@ -140,7 +179,9 @@ def _export(args):
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    handler = {"train": _train, "evaluate": _evaluate, "models": _models, "export": _export}[args.command]
+    handler = {"train": _train, "evaluate": _evaluate, "models": _models, "export": _export, "datasets": datasets_cli.run}[
+        args.command
+    ]
     try:
         handler(args)
     except (ValueError, KeyError, FileNotFoundError) as err:

@@ -1,30 +1,107 @@
-"""Named data sources: ``load_source(name, split)`` -> dataset of ``{"image", "mask"}``."""
+"""Named data sources: ``load_source(name, split)`` -> dataset of ``{"image", "mask", ...}``,
+and ``make_data`` -> the batches a model trains or is scored on.
 
-SOURCES = ("synthetic", "synthetic_tfds")
+- ``synthetic``: the built-in procedural H&E set, generated in memory.
+- ``synthetic_tfds``: the same set through its TensorFlow Datasets builder.
+- the public formats (``folder``, ``mitos12``, ``mitos_atypia14``, ``tupac16``,
+  ``midog``, ``amibr``, ``monuseg``): TFDS builders over the files in
+  ``data_dir`` (see ``mitoseg_tf.data.builders``). Their images can be large,
+  so training streams patches (``patches.make_patch_pipeline``) and
+  evaluation scores a grid of tiles covering each image.
+"""
+
+from mitoseg_tf.data.formats import FORMATS
+
+SOURCES = ("synthetic", "synthetic_tfds") + tuple(FORMATS)
 
 
 def check_source(name):
     """Raise the unknown-source error early, before any run folder or model is made."""
     if name not in SOURCES:
-        raise ValueError(f"Unknown data source {name!r}; available: {', '.join(SOURCES)}.")
+        import difflib
+
+        close = difflib.get_close_matches(str(name), SOURCES, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown data source {name!r}; available: {', '.join(SOURCES)}.{hint}")
 
 
-def load_source(name="synthetic", split="train", *, data_dir=None, num_examples=None, size=256, seed=0):
+def is_large_image_source(name):
+    return name in FORMATS
+
+
+def load_source(name="synthetic", split="train", *, data_dir=None, num_examples=None, size=256, seed=0, decode=True, **options):
     """Load split ``split`` of data source ``name`` as a ``tf.data.Dataset``.
 
-    - ``synthetic``: the built-in procedural H&E set, generated in memory.
-    - ``synthetic_tfds``: the same set through its TensorFlow Datasets builder
-      (prepared once under ``data_dir``).
+    ``options`` go to the dataset builder (``radius_um``, ``refine``,
+    ``prepared_dir``, reader options such as ``mpp`` for ``folder``).
     """
+    check_source(name)
     if name == "synthetic":
         from mitoseg_tf.data import synthetic
         from mitoseg_tf.data.pipeline import from_arrays
 
+        if options:
+            raise ValueError(f"the synthetic source takes no dataset options; got {sorted(options)}.")
         images, masks = synthetic.load_arrays(split, num_examples=num_examples, size=size, seed=seed)
         return from_arrays(images, masks)
     if name == "synthetic_tfds":
         from mitoseg_tf.data.synthetic_tfds import load_synthetic_tfds
 
         ds = load_synthetic_tfds(split, data_dir)
-        return ds if num_examples is None else ds.take(num_examples)
-    raise ValueError(f"Unknown data source {name!r}; available: {', '.join(SOURCES)}.")
+    else:
+        from mitoseg_tf.data.builders import load_dataset
+
+        # Splits never depend on the training seed: every seed of a comparison scores the same slides.
+        ds = load_dataset(name, split, data_dir, decode=decode, **options)
+    return ds if num_examples is None else ds.take(num_examples)
+
+
+def make_data(
+    name,
+    split,
+    *,
+    training,
+    batch_size,
+    data_dir=None,
+    crop_size=None,
+    seed=0,
+    positive_fraction=0.5,
+    roles=None,
+    num_examples=None,
+    eval_tile=512,
+    normalise=False,
+    **options,
+):
+    """Batches of ``(image, targets)`` of one split, for ``fit`` (``training=True``) or ``evaluate``."""
+    from mitoseg_tf.data.pipeline import make_pipeline
+
+    if not is_large_image_source(name):
+        source = load_source(name, split, data_dir=data_dir, num_examples=num_examples, seed=seed, **options)
+        if training:
+            return make_pipeline(
+                source,
+                training=True,
+                batch_size=batch_size,
+                crop_size=crop_size,
+                seed=seed,
+                positive_fraction=positive_fraction,
+                roles=roles,
+                normalise=normalise,
+            )
+        return make_pipeline(source, training=False, batch_size=batch_size, roles=roles, normalise=normalise)
+
+    from mitoseg_tf.data.patches import make_patch_pipeline, make_tile_pipeline
+
+    if training:
+        records = load_source(name, split, data_dir=data_dir, num_examples=num_examples, seed=seed, decode=False, **options)
+        return make_patch_pipeline(
+            records,
+            batch_size=batch_size,
+            patch_size=crop_size or 256,
+            seed=seed,
+            positive_fraction=positive_fraction,
+            roles=roles,
+            normalise=normalise,
+        )
+    records = load_source(name, split, data_dir=data_dir, num_examples=num_examples, seed=seed, **options)
+    return make_tile_pipeline(records, batch_size=batch_size, tile=eval_tile, roles=roles, normalise=normalise)

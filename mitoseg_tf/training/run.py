@@ -37,6 +37,9 @@ class RunConfig:
     tensorboard: bool = False
     model_args: dict = dataclasses.field(default_factory=dict)
     num_examples: int | None = None  # tiles per split (None: the source's full splits); for quick tests
+    # Dataset builder options (radius_um, refine, prepared_dir, reader options such as mpp).
+    data_options: dict = dataclasses.field(default_factory=dict)
+    stain_normalise: bool = False
 
 
 def _seed_everything(seed):
@@ -67,8 +70,7 @@ def _collect_overlays(model, val_data, count):
 
 def train_run(config: RunConfig, log=print):
     """Train, pick the best checkpoint on validation, evaluate on the test split, write the run folder."""
-    from mitoseg_tf.data.pipeline import make_pipeline
-    from mitoseg_tf.data.sources import load_source
+    from mitoseg_tf.data.sources import make_data
     from mitoseg_tf.training import compile_model, evaluate, fit, format_table, monitor_key, set_precision
     from mitoseg_tf.training.checkpoint import load_checkpoint
     from mitoseg_tf.training.fit import BATCH_LOG, BEST_CHECKPOINT, EPOCH_LOG
@@ -95,21 +97,20 @@ def train_run(config: RunConfig, log=print):
     roles = output_roles(model)
     log(f"Model {config.model}: {model.count_params():,} parameters")
 
-    sources = {
-        s: load_source(config.data, s, data_dir=config.data_dir, num_examples=config.num_examples, seed=config.seed)
-        for s in ("train", "validation", "test")
-    }
-    train_ds = make_pipeline(
-        sources["train"],
-        training=True,
+    data = dict(
+        data_dir=config.data_dir,
         batch_size=config.batch_size,
-        crop_size=config.crop_size,
         seed=config.seed,
-        positive_fraction=config.positive_fraction,
         roles=roles,
+        num_examples=config.num_examples,
+        normalise=config.stain_normalise,
+        **config.data_options,
     )
-    val_ds = make_pipeline(sources["validation"], training=False, batch_size=config.batch_size, roles=roles)
-    test_ds = make_pipeline(sources["test"], training=False, batch_size=config.batch_size, roles=roles)
+    train_ds = make_data(
+        config.data, "train", training=True, crop_size=config.crop_size, positive_fraction=config.positive_fraction, **data
+    )
+    val_ds = make_data(config.data, "validation", training=False, **data)
+    test_ds = make_data(config.data, "test", training=False, **data)
 
     compile_model(model, loss=config.loss, learning_rate=config.learning_rate)
     start = time.time()

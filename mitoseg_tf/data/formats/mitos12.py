@@ -1,0 +1,100 @@
+"""``mitos12``: MITOS-2012 (ICPR 2012 contest), Roux et al. 2013.
+
+Two layouts are read:
+- the original release: ``A00_00.bmp`` beside ``A00_00.csv``, one line per
+  mitosis listing the pixels that belong to it (``x1,y1,x2,y2,...``, x =
+  column, y = row): pixel-level masks.
+- a centre list: ``mitoses.csv`` with a header ``image,x,y`` and the images in
+  ``images/`` (the form kept in ``shared/data/mitos12_dev``); masks are disks.
+
+Image names are ``<scanner><slide>_<field>``: scanner A (Aperio XT, 0.2456
+um/px), H (Hamamatsu, 0.2273 um/px), M (multispectral, 0.185 um/px).
+"""
+
+import csv
+import os
+
+import numpy as np
+
+from mitoseg_tf.data.formats.record import (
+    EMPTY_POINTS,
+    Record,
+    check_manual_dir,
+    check_unique_ids,
+    find_files,
+    require_records,
+    warn_skipped,
+)
+from mitoseg_tf.data.images import IMAGE_SUFFIXES
+
+NAME = "mitos12"
+DESCRIPTION = "MITOS-2012: per-image CSV of mitosis pixels (original) or a mitoses.csv centre list"
+EXPECTED = "A00_00.bmp + A00_00.csv pairs, or mitoses.csv (image,x,y) + images/"
+MPP = {"A": 0.2456, "H": 0.2273, "M": 0.185}
+SCANNERS = {"A": "Aperio ScanScope XT", "H": "Hamamatsu NanoZoomer", "M": "10-band multispectral microscope"}
+
+
+def _meta(stem):
+    scanner = stem[:1].upper()
+    return dict(slide=stem.split("_")[0], mpp=MPP.get(scanner, 0.2456), scanner=SCANNERS.get(scanner, ""))
+
+
+def read_pixel_csv(path):
+    """List of (N, 2) (row, col) int arrays, one per mitosis line of an original MITOS-2012 CSV."""
+    objects = []
+    with open(path, newline="") as fh:
+        for number, row in enumerate(csv.reader(fh), 1):
+            values = [v.strip() for v in row if v.strip()]
+            if not values:
+                continue
+            if len(values) % 2:
+                raise ValueError(f"{path}, line {number}: odd number of values ({len(values)}); expected x,y pairs.")
+            try:
+                xy = np.asarray(values, dtype=float).reshape(-1, 2)
+            except ValueError:
+                raise ValueError(f"{path}, line {number}: non-numeric value; expected x1,y1,x2,y2,...") from None
+            objects.append(np.stack([xy[:, 1], xy[:, 0]], axis=1).astype(np.int64))
+    return objects
+
+
+def read_centre_list(path):
+    """``{image stem: (K, 2) (row, col)}`` from a ``image,x,y`` CSV with a header."""
+    points = {}
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or not {"image", "x", "y"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: expected a header with columns image,x,y; got {reader.fieldnames}.")
+        for number, row in enumerate(reader, 2):
+            try:
+                point = (float(row["y"]), float(row["x"]))
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}, line {number}: x and y must be numbers; got {row}.") from None
+            points.setdefault(row["image"], []).append(point)
+    return {k: np.asarray(v, np.float32) for k, v in points.items()}
+
+
+def read(data_dir):
+    check_manual_dir(data_dir, NAME, EXPECTED)
+    centre_list = os.path.join(data_dir, "mitoses.csv")
+    images = find_files(data_dir, IMAGE_SUFFIXES)
+    if os.path.isfile(centre_list):
+        points = read_centre_list(centre_list)
+        unknown = sorted(set(points) - set(images))
+        if unknown:
+            raise ValueError(f"{centre_list}: lists images that are not in {data_dir}: {', '.join(unknown[:3])}.")
+        # Every image is a field: one that the list does not name has no mitosis.
+        records = [Record(id=s, image=images[s], points=points.get(s, EMPTY_POINTS), **_meta(s)) for s in sorted(images)]
+        return require_records(records, data_dir, EXPECTED)
+    csvs = find_files(data_dir, (".csv",))
+    records, unlabelled = [], []
+    for stem in sorted(images):
+        if stem not in csvs:
+            unlabelled.append(images[stem])
+            continue
+        pixels = read_pixel_csv(csvs[stem])
+        centres = np.asarray([obj.mean(axis=0) for obj in pixels], np.float32).reshape(-1, 2)
+        records.append(Record(id=stem, image=images[stem], pixels=pixels, points=centres, **_meta(stem)))
+    warn_skipped("images without a CSV of the same name", unlabelled, data_dir)
+    orphans = sorted(set(csvs) - set(images))
+    warn_skipped("CSVs without an image", orphans, data_dir)
+    return require_records(check_unique_ids(records, data_dir), data_dir, EXPECTED)

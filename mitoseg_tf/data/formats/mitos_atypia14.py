@@ -1,0 +1,110 @@
+"""``mitos_atypia14``: MITOS-ATYPIA-14 (ICPR 2014 contest) mitosis centres.
+
+Two layouts are read:
+- the original release: per frame ``<frame>_mitosis.csv`` and
+  ``<frame>_not_mitosis.csv`` anywhere below the folder, lines
+  ``x,y,confidence`` (x = column); images ``<frame>.tiff`` (or png/jpg) anywhere
+  below. ``not_mitosis`` points are kept as hard negatives; the confidence of
+  each mitosis is kept with ``min_confidence`` to filter.
+- the third-party point list ``points_validation.txt``: lines
+  ``<folder>/<slide>/<frame> x y``; images named ``<frame>``.
+
+Frames are named ``<scanner><slide>_<field>...``: A = Aperio ScanScope XT
+(0.2455 um/px), H = Hamamatsu NanoZoomer 2.0-HT (0.2273 um/px).
+"""
+
+import csv
+import os
+
+import numpy as np
+
+from mitoseg_tf.data.formats.record import (
+    EMPTY_POINTS,
+    Record,
+    check_manual_dir,
+    find_files,
+    require_records,
+    warn_skipped,
+)
+from mitoseg_tf.data.images import IMAGE_SUFFIXES
+
+NAME = "mitos_atypia14"
+DESCRIPTION = "MITOS-ATYPIA-14: per-frame mitosis / not_mitosis centroid CSVs, or a points_validation.txt list"
+EXPECTED = "<frame>.tiff with <frame>_mitosis.csv (and _not_mitosis.csv), or points_validation.txt + images"
+MPP = {"A": 0.2455, "H": 0.2273}
+SCANNERS = {"A": "Aperio ScanScope XT", "H": "Hamamatsu NanoZoomer 2.0-HT"}
+POINT_LIST = "points_validation.txt"
+
+
+def _meta(frame):
+    scanner = frame[:1].upper()
+    return dict(slide=frame.split("_")[0], mpp=MPP.get(scanner, 0.2455), scanner=SCANNERS.get(scanner, ""))
+
+
+def read_frame_csv(path, min_confidence=0.0):
+    """(K, 2) (row, col) float32 of the ``x,y,confidence`` lines with confidence >= ``min_confidence``."""
+    points = []
+    with open(path, newline="") as fh:
+        for number, row in enumerate(csv.reader(fh), 1):
+            values = [v.strip() for v in row if v.strip()]
+            if not values:
+                continue
+            if len(values) not in (2, 3):
+                raise ValueError(f"{path}, line {number}: expected x,y,confidence; got {row}.")
+            try:
+                x, y = float(values[0]), float(values[1])
+                confidence = float(values[2]) if len(values) == 3 else 1.0
+            except ValueError:
+                raise ValueError(f"{path}, line {number}: non-numeric value in {row}.") from None
+            if confidence >= min_confidence:
+                points.append((y, x))
+    return np.asarray(points, np.float32).reshape(-1, 2)
+
+
+def read_point_list(path):
+    """``{frame: (K, 2) (row, col)}`` from the third-party ``<dir>/<slide>/<frame> x y`` list."""
+    points = {}
+    with open(path) as fh:
+        for number, line in enumerate(fh, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 3:
+                raise ValueError(f"{path}, line {number}: expected '<folder>/<slide>/<frame> x y'; got {line.strip()!r}.")
+            try:
+                x, y = float(parts[1]), float(parts[2])
+            except ValueError:
+                raise ValueError(f"{path}, line {number}: x and y must be numbers; got {line.strip()!r}.") from None
+            points.setdefault(os.path.basename(parts[0]), []).append((y, x))
+    return {k: np.asarray(v, np.float32) for k, v in points.items()}
+
+
+def read(data_dir, *, min_confidence=0.0):
+    check_manual_dir(data_dir, NAME, EXPECTED)
+    images = find_files(data_dir, IMAGE_SUFFIXES)
+    point_list = os.path.join(data_dir, POINT_LIST)
+    if os.path.isfile(point_list):
+        points = read_point_list(point_list)
+        unknown = sorted(set(points) - set(images))
+        if unknown:
+            raise ValueError(f"{point_list}: lists frames that are not in {data_dir}: {', '.join(unknown[:3])}.")
+        records = [Record(id=f, image=images[f], points=points.get(f, EMPTY_POINTS), **_meta(f)) for f in sorted(images)]
+        return require_records(records, data_dir, EXPECTED)
+    csvs = find_files(data_dir, (".csv",))
+    records, unlabelled = [], []
+    for frame in sorted(images):
+        if frame + "_mitosis" not in csvs:
+            unlabelled.append(images[frame])
+            continue
+        negatives = csvs.get(frame + "_not_mitosis")
+        records.append(
+            Record(
+                id=frame,
+                image=images[frame],
+                points=read_frame_csv(csvs[frame + "_mitosis"], min_confidence),
+                negatives=read_frame_csv(negatives) if negatives else EMPTY_POINTS,
+                **_meta(frame),
+            )
+        )
+    warn_skipped("frames without a <frame>_mitosis.csv", unlabelled, data_dir)
+    return require_records(records, data_dir, EXPECTED)

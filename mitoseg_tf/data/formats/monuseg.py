@@ -1,0 +1,62 @@
+"""``monuseg``: MoNuSeg 2018 nuclei (Kumar et al. 2017/2020), 1000x1000 H&E at 40x.
+
+``images/<name>.tif`` with either ``masks/<name>.png`` (binary; MoNuSeg's
+2-channel grey + alpha PNGs) or Aperio XML polygons ``<name>.xml`` (in
+``annotations/``, ``Annotations/`` or beside the images). Polygons are
+rasterised with Pillow (fill + outline), which reproduces the distributed
+masks. Microns per pixel come from the XML's ``MicronsPerPixel`` when present.
+Slides group by TCGA case (``TCGA-XX-XXXX``). Licence: CC BY-NC-SA 4.0.
+"""
+
+import os
+import xml.etree.ElementTree as ET
+
+import numpy as np
+
+from mitoseg_tf.data.formats.record import Record, check_manual_dir, find_files, require_records
+from mitoseg_tf.data.images import list_images
+
+NAME = "monuseg"
+DESCRIPTION = "MoNuSeg 2018 nuclei: .tif images + binary mask PNGs or Aperio XML polygons"
+EXPECTED = "images/<name>.tif and masks/<name>.png or <name>.xml"
+MPP = 0.25
+
+
+def read_xml(path):
+    """(polygons as (N, 2) (x, y) arrays, microns per pixel or None) from an Aperio XML file."""
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as err:
+        raise ValueError(f"{path}: not a valid XML file ({err}).") from None
+    polygons = []
+    for region in root.iter("Region"):
+        vertices = [(float(v.get("X")), float(v.get("Y"))) for v in region.iter("Vertex")]
+        if vertices:
+            polygons.append(np.asarray(vertices, np.float32))
+    if not polygons:
+        raise ValueError(f"{path}: no Region/Vertices polygons found; is this an Aperio annotation file?")
+    mpp = root.get("MicronsPerPixel")
+    return polygons, (float(mpp) if mpp else None)
+
+
+def read(data_dir):
+    check_manual_dir(data_dir, NAME, EXPECTED)
+    image_dir = os.path.join(data_dir, "images")
+    images = list_images(image_dir if os.path.isdir(image_dir) else data_dir)
+    mask_dir = os.path.join(data_dir, "masks")
+    masks = list_images(mask_dir) if os.path.isdir(mask_dir) else {}
+    xmls = find_files(data_dir, (".xml",))
+    records = []
+    for stem in sorted(images):
+        slide = "-".join(stem.split("-")[:3])
+        if stem in masks:
+            records.append(Record(id=stem, image=images[stem], slide=slide, mpp=MPP, mask=masks[stem]))
+        elif stem in xmls:
+            polygons, mpp = read_xml(xmls[stem])
+            centroids = np.asarray([p.mean(axis=0)[::-1] for p in polygons], np.float32)
+            records.append(
+                Record(id=stem, image=images[stem], slide=slide, mpp=mpp or MPP, polygons=polygons, points=centroids)
+            )
+        else:
+            raise ValueError(f"{NAME}: {images[stem]} has neither masks/{stem}.png nor {stem}.xml.")
+    return require_records(records, data_dir, EXPECTED)

@@ -1,0 +1,92 @@
+"""``tupac16``: TUPAC16 auxiliary mitosis set (and Bertram et al.'s alternative labels).
+
+Header-less ``row,col`` CSVs per case and frame:
+``mitoses_ground_truth/<case>/<frame>.csv`` (and optionally
+``nonmitoses_ground_truth/<case>/<frame>.csv``, hard negatives); the image of
+frame ``<case>/<frame>`` is ``<case>/<frame>.tif`` (or png/jpg) anywhere below
+the folder, e.g. ``mitoses_image_data/01/01.tif``. 40x, 0.25 um/px.
+"""
+
+import csv
+import os
+
+import numpy as np
+
+from mitoseg_tf.data.formats.record import EMPTY_POINTS, Record, check_manual_dir, require_records, warn_skipped
+from mitoseg_tf.data.images import IMAGE_SUFFIXES
+
+NAME = "tupac16"
+DESCRIPTION = "TUPAC16 auxiliary set: header-less row,col centroid CSVs per case/frame"
+EXPECTED = "mitoses_ground_truth/<case>/<frame>.csv and images <case>/<frame>.tif"
+MPP = 0.25
+MITOSES, NON_MITOSES = "mitoses_ground_truth", "nonmitoses_ground_truth"
+
+
+def read_points(path):
+    """(K, 2) (row, col) float32 from a header-less ``row,col`` CSV; an empty file means no figure."""
+    points = []
+    with open(path, newline="") as fh:
+        for number, row in enumerate(csv.reader(fh), 1):
+            values = [v.strip() for v in row if v.strip()]
+            if not values:
+                continue
+            if len(values) != 2:
+                raise ValueError(f"{path}, line {number}: expected 'row,col'; got {row}.")
+            try:
+                points.append((float(values[0]), float(values[1])))
+            except ValueError:
+                raise ValueError(f"{path}, line {number}: expected numbers 'row,col'; got {row}.") from None
+    return np.asarray(points, np.float32).reshape(-1, 2)
+
+
+def _labels(data_dir, kind):
+    """``{(case, frame): csv path}`` below every ``kind`` folder."""
+    found = {}
+    for folder, dirs, names in sorted(os.walk(data_dir)):
+        if os.path.basename(folder) != kind:
+            continue
+        for case in sorted(dirs):
+            for name in sorted(os.listdir(os.path.join(folder, case))):
+                if name.lower().endswith(".csv"):
+                    found[(case, os.path.splitext(name)[0])] = os.path.join(folder, case, name)
+    return found
+
+
+def _images(data_dir):
+    found = {}
+    for folder, _, names in sorted(os.walk(data_dir)):
+        case = os.path.basename(folder)
+        for name in sorted(names):
+            stem, suffix = os.path.splitext(name)
+            if suffix.lower() in IMAGE_SUFFIXES:
+                key = (case, stem)
+                if key in found:
+                    raise ValueError(f"{data_dir}: two images for case {case} frame {stem}: {found[key]} and {name}.")
+                found[key] = os.path.join(folder, name)
+    return found
+
+
+def read(data_dir):
+    check_manual_dir(data_dir, NAME, EXPECTED)
+    mitoses, negatives = _labels(data_dir, MITOSES), _labels(data_dir, NON_MITOSES)
+    if not mitoses:
+        raise ValueError(f"{NAME}: no {MITOSES}/<case>/<frame>.csv below {data_dir}; expected {EXPECTED}.")
+    images = _images(data_dir)
+    records, missing = [], []
+    for key in sorted(mitoses):
+        if key not in images:
+            missing.append(mitoses[key])
+            continue
+        case, frame = key
+        records.append(
+            Record(
+                id=f"{case}_{frame}",
+                image=images[key],
+                slide=case,
+                mpp=MPP,
+                points=read_points(mitoses[key]),
+                negatives=read_points(negatives[key]) if key in negatives else EMPTY_POINTS,
+            )
+        )
+    warn_skipped("label files whose image is missing", missing, data_dir)
+    return require_records(records, data_dir, EXPECTED)

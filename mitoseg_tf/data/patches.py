@@ -1,0 +1,224 @@
+"""Training patches streamed from large images, and evaluation tiles cut from them.
+
+MITOS-2012 fields are 2084x2084 and MIDOG's 7000x5000: decoding one costs far
+more than augmenting a 256x256 patch, and a shuffle buffer of decoded images
+would hold gigabytes. So the stream keeps images encoded (TFDS records read
+with ``decode=False``), decodes each visited image once, and cuts
+``patches_per_image`` patches from it before moving on; ``cycle_length``
+images are open at a time (interleaved, so consecutive patches come from
+different images), which bounds memory by ``cycle_length`` decoded images.
+
+Where each patch goes: with probability ``positive_fraction`` centred on a
+labelled figure (plus a jitter of up to ``jitter`` x the patch side), with
+probability ``hard_negative_fraction`` on a hard negative (look-alikes that
+MIDOG, TUPAC16 and MITOS-ATYPIA-14 mark), otherwise anywhere. Patches are cut
+``max_scale`` x larger than ``patch_size`` so the shared augmentation
+(``pipeline._augment``: rescale, rotations, flips, HED jitter, optional stain
+normalisation) can rescale without running off the patch; all randomness is
+stateless and seeded from ``(seed, visit, patch)``, so a seed fixes the stream.
+"""
+
+import math
+
+import tensorflow as tf
+
+from mitoseg_tf.data.pipeline import AUTOTUNE, _augment, _plain, _to_model_inputs
+
+POSITIVE, HARD_NEGATIVE, RANDOM = 0, 1, 2
+
+
+def _decode(example):
+    image = tf.io.decode_image(example["image"], channels=3, expand_animations=False)
+    mask = tf.io.decode_image(example["mask"], channels=1, expand_animations=False)[..., 0]
+    return image, mask
+
+
+def _pad_to(image, mask, side):
+    """Reflect-pad (image) / zero-pad (mask) so both sides are at least ``side``."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    pad_h, pad_w = tf.maximum(side - height, 0), tf.maximum(side - width, 0)
+    paddings = [[pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2]]
+    # A reflection needs the image to be wider than the pad; tiny crops fall back to edge copies.
+    mode = tf.logical_and(pad_h < height, pad_w < width)
+    image = tf.cond(
+        mode,
+        lambda: tf.pad(image, paddings + [[0, 0]], mode="REFLECT"),
+        lambda: tf.pad(image, paddings + [[0, 0]], mode="SYMMETRIC"),
+    )
+    mask = tf.pad(mask, paddings)
+    offset = tf.cast(tf.stack([pad_h // 2, pad_w // 2]), tf.float32)
+    return image, mask, offset
+
+
+def _choose_centre(seed, points, negatives, shape, side, positive_fraction, hard_negative_fraction, jitter):
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    u = tf.random.stateless_uniform((), seeds[0])
+    have_pos, have_neg = tf.shape(points)[0] > 0, tf.shape(negatives)[0] > 0
+    kind = tf.where(
+        tf.logical_and(u < positive_fraction, have_pos),
+        POSITIVE,
+        tf.where(tf.logical_and(u >= positive_fraction, u < positive_fraction + hard_negative_fraction), HARD_NEGATIVE, RANDOM),
+    )
+    kind = tf.where(tf.logical_and(kind == HARD_NEGATIVE, tf.logical_not(have_neg)), RANDOM, kind)
+
+    def pick(candidates):
+        i = tf.random.stateless_uniform((), seeds[1], 0, tf.maximum(tf.shape(candidates)[0], 1), dtype=tf.int32)
+        shift = tf.random.stateless_uniform((2,), seeds[2], -jitter, jitter) * tf.cast(side, tf.float32)
+        return candidates[tf.minimum(i, tf.shape(candidates)[0] - 1)] + shift
+
+    anywhere = tf.random.stateless_uniform((2,), seeds[3]) * tf.cast(shape, tf.float32)
+    safe_points = tf.concat([points, [[0.0, 0.0]]], 0)  # tf.case evaluates shapes of every branch
+    safe_negatives = tf.concat([negatives, [[0.0, 0.0]]], 0)
+    centre = tf.case(
+        [(tf.equal(kind, POSITIVE), lambda: pick(safe_points[:-1])), (tf.equal(kind, HARD_NEGATIVE), lambda: pick(safe_negatives[:-1]))],
+        default=lambda: anywhere,
+    )
+    return centre, kind
+
+
+def _patches_of(visit, example, *, seed, side, patches_per_image, positive_fraction, hard_negative_fraction, jitter):
+    image, mask = _decode(example)
+    image, mask, offset = _pad_to(image, mask, side)
+    points, negatives = example["points"] + offset, example["negatives"] + offset
+    shape = tf.shape(mask)
+
+    def cut(j):
+        patch_seed = tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + visit, j])
+        centre, kind = _choose_centre(
+            patch_seed, points, negatives, shape, side, positive_fraction, hard_negative_fraction, jitter
+        )
+        top = tf.clip_by_value(tf.cast(tf.round(centre[0]), tf.int32) - side // 2, 0, shape[0] - side)
+        left = tf.clip_by_value(tf.cast(tf.round(centre[1]), tf.int32) - side // 2, 0, shape[1] - side)
+        return {
+            "image": image[top : top + side, left : left + side],
+            "mask": mask[top : top + side, left : left + side],
+            "centre": tf.equal(kind, POSITIVE),
+        }
+
+    return tf.data.Dataset.range(patches_per_image).map(cut)
+
+
+def patch_stream(
+    records,
+    *,
+    patch_size=256,
+    patches_per_image=16,
+    positive_fraction=0.5,
+    hard_negative_fraction=0.1,
+    jitter=0.25,
+    max_scale=1.25,
+    cycle_length=4,
+    shuffle_buffer=64,
+    seed=0,
+):
+    """Infinite stream of ``{"image", "mask", "centre"}`` patches of side ``ceil(patch_size * max_scale)``.
+
+    ``records``: a dataset of encoded examples (``builders.load_dataset(...,
+    decode=False)``) with ``image``/``mask`` bytes, ``points`` and ``negatives``.
+    """
+    for name, value in (("positive_fraction", positive_fraction), ("hard_negative_fraction", hard_negative_fraction)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1]; got {value!r}.")
+    if positive_fraction + hard_negative_fraction > 1.0:
+        raise ValueError(
+            f"positive_fraction + hard_negative_fraction must be at most 1; got {positive_fraction} + {hard_negative_fraction}."
+        )
+    if patches_per_image < 1 or cycle_length < 1:
+        raise ValueError("patches_per_image and cycle_length must be positive integers.")
+    side = int(math.ceil(patch_size * max_scale))
+    options = dict(
+        seed=seed,
+        side=side,
+        patches_per_image=patches_per_image,
+        positive_fraction=float(positive_fraction),
+        hard_negative_fraction=float(hard_negative_fraction),
+        jitter=float(jitter),
+    )
+    records = records.map(lambda e: {k: e[k] for k in ("image", "mask", "points", "negatives")})
+    visits = records.repeat().shuffle(shuffle_buffer, seed=seed).enumerate()
+    return visits.interleave(
+        lambda i, e: _patches_of(i, e, **options),
+        cycle_length=cycle_length,
+        block_length=1,
+        num_parallel_calls=AUTOTUNE,
+        deterministic=True,
+    )
+
+
+def make_patch_pipeline(
+    records,
+    *,
+    batch_size,
+    patch_size=256,
+    seed=0,
+    scale_range=(0.8, 1.25),
+    stain_jitter=0.05,
+    normalise=False,
+    rotate=True,
+    flip=True,
+    roles=None,
+    **stream_options,
+):
+    """Training batches ``(image, targets)`` from large images, like ``pipeline.make_pipeline(training=True)``."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    stream = patch_stream(records, patch_size=patch_size, seed=seed, max_scale=scale_range[1], **stream_options)
+    options = dict(
+        seed=seed + 7,
+        crop_size=patch_size,
+        scale_range=scale_range,
+        positive_fraction=0.0,  # replaced per patch by its "centre" flag
+        stain_jitter=stain_jitter,
+        rotate=rotate,
+        flip=flip,
+        normalise=normalise,
+    )
+    ds = stream.enumerate().map(lambda i, e: _augment(i, e, **options), num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda e: _to_model_inputs(e, roles), num_parallel_calls=AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def tile_grid(records, tile=512, multiple=32, decoded=True):
+    """Evaluation tiles covering each image: ``{"image", "mask"}`` of side ``min(tile, image)``.
+
+    Tiles start every ``tile`` pixels and the last row/column is shifted back to
+    end at the border, so every pixel is scored (a few twice) and no padding is
+    scored. The side is rounded down to a ``multiple`` of the network stride.
+    """
+
+    def tiles_of(example):
+        if decoded:
+            image, mask = example["image"], example["mask"]
+            mask = mask[..., 0] if mask.shape.rank == 3 else mask
+        else:
+            image, mask = _decode(example)
+        height, width = tf.shape(mask)[0], tf.shape(mask)[1]
+        side = tf.minimum(tile, tf.minimum(height, width)) // multiple * multiple
+        side = tf.maximum(side, multiple)
+        image, mask, _ = _pad_to(image, mask, side)
+        height, width = tf.shape(mask)[0], tf.shape(mask)[1]
+        rows = tf.minimum(tf.range(0, height, side), height - side)
+        cols = tf.minimum(tf.range(0, width, side), width - side)
+        grid = tf.reshape(tf.stack(tf.meshgrid(rows, cols, indexing="ij"), -1), (-1, 2))
+        grid = tf.raw_ops.UniqueV2(x=grid, axis=[0]).y  # a short image repeats its last start
+        return tf.data.Dataset.from_tensor_slices(grid).map(
+            lambda rc: {"image": image[rc[0] : rc[0] + side, rc[1] : rc[1] + side], "mask": mask[rc[0] : rc[0] + side, rc[1] : rc[1] + side]}
+        )
+
+    return records.flat_map(tiles_of)
+
+
+def make_tile_pipeline(records, *, batch_size, tile=512, roles=None, normalise=False, decoded=True):
+    """Evaluation batches ``(image, targets)`` of ``tile_grid`` tiles (one pass, in order)."""
+    ds = tile_grid(records, tile, decoded=decoded)
+    ds = ds.map(lambda e: _plain(e, normalise), num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda e: _to_model_inputs(e, roles), num_parallel_calls=AUTOTUNE)
+    # Tiles of different images may differ in size (small images): batch only equal sizes.
+    return ds.batch(1).prefetch(AUTOTUNE) if batch_size == 1 else _batch_by_shape(ds, batch_size)
+
+
+def _batch_by_shape(ds, batch_size):
+    def key(image, _):
+        return tf.cast(tf.shape(image)[0] * 100_000 + tf.shape(image)[1], tf.int64)
+
+    return ds.group_by_window(key, lambda _, w: w.batch(batch_size), window_size=batch_size).prefetch(AUTOTUNE)
