@@ -84,6 +84,9 @@ def load_example(record, *, radius_um=DEFAULT_RADIUS_UM, refine=False):
     image = read_image(record.image)
     shape = image.shape[:2]
     where = f"{record.image}"
+    # Check labels against the image before drawing them, so the error names the file.
+    points = check_points(record.points, shape, f"{where} (points)")
+    negatives = check_points(record.negatives, shape, f"{where} (hard negatives)")
     if record.mask is not None:
         mask = read_label_image(record.mask, shape)
     elif record.polygons is not None:
@@ -92,10 +95,8 @@ def load_example(record, *, radius_um=DEFAULT_RADIUS_UM, refine=False):
         mask = _pixels_to_mask(record.pixels, shape, f"{where} (pixel list)")
     else:
         mask = points_to_mask(record.points, shape, mpp=record.mpp, radius_um=radius_um, image=image, refine=refine)
-    points = check_points(record.points, shape, f"{where} (points)")
     if not record.mask_from_points and len(points) == 0:
         points = mask_centroids(mask)  # objects given as masks: their centroids are the points
-    negatives = check_points(record.negatives, shape, f"{where} (hard negatives)")
     return {
         "image": image,
         "mask": mask,
