@@ -18,6 +18,7 @@ setup(
         "pillow",
         "scikit-image",
         "scipy",
+        "pyyaml",  # training recipes
     ],
     extras_require={
         # jax lets the tests prove the zoo runs on a second backend without TensorFlow.

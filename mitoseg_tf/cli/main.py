@@ -13,6 +13,16 @@ from mitoseg_tf.cli import datasets as datasets_cli
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+# What may vary between machines or runs of one recipe; everything else is the recipe's.
+RECIPE_OVERRIDES = ("data_dir", "output_dir", "run_name", "budget_minutes", "seed", "tensorboard", "prepared_dir")
+
+
+def _train_defaults():
+    sub = argparse.ArgumentParser().add_subparsers(dest="command")
+    _add_train(sub)
+    return vars(sub.choices["train"].parse_args([]))
+
+
 def _add_train(sub):
     from mitoseg_tf.training.run import RunConfig
 
@@ -36,6 +46,9 @@ def _add_train(sub):
     p.add_argument("--output-dir", default=d.output_dir, help="parent folder of the run folder")
     p.add_argument("--run-name", default=None, help="run folder name (default: model and time)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
+    p.add_argument("--budget-minutes", type=float, default=None, help="stop before training time exceeds this")
+    p.add_argument("--recipe", default=None, help="a YAML recipe (e.g. zoo/recipes/monuseg_unet.yaml); "
+                   f"only {', '.join('--' + k.replace('_', '-') for k in RECIPE_OVERRIDES)} may be given with it")
     p.add_argument("--num-examples", type=int, default=None, help=argparse.SUPPRESS)  # tiles per split, for tests
 
 
@@ -96,9 +109,28 @@ def parser():
     return p
 
 
+def _recipe_config(args, parser_defaults):
+    from mitoseg_tf.training.run import load_recipe
+
+    given = {k for k, v in vars(args).items() if k in parser_defaults and v != parser_defaults[k]}
+    conflicting = sorted(given - set(RECIPE_OVERRIDES) - {"recipe", "command"})
+    if conflicting:
+        flags = ", ".join("--" + k.replace("_", "-") for k in conflicting)
+        raise ValueError(f"--recipe fixes the training options; remove {flags} or edit the recipe.")
+    overrides = {k: getattr(args, k) for k in RECIPE_OVERRIDES if k in given}
+    prepared_dir = overrides.pop("prepared_dir", None)
+    config = load_recipe(args.recipe, **overrides)
+    if prepared_dir:
+        config.data_options = {**config.data_options, "prepared_dir": prepared_dir}
+    return config
+
+
 def _train(args):
     from mitoseg_tf.training.run import RunConfig, train_run
 
+    if args.recipe:
+        train_run(_recipe_config(args, _train_defaults()))
+        return
     config = RunConfig(
         model=args.model,
         data=args.data,
@@ -118,6 +150,7 @@ def _train(args):
         num_examples=args.num_examples,
         data_options=_dataset_options(args),
         stain_normalise=args.stain_normalise,
+        budget_minutes=args.budget_minutes,
     )
     train_run(config)
 

@@ -39,13 +39,16 @@ class MitosisConfig(tfds.core.BuilderConfig):
     refine: bool = False
     fractions: tuple = DEFAULT_FRACTIONS
     seed: int = 0
+    split_ids: dict | None = None
     reader_options: dict = dataclasses.field(default_factory=dict)
 
 
-def make_config(manual_dir, *, radius_um=DEFAULT_RADIUS_UM, refine=False, fractions=DEFAULT_FRACTIONS, seed=0, **reader_options):
-    """A ``MitosisConfig`` whose name identifies the files and options."""
+def make_config(
+    manual_dir, *, radius_um=DEFAULT_RADIUS_UM, refine=False, fractions=DEFAULT_FRACTIONS, seed=0, split_ids=None, **reader_options
+):
+    """A ``MitosisConfig`` whose name identifies the files and options (``split_ids``: see ``split_records``)."""
     key = json.dumps(
-        [os.path.abspath(manual_dir), radius_um, refine, list(fractions), seed, reader_options], sort_keys=True
+        [os.path.abspath(manual_dir), radius_um, refine, list(fractions), seed, split_ids, reader_options], sort_keys=True
     )
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
     return MitosisConfig(
@@ -55,6 +58,7 @@ def make_config(manual_dir, *, radius_um=DEFAULT_RADIUS_UM, refine=False, fracti
         refine=bool(refine),
         fractions=tuple(fractions),
         seed=int(seed),
+        split_ids={k: list(v) for k, v in split_ids.items()} if split_ids else None,
         reader_options=dict(reader_options),
     )
 
@@ -99,7 +103,7 @@ class _MitosisBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _split_generators(self, dl_manager):
         cfg = self.builder_config
         records = self.format.read(cfg.manual_dir, **cfg.reader_options)
-        splits = split_records(records, cfg.fractions, cfg.seed)
+        splits = split_records(records, cfg.fractions, cfg.seed, cfg.split_ids)
         return {name: self._generate_examples(recs) for name, recs in splits.items() if recs}
 
     def _generate_examples(self, records):

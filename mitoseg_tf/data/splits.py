@@ -32,10 +32,32 @@ def slide_splits(slides, fractions=DEFAULT_FRACTIONS, seed=0):
     return {unique[j]: str(names[k]) for k, j in enumerate(order)}
 
 
-def split_records(records, fractions=DEFAULT_FRACTIONS, seed=0):
-    """``{split: [records]}`` with every slide in exactly one split (order of ``records`` kept)."""
-    assignment = slide_splits([r.slide for r in records], fractions, seed)
+def split_records(records, fractions=DEFAULT_FRACTIONS, seed=0, split_ids=None):
+    """``{split: [records]}`` with every slide in exactly one split (order of ``records`` kept).
+
+    ``split_ids``: a fixed split instead of the seeded one, ``{"validation":
+    [...], "test": [...]}`` listing image ids or slide names; everything not
+    listed is ``train``. A listed name that matches nothing is an error, and so
+    is a slide whose images were listed in two splits.
+    """
     out = {s: [] for s in SPLITS}
+    if split_ids:
+        unknown_splits = set(split_ids) - set(SPLITS)
+        if unknown_splits:
+            raise ValueError(f"split_ids: unknown split(s) {sorted(unknown_splits)}; use {', '.join(SPLITS)}.")
+        where = {}
+        for split, names in split_ids.items():
+            for name in names:
+                matched = [r for r in records if name in (r.id, r.slide)]
+                if not matched:
+                    raise ValueError(f"split_ids[{split!r}]: {name!r} is neither an image id nor a slide of this dataset.")
+                for rec in matched:
+                    if where.setdefault(rec.slide, split) != split:
+                        raise ValueError(f"split_ids: slide {rec.slide!r} is listed in both {where[rec.slide]!r} and {split!r}.")
+        for rec in records:
+            out[where.get(rec.slide, "train")].append(rec)
+        return out
+    assignment = slide_splits([r.slide for r in records], fractions, seed)
     for rec in records:
         out[assignment[rec.slide]].append(rec)
     return out

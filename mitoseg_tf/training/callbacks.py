@@ -3,6 +3,7 @@
 import csv
 import math
 import os
+import time
 
 import keras
 
@@ -96,3 +97,32 @@ class BatchLossLogger(keras.callbacks.Callback):
         if self._fh:
             self._fh.close()
             self._fh = None
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop at an epoch boundary when the next epoch would overrun ``minutes`` of training.
+
+    The estimate is the longest epoch so far, so a recipe with a budget
+    finishes within it on a slower machine instead of being cut mid-epoch.
+    """
+
+    def __init__(self, minutes):
+        super().__init__()
+        if minutes is None or minutes <= 0:
+            raise ValueError(f"TimeBudget: minutes must be positive; got {minutes!r}.")
+        self.seconds = 60.0 * minutes
+        self.stopped_epoch = None
+
+    def on_train_begin(self, logs=None):
+        self._start = time.monotonic()
+        self._longest = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.monotonic()
+        self._longest = max(self._longest, now - self._epoch_start)
+        if now - self._start + self._longest > self.seconds:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True

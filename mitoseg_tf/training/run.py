@@ -40,6 +40,30 @@ class RunConfig:
     # Dataset builder options (radius_um, refine, prepared_dir, reader options such as mpp).
     data_options: dict = dataclasses.field(default_factory=dict)
     stain_normalise: bool = False
+    budget_minutes: float | None = None  # stop at the epoch that would overrun this much training time
+    test_split: str | None = "test"  # None: the dataset's test set is kept elsewhere (e.g. MoNuSeg's)
+    eval_tile: int = 512  # side of the tiles that cover each large validation/test image
+    recipe: str | None = None  # the recipe file this config came from, for the record
+
+
+def load_recipe(path, **overrides):
+    """A ``RunConfig`` from a YAML recipe (keys = RunConfig fields), with ``overrides`` applied.
+
+    Unknown keys are an error, so a misspelt option cannot be silently ignored.
+    """
+    import yaml
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"recipe {path} not found.")
+    with open(path) as fh:
+        values = yaml.safe_load(fh) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"recipe {path}: expected a mapping of RunConfig fields; got {type(values).__name__}.")
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"recipe {path}: unknown key(s) {unknown}; valid keys: {', '.join(sorted(fields))}.")
+    return RunConfig(**{**values, **overrides, "recipe": path})
 
 
 def _seed_everything(seed):
@@ -73,6 +97,7 @@ def train_run(config: RunConfig, log=print):
     from mitoseg_tf.data.sources import make_data
     from mitoseg_tf.training import compile_model, evaluate, fit, format_table, monitor_key, set_precision
     from mitoseg_tf.training.checkpoint import load_checkpoint
+    from mitoseg_tf.training.callbacks import TimeBudget
     from mitoseg_tf.training.fit import BATCH_LOG, BEST_CHECKPOINT, EPOCH_LOG
     from mitoseg_tf.training.report import plot_overlays, plot_training_curves
     from mitoseg_tf.training.targets import output_roles
@@ -109,8 +134,12 @@ def train_run(config: RunConfig, log=print):
     train_ds = make_data(
         config.data, "train", training=True, crop_size=config.crop_size, positive_fraction=config.positive_fraction, **data
     )
-    val_ds = make_data(config.data, "validation", training=False, **data)
-    test_ds = make_data(config.data, "test", training=False, **data)
+    val_ds = make_data(config.data, "validation", training=False, eval_tile=config.eval_tile, **data)
+    test_ds = (
+        make_data(config.data, config.test_split, training=False, eval_tile=config.eval_tile, **data)
+        if config.test_split
+        else None
+    )
 
     compile_model(model, loss=config.loss, learning_rate=config.learning_rate)
     start = time.time()
@@ -122,12 +151,13 @@ def train_run(config: RunConfig, log=print):
         steps_per_epoch=config.steps_per_epoch,
         run_dir=run_dir,
         tensorboard=config.tensorboard,
+        callbacks=[TimeBudget(config.budget_minutes)] if config.budget_minutes else (),
     )
     train_seconds = time.time() - start
 
     best = load_checkpoint(os.path.join(run_dir, BEST_CHECKPOINT))
     val_results = evaluate(best, val_ds)
-    test_results = evaluate(best, test_ds)
+    test_results = evaluate(best, test_ds) if test_ds is not None else None
     monitor = monitor_key(model)
     plot_training_curves(
         os.path.join(run_dir, BATCH_LOG), os.path.join(run_dir, EPOCH_LOG), os.path.join(run_dir, "training_curves.png"), monitor
@@ -146,7 +176,8 @@ def train_run(config: RunConfig, log=print):
     }
     with open(os.path.join(run_dir, "metrics.json"), "w") as fh:
         json.dump(metrics, fh, indent=2)
-    table = format_table(test_results, title=f"{config.model} on the {config.data} test split")
+    reported, split = (test_results, "test") if test_results is not None else (val_results, "validation")
+    table = format_table(reported, title=f"{config.model} on the {config.data} {split} split")
     with open(os.path.join(run_dir, "metrics.md"), "w") as fh:
         fh.write(table + "\n")
     log("")

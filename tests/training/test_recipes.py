@@ -1,0 +1,64 @@
+"""Recipes (YAML RunConfigs), the training time budget and fixed splits."""
+
+import os
+
+import numpy as np
+import pytest
+
+from mitoseg_tf.cli.main import main
+from mitoseg_tf.data.formats import Record
+from mitoseg_tf.data.splits import split_records
+from mitoseg_tf.training.callbacks import TimeBudget
+from mitoseg_tf.training.run import RunConfig, load_recipe
+
+RECIPES = os.path.join(os.path.dirname(__file__), "..", "..", "zoo", "recipes")
+
+
+@pytest.mark.parametrize("name", ["monuseg_unet", "monuseg_mcsa_unet"])
+def test_shipped_recipes_load(name):
+    config = load_recipe(os.path.join(RECIPES, f"{name}.yaml"))
+    assert isinstance(config, RunConfig) and config.data == "monuseg" and config.test_split is None
+    assert len(config.data_options["split_ids"]["validation"]) == 6
+    assert config.budget_minutes <= 120 and config.recipe.endswith(f"{name}.yaml")
+
+
+def test_recipe_with_an_unknown_key(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model: unet\nepochz: 3\n")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['epochz'\]; valid keys: .*epochs"):
+        load_recipe(str(path))
+
+
+def test_recipe_overrides_and_conflicts_on_the_command_line(tmp_path, capsys):
+    path = tmp_path / "r.yaml"
+    path.write_text("model: unet\nepochs: 3\n")
+    assert main(["train", "--recipe", str(path), "--epochs", "5"]) == 2
+    assert "--recipe fixes the training options; remove --epochs" in capsys.readouterr().err
+
+
+def _records(slides):
+    return [Record(id=f"{s}_{i}", image="", slide=s, mpp=0.25) for i, s in enumerate(slides)]
+
+
+def test_fixed_split_ids_keep_slides_whole():
+    records = _records(["a", "a", "b", "c"])
+    out = split_records(records, split_ids={"validation": ["a_0"], "test": ["c"]})
+    assert [r.id for r in out["validation"]] == ["a_0", "a_1"]  # a_1 follows its slide
+    assert [r.id for r in out["test"]] == ["c_3"] and [r.id for r in out["train"]] == ["b_2"]
+    with pytest.raises(ValueError, match="'zz' is neither an image id nor a slide"):
+        split_records(records, split_ids={"validation": ["zz"]})
+    with pytest.raises(ValueError, match="slide 'a' is listed in both 'validation' and 'test'"):
+        split_records(records, split_ids={"validation": ["a_0"], "test": ["a_1"]})
+
+
+def test_time_budget_stops_at_an_epoch_boundary():
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = np.zeros((8, 2), "float32"), np.zeros((8, 1), "float32")
+    budget = TimeBudget(minutes=1e-6)
+    history = model.fit(x, y, epochs=5, verbose=0, callbacks=[budget])
+    assert len(history.history["loss"]) == 1 and budget.stopped_epoch == 0
+    with pytest.raises(ValueError, match="minutes must be positive"):
+        TimeBudget(0)
