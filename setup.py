@@ -9,6 +9,8 @@ setup(
     # must never be installed as packages (a `datasets` package would shadow
     # Hugging Face's library).
     packages=find_packages(include=["mitoseg_tf", "mitoseg_tf.*"]),
+    # trained weights shipped with the zoo (float16, a few MB each)
+    package_data={"mitoseg_tf.zoo": ["weights/*.weights.h5", "weights/manifest.json"]},
     install_requires=[
         "keras>=3.8",
         "tensorflow>=2.18",

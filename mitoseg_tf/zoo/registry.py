@@ -117,12 +117,19 @@ def get_card(name) -> ModelCard:
     return _REGISTRY[name]
 
 
-def build(name, **overrides):
+def build(name, weights=None, **overrides):
     """Build a registered model; ``overrides`` replace its default arguments.
+
+    ``weights``: None (random initialisation), the tag of weights shipped with
+    the package (``"monuseg"``, ``"mitosis"``; see ``pretrained.available_weights``),
+    which also fixes the architecture arguments they were trained with, or the
+    path of a ``.weights.h5`` file for a model built with ``overrides``.
 
     Example:
         >>> model = build("mcsa_unet", base_filters=8, input_shape=(64, 64, 3))
     """
+    if weights is not None:
+        return _build_with_weights(name, weights, overrides)
     card = get_card(name)
     unknown = sorted(set(overrides) - set(card.arguments))
     if unknown and not card.accepts_any_argument:
@@ -133,3 +140,20 @@ def build(name, **overrides):
         return card.builder(**card.resolved_config(**overrides))
     except TypeError as err:
         raise ValueError(f"Bad arguments for {name}: {err}. Valid arguments: {', '.join(card.arguments)}.") from err
+
+
+def _build_with_weights(name, weights, overrides):
+    import os
+
+    from mitoseg_tf.zoo import pretrained
+
+    get_card(name)
+    if isinstance(weights, str) and (os.sep in weights or weights.endswith(".h5")):
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"weights file {weights} not found.")
+        model, path = build(name, **overrides), weights
+    else:
+        arguments, entry = pretrained.resolve_arguments(name, weights, overrides)
+        model, path = build(name, **arguments), entry["path"]
+    model.load_weights(path)
+    return model

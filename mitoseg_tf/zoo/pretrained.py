@@ -1,0 +1,84 @@
+"""Trained weights shipped inside the package: ``build(name, weights="monuseg")``.
+
+``mitoseg_tf/zoo/weights/manifest.json`` lists, per ``"<model>/<tag>"``, the
+weights file (float16 ``.weights.h5``: half the size, and the networks run in
+bfloat16/float16 anyway), the builder arguments it was trained with, the
+decision threshold, the training data and its licence, and the validation
+metrics. Loading casts the float16 values into the model's float32 variables.
+"""
+
+import json
+import os
+
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+MANIFEST = "manifest.json"
+# Builder arguments a user may still choose when loading trained weights: they do not change the weights.
+FREE_ARGUMENTS = ("input_shape",)
+
+
+def _manifest(weights_dir=None):
+    path = os.path.join(weights_dir or WEIGHTS_DIR, MANIFEST)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def available_weights(name=None, weights_dir=None):
+    """``{"<model>/<tag>": entry}`` of the shipped weights (of model ``name`` only, when given)."""
+    return {k: v for k, v in _manifest(weights_dir).items() if name is None or k.split("/")[0] == name}
+
+
+def weights_entry(name, tag, weights_dir=None):
+    """The manifest entry of ``name`` with ``tag``; ValueError listing what is shipped otherwise."""
+    entries = available_weights(weights_dir=weights_dir)
+    key = f"{name}/{tag}"
+    if key not in entries:
+        shipped = ", ".join(sorted(entries)) or "none"
+        raise ValueError(
+            f"No shipped weights {tag!r} for model {name!r}; shipped (model/weights): {shipped}. "
+            "Pass weights=<path to a .weights.h5 or .keras file> for your own."
+        )
+    return {**entries[key], "path": os.path.join(weights_dir or WEIGHTS_DIR, entries[key]["file"])}
+
+
+def resolve_arguments(name, tag, overrides, weights_dir=None):
+    """The builder arguments of shipped weights, refusing overrides that would change the network."""
+    entry = weights_entry(name, tag, weights_dir)
+    trained = entry["arguments"]
+    conflicting = sorted(k for k, v in overrides.items() if k not in FREE_ARGUMENTS and trained.get(k, v) != v)
+    extra = sorted(k for k in overrides if k not in FREE_ARGUMENTS and k not in trained)
+    if conflicting or extra:
+        raise ValueError(
+            f"weights={tag!r} of {name} were trained with {trained}; the argument(s) "
+            f"{', '.join(conflicting + extra)} would change the network. Only {', '.join(FREE_ARGUMENTS)} may be given."
+        )
+    return {**trained, **{k: v for k, v in overrides.items() if k in FREE_ARGUMENTS}}, entry
+
+
+def save_float16_weights(model, path):
+    """``model.save_weights(path)`` with every float array stored as float16 (shipping size).
+
+    HDF5 does not reclaim deleted space, so the file is rewritten, not edited.
+    """
+    import tempfile
+
+    import h5py
+    import numpy as np
+
+    def copy(src, dst):
+        dst.attrs.update(src.attrs)
+        for key, item in src.items():
+            if isinstance(item, h5py.Group):
+                copy(item, dst.create_group(key))
+            else:
+                data = np.asarray(item)
+                dst.create_dataset(key, data=data.astype(np.float16) if data.dtype.kind == "f" else data)
+                dst[key].attrs.update(item.attrs)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        full = os.path.join(tmp, "full.weights.h5")
+        model.save_weights(full)
+        with h5py.File(full, "r") as src, h5py.File(path, "w") as dst:
+            copy(src, dst)
+    return path
