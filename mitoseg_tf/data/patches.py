@@ -208,17 +208,52 @@ def tile_grid(records, tile=512, multiple=32, decoded=True):
     return records.flat_map(tiles_of)
 
 
+def tile_layout(height, width, tile=512, multiple=32):
+    """``(side, count)`` of the tiles ``tile_grid`` cuts from a ``height`` x ``width`` image (Python mirror)."""
+    side = max(min(tile, height, width) // multiple * multiple, multiple)
+    height, width = max(height, side), max(width, side)
+    return side, len(set(min(r, height - side) for r in range(0, height, side))) * len(
+        set(min(c, width - side) for c in range(0, width, side))
+    )
+
+
+def _encoded_sizes(records):
+    """(height, width) of every encoded image, read from the file headers (no pixel decoding)."""
+    import io
+
+    from PIL import Image
+
+    sizes = []
+    for encoded in records.map(lambda e: e["image"]).as_numpy_iterator():
+        with Image.open(io.BytesIO(encoded)) as img:
+            sizes.append((img.size[1], img.size[0]))
+    return sizes
+
+
 def make_tile_pipeline(records, *, batch_size, tile=512, roles=None, normalise=False, decoded=True):
-    """Evaluation batches ``(image, targets)`` of ``tile_grid`` tiles (one pass, in order)."""
+    """Evaluation batches ``(image, targets)`` of ``tile_grid`` tiles (one pass, in order).
+
+    With encoded records (``decoded=False``) the number of batches is computed
+    from the image headers and declared, so Keras knows where validation ends
+    (an unknown length makes it warn that the input "ran out of data").
+    """
     ds = tile_grid(records, tile, decoded=decoded)
     ds = ds.map(lambda e: _plain(e, normalise), num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda e: _to_model_inputs(e, roles), num_parallel_calls=AUTOTUNE)
     # Tiles of different images may differ in size (small images): batch only equal sizes.
-    return ds.batch(1).prefetch(AUTOTUNE) if batch_size == 1 else _batch_by_shape(ds, batch_size)
+    ds = ds.batch(1) if batch_size == 1 else _batch_by_shape(ds, batch_size)
+    if not decoded:
+        per_side = {}
+        for height, width in _encoded_sizes(records):
+            side, count = tile_layout(height, width, tile)
+            per_side[side] = per_side.get(side, 0) + count
+        batches = sum(-(-count // batch_size) for count in per_side.values())
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+    return ds.prefetch(AUTOTUNE)
 
 
 def _batch_by_shape(ds, batch_size):
     def key(image, _):
         return tf.cast(tf.shape(image)[0] * 100_000 + tf.shape(image)[1], tf.int64)
 
-    return ds.group_by_window(key, lambda _, w: w.batch(batch_size), window_size=batch_size).prefetch(AUTOTUNE)
+    return ds.group_by_window(key, lambda _, w: w.batch(batch_size), window_size=batch_size)

@@ -103,5 +103,5 @@ def make_data(
             roles=roles,
             normalise=normalise,
         )
-    records = load_source(name, split, data_dir=data_dir, num_examples=num_examples, seed=seed, **options)
-    return make_tile_pipeline(records, batch_size=batch_size, tile=eval_tile, roles=roles, normalise=normalise)
+    records = load_source(name, split, data_dir=data_dir, num_examples=num_examples, seed=seed, decode=False, **options)
+    return make_tile_pipeline(records, batch_size=batch_size, tile=eval_tile, roles=roles, normalise=normalise, decoded=False)

@@ -126,3 +126,15 @@ def test_tile_grid_covers_every_pixel_once_or_more():
         c = t["image"].astype(np.int64)
         seen[(c[..., 0] + 256 * c[..., 1] + 65536 * c[..., 2]).ravel()] = True
     assert seen.all() and len(tiles) == 3 * 4
+
+
+def test_tile_pipeline_declares_its_length():
+    from mitoseg_tf.data.patches import make_tile_pipeline, tile_layout
+
+    examples = [(tissue(150, 230), np.zeros((150, 230), np.uint8), [], []), (tissue(40, 70, 1), np.zeros((40, 70), np.uint8), [], [])]
+    ds = make_tile_pipeline(_encoded(examples), batch_size=4, tile=64, decoded=False)
+    batches = list(ds.as_numpy_iterator())
+    assert tile_layout(150, 230, 64) == (64, 12) and tile_layout(40, 70, 64) == (32, 6)
+    # 12 tiles of 64 px -> 3 batches; 6 tiles of 32 px -> 2 batches
+    assert len(batches) == int(ds.cardinality()) == 5
+    assert sorted(len(x) for x, _ in batches) == [2, 4, 4, 4, 4]
