@@ -32,9 +32,21 @@ SCRIPT = textwrap.dedent(
 
     assert keras.backend.backend() == "jax"
     report = {}
-    for name in list_models():
+    # One training step per builder function (its first registered name, e.g. "mcsa_unet" trains
+    # for the whole U-Net ablation family's builder) and a forward pass for the others:
+    # compiling a JAX train step costs ~10 s a model, and the switches share the builder's code.
+    trained_builders = set()
+    for name in sorted(list_models(), key=lambda n: (n != "mcsa_unet", n)):
         card = get_card(name)
         model = build(name, **card.tiny)
+        if card.builder in trained_builders:
+            height, width = (model.input_shape[1] or 32), (model.input_shape[2] or 32)
+            x = np.random.default_rng(0).uniform(0, 255, (2, height, width, 3)).astype("float32")
+            outputs = model(x)
+            first = outputs[list(outputs)[0]] if isinstance(outputs, dict) else outputs
+            report[name] = [None, float(np.mean(np.asarray(first)))]
+            continue
+        trained_builders.add(card.builder)
         height, width = (model.input_shape[1] or 32), (model.input_shape[2] or 32)
         x = np.random.default_rng(0).uniform(0, 255, (2, height, width, 3)).astype("float32")
         mask = np.zeros((2, height, width, 1), "int32"); mask[:, 4:12, 4:12] = 1
@@ -64,6 +76,11 @@ def test_zoo_trains_on_jax_without_tensorflow():
     from mitoseg_tf.zoo import list_models
 
     assert sorted(report) == list_models()
-    for name, (loss, dice) in report.items():
+    trained = [name for name, (loss, _) in report.items() if loss is not None]
+    assert "mcsa_unet" in trained and len(trained) >= 4  # U-Net family, Res-UNet, UNet++, UNet 3+
+    for name, (loss, value) in report.items():
+        if loss is None:  # forward pass only: a finite output
+            assert value == value, name
+            continue
         assert loss == loss and loss > 0, name
-        assert 0.0 <= dice <= 1.0, name
+        assert 0.0 <= value <= 1.0, name

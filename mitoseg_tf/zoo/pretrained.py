@@ -82,3 +82,41 @@ def save_float16_weights(model, path):
         with h5py.File(full, "r") as src, h5py.File(path, "w") as dst:
             copy(src, dst)
     return path
+
+
+def ship_run(run_dir, tag, *, data, licence, weights_dir=None, extra=None):
+    """Copy a run's best checkpoint into the package as float16 weights and list it in the manifest.
+
+    ``data`` and ``licence`` describe the training data (weights inherit its
+    licence conditions); the run's config.json gives the model and builder
+    arguments, metrics.json the validation metrics.
+    """
+    from mitoseg_tf.training.checkpoint import load_checkpoint
+
+    weights_dir = weights_dir or WEIGHTS_DIR
+    with open(os.path.join(run_dir, "config.json")) as fh:
+        config = json.load(fh)
+    with open(os.path.join(run_dir, "metrics.json")) as fh:
+        metrics = json.load(fh)
+    name = config["model"]
+    arguments = {"base_filters": config["base_filters"], **config.get("model_args", {})}
+    model = load_checkpoint(os.path.join(run_dir, "best.keras"))
+    os.makedirs(weights_dir, exist_ok=True)
+    file = f"{name}_{tag}.weights.h5"
+    save_float16_weights(model, os.path.join(weights_dir, file))
+    manifest = _manifest(weights_dir)
+    manifest[f"{name}/{tag}"] = {
+        "file": file,
+        "arguments": arguments,
+        "threshold": 0.5,
+        "data": data,
+        "licence": licence,
+        "recipe": config.get("recipe"),
+        "precision": config.get("resolved_precision"),
+        "train_seconds": metrics.get("train_seconds"),
+        "validation": metrics["validation"]["model"],
+        **(extra or {}),
+    }
+    with open(os.path.join(weights_dir, MANIFEST), "w") as fh:
+        json.dump(manifest, fh, indent=2, sort_keys=True)
+    return os.path.join(weights_dir, file)
