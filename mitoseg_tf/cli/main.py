@@ -8,8 +8,6 @@ import argparse
 import os
 import sys
 
-from mitoseg_tf.cli import datasets as datasets_cli
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -82,6 +80,8 @@ def _add_evaluate(sub):
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic set (must match training's)")
     p.add_argument("--num-examples", type=int, default=None, help=argparse.SUPPRESS)  # tiles, for tests
     _add_dataset_options(p)
+    p.add_argument("--match-distance-um", type=float, default=5.0, help="detection: match radius in microns")
+    p.add_argument("--mpp", type=float, default=None, help="detection: microns per pixel if the data lacks it")
 
 
 def _add_models(sub):
@@ -98,6 +98,13 @@ def _add_export(sub):
     p.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
 
 
+def _subcommand_modules():
+    """Subcommands that live in their own module (``add_parser`` / ``run``)."""
+    from mitoseg_tf.cli import compare, datasets, predict
+
+    return {"datasets": datasets, "predict": predict, "compare": compare}
+
+
 def parser():
     p = argparse.ArgumentParser(prog="mitoseg", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -105,7 +112,8 @@ def parser():
     _add_evaluate(sub)
     _add_models(sub)
     _add_export(sub)
-    datasets_cli.add_parser(sub)
+    for module in _subcommand_modules().values():
+        module.add_parser(sub)
     return p
 
 
@@ -156,7 +164,8 @@ def _train(args):
 
 
 def _evaluate(args):
-    from mitoseg_tf.data.sources import check_source, make_data
+    from mitoseg_tf.data.sources import check_source, load_source, make_data
+    from mitoseg_tf.detection.evaluation import detection_for_checkpoint
     from mitoseg_tf.training import evaluate, format_table
     from mitoseg_tf.training.checkpoint import load_checkpoint
     from mitoseg_tf.training.targets import output_roles
@@ -175,7 +184,13 @@ def _evaluate(args):
         num_examples=args.num_examples,
         **options,
     )
-    print(format_table(evaluate(model, data), title=f"{model.name} on {args.data}/{args.split}"))
+    results = evaluate(model, data)
+    # Detection scores whole images (sliding window) against the points where the data has them.
+    source = load_source(args.data, args.split, data_dir=args.data_dir, num_examples=args.num_examples, seed=args.seed, **options)
+    results["detection"] = detection_for_checkpoint(
+        model, source, args.checkpoint, data=args.data, mpp=args.mpp, match_distance_um=args.match_distance_um
+    )
+    print(format_table(results, title=f"{model.name} on {args.data}/{args.split}"))
 
 
 def _models(args):
@@ -212,9 +227,8 @@ def _export(args):
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    handler = {"train": _train, "evaluate": _evaluate, "models": _models, "export": _export, "datasets": datasets_cli.run}[
-        args.command
-    ]
+    handlers = {"train": _train, "evaluate": _evaluate, "models": _models, "export": _export}
+    handler = handlers.get(args.command) or _subcommand_modules()[args.command].run
     try:
         handler(args)
     except (ValueError, KeyError, FileNotFoundError) as err:

@@ -106,4 +106,8 @@ def format_table(results, title=None):
             f"{b['pooled'][key]:.4f} | {b['per_image'][key]:.4f} |"
         )
     lines.append(f"\n{results['num_images']} images.")
+    if results.get("detection"):  # added by `mitoseg evaluate`: figure-level scores on whole images
+        from mitoseg_tf.detection.evaluation import format_detection
+
+        lines.append(format_detection(results["detection"]))
     return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""Probability map or mask -> mitotic figures (connected components) with centroid, area, score and outline."""
+
+import dataclasses
+
+import numpy as np
+from skimage import measure
+
+SCORES = ("mean", "max")
+DEFAULT_MIN_AREA_UM2 = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """One detected mitotic figure, in pixel coordinates of the image it came from.
+
+    ``centroid`` is (row, col) in pixel indices (pixel centres at integers,
+    the convention of point labels). ``polygon`` is a closed ring (first ==
+    last) of (x, y) vertices tracing the component's outer boundary in image
+    coordinates where pixel (row, col) covers [col, col + 1) x [row, row + 1)
+    (QuPath's and most viewers' convention), so every vertex lies within
+    [0, width] x [0, height].
+    """
+
+    centroid: tuple
+    area_px: int
+    area_um2: float
+    score: float
+    polygon: tuple
+    bbox: tuple  # (min_row, min_col, max_row, max_col), max exclusive
+
+
+def _outline(component_mask):
+    """Closed (x, y) ring around a binary component along its pixels' outer edges (corners cut diagonally)."""
+    padded = np.pad(component_mask.astype(np.float32), 1)
+    contours = measure.find_contours(padded, 0.5)
+    # -1 undoes the pad; +0.5 moves from pixel-centre to pixel-corner coordinates
+    ring = max(contours, key=len) - 0.5
+    ring = measure.approximate_polygon(ring, tolerance=0.5)
+    if len(ring) < 4 or not np.array_equal(ring[0], ring[-1]):
+        ring = np.vstack([ring, ring[:1]])
+    return tuple((float(c), float(r)) for r, c in ring)
+
+
+def extract_figures(
+    probability,
+    *,
+    mpp,
+    threshold=0.5,
+    min_area_um2=DEFAULT_MIN_AREA_UM2,
+    score="mean",
+    connectivity=2,
+):
+    """Mitotic figures in a probability map (or a 0/1 mask) of one image.
+
+    Pixels above ``threshold`` form the mask; its connected components
+    (8-connectivity by default, scikit-image ``label``) smaller than
+    ``min_area_um2`` square microns (``mpp`` microns per pixel) are dropped as
+    specks. Each figure's score is the ``mean`` or ``max`` probability over
+    its pixels (1.0 for a binary mask).
+
+    Returns a list of ``Figure`` sorted by descending score.
+    """
+    probability = np.asarray(probability, dtype=np.float32)
+    if probability.ndim != 2:
+        raise ValueError(f"extract_figures takes one (height, width) map; got shape {probability.shape}.")
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}; got {score!r}.")
+    if not mpp or mpp <= 0:
+        raise ValueError(f"mpp (microns per pixel) must be positive; got {mpp!r}.")
+    if min_area_um2 < 0:
+        raise ValueError(f"min_area_um2 must be >= 0; got {min_area_um2!r}.")
+    labels = measure.label(probability > threshold, connectivity=connectivity)
+    pixel_area = float(mpp) ** 2
+    figures = []
+    for region in measure.regionprops(labels, intensity_image=probability):
+        area_um2 = region.area * pixel_area
+        if area_um2 < min_area_um2:
+            continue
+        values = region.image_intensity[region.image]
+        min_row, min_col, max_row, max_col = region.bbox
+        ring = np.asarray(_outline(region.image)) + np.array([min_col, min_row], dtype=np.float64)
+        figures.append(
+            Figure(
+                centroid=(float(region.centroid[0]), float(region.centroid[1])),
+                area_px=int(region.area),
+                area_um2=float(area_um2),
+                score=float(values.mean() if score == "mean" else values.max()),
+                polygon=tuple(map(tuple, ring.tolist())),
+                bbox=(int(min_row), int(min_col), int(max_row), int(max_col)),
+            )
+        )
+    return sorted(figures, key=lambda f: -f.score)
+
+
+def mask_centroids(mask, connectivity=2):
+    """(K, 2) float32 (row, col) centroids of the connected components of a binary ground-truth mask.
+
+    What detection metrics use as the true figure centres when a data source
+    has no point labels: one centre per annotated figure (touching figures
+    merge into one).
+    """
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[-1] == 1:
+        mask = mask[..., 0]
+    if mask.ndim != 2:
+        raise ValueError(f"mask_centroids takes one (height, width) mask; got shape {mask.shape}.")
+    regions = measure.regionprops(measure.label(mask > 0, connectivity=connectivity))
+    return np.array([r.centroid for r in regions], dtype=np.float32).reshape(-1, 2)

@@ -1,0 +1,131 @@
+"""``mitoseg predict`` end to end with a hand-set model whose figures are known, and detection scoring."""
+
+import csv
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from mitoseg_tf.cli.main import main
+from mitoseg_tf.detection import validate_feature_collection
+from mitoseg_tf.detection.evaluation import evaluate_detection
+
+
+def darkness_model():
+    """probability = sigmoid(0.1 * (128 - mean RGB)): dark blobs are 'mitoses'; stride 1, any size."""
+    inputs = keras.Input((None, None, 3))
+    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", name="mask")(inputs)
+    model = keras.Model(inputs, outputs, name="darkness")
+    model.get_layer("mask").set_weights([np.full((1, 1, 3, 1), -0.1 / 3, np.float32), np.array([12.8], np.float32)])
+    return model
+
+
+def disc(image, centre, radius, value):
+    rows, cols = np.ogrid[: image.shape[0], : image.shape[1]]
+    image[(rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2] = value
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    path = os.path.join(run_dir, "best.keras")
+    darkness_model().save(path)
+    return path
+
+
+def test_predict_writes_maps_overlay_geojson_and_counts(checkpoint, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    image = np.full((300, 260, 3), 230, np.uint8)
+    for centre in ((40, 40), (150, 200), (290, 10)):  # the last one is cut by the border
+        disc(image, centre, 8, 20)
+    disc(image, (220, 100), 8, 110)  # a paler blob: probability sigmoid(1.8) = 0.86
+    image[100:102, 100:102] = 10  # a 4 px speck: 0.25 um^2, below the minimum area
+    Image.fromarray(image).save(folder / "a.png")
+    Image.fromarray(np.full((64, 64, 3), 230, np.uint8)).save(folder / "b.png")
+    out = tmp_path / "out"
+    code = main(["predict", str(folder), "--checkpoint", checkpoint, "--out", str(out), "--tile", "128", "--mpp", "0.25"])
+    assert code == 0
+    with open(out / "counts.csv", newline="") as fh:
+        rows = {r["image"]: r for r in csv.DictReader(fh)}
+    assert rows["a.png"]["count"] == "4" and rows["b.png"]["count"] == "0"
+    area = 300 * 260 * 0.25e-3**2
+    assert float(rows["a.png"]["per_mm2"]) == pytest.approx(4 / area, rel=1e-4)
+    assert float(rows["a.png"]["per_10hpf"]) == pytest.approx(8 / area, rel=1e-4)
+    mask = np.asarray(Image.open(out / "a_mask.png"))
+    assert mask.shape == (300, 260) and set(np.unique(mask)) == {0, 255}
+    assert mask[40, 40] == 255 and mask[0, 0] == 0 and mask[100, 100] == 255  # the speck is in the mask, not counted
+    probability = np.asarray(Image.open(out / "a_probability.png"))
+    assert probability[40, 40] == 255 and probability[0, 0] == 0
+    overlay = np.asarray(Image.open(out / "a_overlay.png"))
+    assert overlay.shape == (300, 260, 3) and (overlay == (255, 0, 0)).all(axis=-1).any()
+    collection = json.loads((out / "a.geojson").read_text())
+    validate_feature_collection(collection, image_shape=(300, 260))
+    assert len(collection["features"]) == 4
+    assert json.loads((out / "b.geojson").read_text())["features"] == []
+
+
+def test_predict_uses_the_threshold_saved_in_the_run_folder(checkpoint, tmp_path):
+    image = np.full((120, 120, 3), 230, np.uint8)
+    disc(image, (30, 30), 8, 20)
+    disc(image, (90, 90), 8, 110)  # score 0.86
+    Image.fromarray(image).save(tmp_path / "c.png")
+    settings = os.path.join(os.path.dirname(checkpoint), "detection.json")
+    with open(settings, "w") as fh:
+        json.dump({"score_threshold": 0.9, "pixel_threshold": 0.5}, fh)
+    try:
+        assert main(["predict", str(tmp_path / "c.png"), "--checkpoint", checkpoint, "--out", str(tmp_path / "o")]) == 0
+    finally:
+        os.remove(settings)
+    with open(tmp_path / "o" / "counts.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["count"] == "1" and float(row["score_threshold"]) == 0.9
+
+
+def test_predict_without_checkpoint_or_images_fails_clearly(tmp_path, capsys):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "x.png")
+    assert main(["predict", str(tmp_path / "x.png"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--checkpoint is required" in err and "Traceback" not in err
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "empty"), "--checkpoint", "x.keras", "--out", str(tmp_path / "o")]) == 2
+    assert "No images" in capsys.readouterr().err
+
+
+def test_detection_scoring_against_points_and_mask_centroids():
+    model = darkness_model()
+    image = np.full((100, 100, 3), 230, np.uint8)
+    disc(image, (20, 20), 6, 20)
+    disc(image, (70, 70), 6, 20)
+    mask = np.zeros((100, 100), np.uint8)
+    mask[65:76, 65:76] = 1
+    examples = [
+        # truth 3 px from the first figure (1.5 um at 0.5 um/px) and one far from both: tp 1, fp 1, fn 1
+        {"image": image, "points": np.array([[23, 20], [20, 90]], np.float32), "mpp": np.float32(0.5)},
+        # no points: the mask's component centroid (70, 70) is the truth: tp 1, fp 1
+        {"image": image, "mask": mask},
+    ]
+    result = evaluate_detection(model, examples, mpp=0.5, tile=64)
+    assert (result["tp"], result["fp"], result["fn"]) == (2, 2, 1)
+    assert result["f1"] == pytest.approx(4 / 7) and result["truth"] == "points and mask centroids"
+    # a 1 um radius (2 px) misses the truth 3 px away
+    strict = evaluate_detection(model, examples[:1], mpp=0.5, tile=64, match_distance_um=1.0)
+    assert (strict["tp"], strict["fp"], strict["fn"]) == (0, 2, 2)
+
+
+def test_evaluate_reports_detection_next_to_pixel_metrics(checkpoint, capsys):
+    from mitoseg_tf.data.sources import load_source
+
+    code = main(["evaluate", checkpoint, "--num-examples", "2", "--batch-size", "2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Dice, mitosis class" in out and "Detection on whole images (true centres: mask centroids" in out
+    # the printed row equals a direct call on the same tiles at the synthetic set's 0.5 um/px
+    expected = evaluate_detection(darkness_model(), load_source("synthetic", "test", num_examples=2), mpp=0.5)
+    row = next(line for line in out.splitlines() if line.startswith("| ") and line.count("|") == 7 and "precision" not in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert [int(c) for c in cells[3:]] == [expected["tp"], expected["fp"], expected["fn"]]
+    assert float(cells[2]) == pytest.approx(expected["f1"], abs=1e-4)

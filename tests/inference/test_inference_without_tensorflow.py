@@ -1,0 +1,71 @@
+"""Sliding-window prediction and detection run on the JAX backend with TensorFlow blocked."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class BlockTensorFlow(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "tensorflow" or name.startswith("tensorflow."):
+                raise ImportError("tensorflow is blocked in this test")
+            return None
+
+    sys.meta_path.insert(0, BlockTensorFlow())
+
+    import keras
+    import numpy as np
+    from mitoseg_tf.layers.checks import InputSizeCheck
+    from mitoseg_tf.inference import predict_image
+    from mitoseg_tf.detection import extract_figures, figures_to_geojson
+    from mitoseg_tf.detection.evaluation import evaluate_detection
+
+    # A small model (fast to compile) with the zoo's size check, so the stride lookup runs too;
+    # square tiles keep TTA to one compiled shape.
+    inputs = keras.Input((None, None, 3))
+    x = InputSizeCheck(16, model_name="small")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(keras.layers.Rescaling(1 / 255)(x))
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.UpSampling2D()(x)
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1, activation="softmax", name="mask")(x))
+    from mitoseg_tf.inference.sliding_window import model_stride
+    assert model_stride(model) == 16
+    image = np.random.default_rng(0).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    probability = predict_image(model, image, tile=32, overlap=0.25, batch_size=6, margin=0, tta=True)
+    figures = extract_figures(probability, mpp=0.5, min_area_um2=0.0)
+    mask = np.zeros((45, 70), np.uint8); mask[5:9, 5:9] = 1
+    detection = evaluate_detection(model, [{"image": image, "mask": mask}], mpp=0.5, tile=32, margin=0, batch_size=6)
+    print("REPORT" + json.dumps({
+        "backend": keras.backend.backend(),
+        "shape": list(probability.shape),
+        "finite": bool(np.isfinite(probability).all()),
+        "features": len(figures_to_geojson(figures)["features"]) == len(figures),
+        "fn": detection["tp"] + detection["fn"],
+        "tensorflow_loaded": "tensorflow" in sys.modules,
+    }))
+    """
+)
+
+
+def test_sliding_window_and_detection_need_no_tensorflow():
+    pytest.importorskip("jax")
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT"))
+    report = json.loads(line[len("REPORT") :])
+    assert report == {
+        "backend": "jax",
+        "shape": [45, 70],
+        "finite": True,
+        "features": True,
+        "fn": 1,  # the one true figure is either found or missed
+        "tensorflow_loaded": False,
+    }
