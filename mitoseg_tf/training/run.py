@@ -44,6 +44,7 @@ class RunConfig:
     test_split: str | None = "test"  # None: the dataset's test set is kept elsewhere (e.g. MoNuSeg's)
     eval_tile: int = 512  # side of the tiles that cover each large validation/test image
     recipe: str | None = None  # the recipe file this config came from, for the record
+    detection: bool = True  # choose the figure-score threshold on validation, score detection on test
 
 
 def load_recipe(path, **overrides):
@@ -90,6 +91,29 @@ def _collect_overlays(model, val_data, count):
         if len(images) >= count:  # batches smaller than `count` contribute in turn
             break
     return images[:count], masks[:count], preds[:count]
+
+
+def _calibrate_detection(model, config, run_dir):
+    """Detection on whole validation images picks the figure-score threshold (saved as detection.json);
+    the test split is scored at it. Never tuned on test."""
+    from mitoseg_tf.data.sources import load_source
+    from mitoseg_tf.detection.evaluation import calibrate, collect_detections, save_detection_settings, source_mpp
+
+    def source(split):
+        return load_source(
+            config.data, split, data_dir=config.data_dir, num_examples=config.num_examples, seed=config.seed,
+            **config.data_options,
+        )  # fmt: skip
+
+    options = dict(mpp=source_mpp(config.data))
+    val_records, info = collect_detections(model, source("validation"), **options)
+    test_records = collect_detections(model, source(config.test_split), **options)[0] if config.test_split else []
+    settings = calibrate(val_records, test_records, info)
+    if not config.test_split:
+        settings["test"] = None
+    settings["mpp"] = options["mpp"]
+    save_detection_settings(run_dir, settings)
+    return settings
 
 
 def train_run(config: RunConfig, log=print):
@@ -167,7 +191,9 @@ def train_run(config: RunConfig, log=print):
         os.path.join(run_dir, "overlays.png"),
         title=f"{config.model}: validation tiles (green truth, red prediction)",
     )
+    detection = _calibrate_detection(best, config, run_dir) if config.detection else None
     metrics = {
+        "detection": detection,
         "model": config.model,
         "precision": precision,
         "train_seconds": round(train_seconds, 1),

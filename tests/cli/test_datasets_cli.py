@@ -71,3 +71,7 @@ def test_train_on_a_folder_dataset(tmp_path):
     assert config["data"] == "folder" and config["data_options"] == {"prepared_dir": str(tmp_path / "p")}
     # six one-image slides split 4/1/1; the 64x80 test image is scored as two 64x64 tiles
     assert metrics["test"]["num_images"] == 2
+    # the figure-score threshold is chosen on validation and saved beside best.keras
+    detection = json.loads((tmp_path / "runs" / "r" / "detection.json").read_text())
+    assert detection["score_threshold"] == metrics["detection"]["score_threshold"]
+    assert set(detection["test"]) >= {"precision", "recall", "f1"} and detection["truth"]
