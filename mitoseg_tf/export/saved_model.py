@@ -23,9 +23,10 @@ Loading needs TensorFlow only, not this package::
     card = json.loads(tf.io.read_file(loaded.model_card.asset_path).numpy())
     # or, without TensorFlow: json.load(open(f"{export_dir}/assets/model_card.json"))
 
-There is no sliding-window signature: the package has no sliding-window
-inference yet, so a whole image goes through the network in one pass (memory
-grows with the image area). A second signature will be added with it.
+The SavedModel runs a whole image through the network in one pass (memory
+grows with the image area). Sliding-window inference with Gaussian blending for
+very large images is in Python (``mitoseg_tf.inference.predict_image``,
+``mitoseg predict``); it is not yet a SavedModel signature.
 """
 
 import datetime
@@ -237,7 +238,7 @@ def build_card(model, *, stride, threshold, activation, card=None):
             "mask": f"uint8 [batch, height, width]: probability > {float(threshold)}",
             "network_output_activation": activation,
         },
-        "sliding_window": "not available: the package has no sliding-window inference yet",
+        "sliding_window": "not available in the SavedModel: use mitoseg_tf.inference.predict_image / mitoseg predict",
     }
     result.update(card or {})
     return _json_safe(result)
@@ -295,8 +296,8 @@ def export(model, out_dir, *, card=None, threshold=0.5, stride=None):
     Returns:
         The model card written as ``assets/model_card.json`` (a dict).
 
-    There is no sliding-window signature yet: the package has no
-    sliding-window inference, so each image is processed in one pass.
+    Each image is processed in one pass; for very large images use
+    ``mitoseg_tf.inference.predict_image`` (sliding window) instead.
     """
     import keras
 

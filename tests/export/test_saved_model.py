@@ -162,7 +162,7 @@ def test_card_is_readable_from_the_saved_model_alone(served):
         assert card["threshold"] == 0.5
         assert card["input"]["stride"] == served["strides"][name]
         assert card["package_version"]
-        assert card["sliding_window"].startswith("not available")
+        assert card["sliding_window"].startswith("not available in the SavedModel")
         with open(os.path.join(served["root"], name, "assets", CARD_FILE)) as fh:
             assert json.load(fh) == card
     assert served["cards"][MIXED]["dtype_policy"] == "mixed_bfloat16"
