@@ -9,6 +9,8 @@ Keras' stock BatchNormalization, and the zoo U-Net vs an identical PyTorch U-Net
     python benchmarks/throughput.py --no-bn          # also every network without BatchNorm
     python benchmarks/throughput.py --quick          # smoke run: tiny sizes, ~2 min
     python benchmarks/throughput.py --models unet --precisions mixed_bfloat16 --bn zoo,stock
+    python benchmarks/throughput.py --models unet,mcsa_unet,ms_rcnn --size 512 --batch 1 --bn zoo --no-torch
+                                                     # Mask Scoring R-CNN (ResNet-50-FPN) next to the U-Nets
 
 Each configuration runs in a fresh subprocess, so a dtype policy, a swapped
 BatchNorm class or a framework's thread pools never leak into the next one.
@@ -83,18 +85,51 @@ def _keras_worker(cfg):
     from mitoseg_tf.zoo import build
 
     size, batch = cfg["size"], cfg["batch"]
-    model = build(
-        cfg["model"], base_filters=cfg["width"], input_shape=(size, size, 3), batch_norm=cfg["bn"] != "none"
-    )
-    # jit_compile=False is what "auto" resolves to on CPU; XLA was slower here in bf16.
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=False)
     rng = np.random.default_rng(0)
     images = keras.ops.convert_to_tensor(rng.uniform(0, 255, (batch, size, size, 3)).astype("float32"))
-    labels = keras.ops.convert_to_tensor(rng.integers(0, 2, (batch, size, size)).astype("int32"))
+    if _is_detector(cfg["model"]):
+        model, labels = _detector_setup(cfg["model"], size, batch, rng)
+    else:
+        model = build(
+            cfg["model"], base_filters=cfg["width"], input_shape=(size, size, 3), batch_norm=cfg["bn"] != "none"
+        )
+        # jit_compile=False is what "auto" resolves to on CPU; XLA was slower here in bf16.
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=False)
+        labels = keras.ops.convert_to_tensor(rng.integers(0, 2, (batch, size, size)).astype("int32"))
     timing = dict(warmup=cfg["warmup"], windows=cfg["windows"], steps=cfg["steps"], batch=batch)
     train, train_cpu = _timed_windows(lambda: model.train_on_batch(images, labels), **timing)
     infer, infer_cpu = _timed_windows(lambda: model.predict_on_batch(images), **timing)
     return dict(train=train, infer=infer, train_cpu=train_cpu, infer_cpu=infer_cpu, params=model.count_params())
+
+
+def _is_detector(name):
+    """Detectors (Mask Scoring R-CNN) run at their paper defaults: no width, one BatchNorm setting."""
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
+    from mitoseg_tf.zoo import get_card
+
+    return "detector" in get_card(name).tags
+
+
+def _detector_setup(name, size, batch, rng):
+    """The detector at its defaults (ResNet-50-FPN), compiled with the zoo's helper, and masks to train on.
+
+    Each mask holds a few 24 px square "figures", so every loss term (RoI
+    sampling, mask and MaskIoU heads) does its full work.
+    """
+    import keras
+    import numpy as np
+
+    from mitoseg_tf.training import compile_model
+    from mitoseg_tf.zoo import build
+
+    model = compile_model(build(name, input_shape=(size, size, 3)), ema=False, metrics=None)
+    masks = np.zeros((batch, size, size, 1), "int32")
+    for b in range(batch):
+        for _ in range(3):
+            top, left = rng.integers(0, size - 24, 2)
+            masks[b, top : top + 24, left : left + 24] = 1
+    return model, keras.ops.convert_to_tensor(masks)
 
 
 def _torch_unet(width, depth, batch_norm, dropout):
@@ -231,7 +266,8 @@ def _configs(args):
     if args.no_bn and "none" not in bn_variants:
         bn_variants.append("none")
     for model in args.models:
-        for bn in bn_variants:
+        # A detector has one normalisation setting (its backbone's): listed as the zoo default.
+        for bn in ["zoo"] if _is_detector(model) else bn_variants:
             for precision in args.precisions:
                 configs.append(dict(common, framework="keras", model=model, precision=precision, bn=bn))
     if args.torch and "unet" in args.models:
@@ -318,7 +354,7 @@ def _ratios(args, results):
                 f"{model} mixed_bfloat16 / float32 speed, {BN_LABELS[bn]}",
                 ("keras", model, bn, "mixed_bfloat16"),
                 ("keras", model, bn, "float32"),
-                (">=", 2.5) if bn == "zoo" else None,
+                (">=", 2.5) if bn == "zoo" and not _is_detector(model) else None,
             )
     for bn in ("zoo", "none"):
         add(

@@ -158,6 +158,8 @@ def _to_model_inputs(example, roles):
         if role == "classification":
             # (1,) per tile -> (B, 1) batches, the shape of a per-tile classification output
             targets[name] = tf.reshape(tf.cast(tf.reduce_any(mask > 0), tf.float32), (1,))
+        elif role == "detection":
+            continue  # a detector derives its instance targets from the mask itself
         else:
             targets[name] = mask
     return example["image"], targets

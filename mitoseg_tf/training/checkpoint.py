@@ -11,6 +11,7 @@ def load_checkpoint(path, compile=False):
     import mitoseg_tf.layers  # noqa: F401  (registers the serializable layers)
     import mitoseg_tf.losses  # noqa: F401
     import mitoseg_tf.metrics  # noqa: F401
+    import mitoseg_tf.models.ms_rcnn  # noqa: F401  (registers the detector's model class and layers)
 
     path = os.fspath(path)
     if not os.path.isfile(path):

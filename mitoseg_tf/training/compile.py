@@ -13,9 +13,25 @@ def make_optimizer(learning_rate=1e-3, ema=True, ema_momentum=0.99):
     return keras.optimizers.Adam(learning_rate=learning_rate, use_ema=ema, ema_momentum=ema_momentum)
 
 
+def _compile_detector(model, loss, optimizer, metrics, head_weighting, classification_weight, jit_compile):
+    """A model with its own ``compute_loss`` (``computes_own_loss``): only the optimizer and mask metrics apply."""
+    if loss is not None:
+        raise ValueError(
+            f"compile_model: {model.name} trains on its own losses (e.g. the six Mask Scoring R-CNN losses); "
+            f"leave loss unset (got {loss!r})."
+        )
+    if head_weighting != "equal" or classification_weight != 1.0:
+        raise ValueError(f"compile_model: head_weighting and classification_weight do not apply to {model.name}.")
+    if metrics == "default":
+        metrics = default_metrics(num_classes=2)
+    model.compile(optimizer=optimizer, jit_compile=jit_compile)
+    model.set_mask_metrics(metrics)
+    return model
+
+
 def compile_model(
     model,
-    loss="ce",
+    loss=None,
     *,
     learning_rate=1e-3,
     optimizer=None,
@@ -29,9 +45,10 @@ def compile_model(
     """Compile ``model`` with the zoo's defaults and return it.
 
     Args:
-        loss: a name (``ce``, ``dice``, ``ce_dice``, ``focal``...) or a Keras loss
-            for the segmentation outputs; whether the outputs are logits is read
-            from the model.
+        loss: a name (``ce``, the default, ``dice``, ``ce_dice``, ``focal``...) or a
+            Keras loss for the segmentation outputs; whether the outputs are logits
+            is read from the model. Models with ``computes_own_loss`` (the
+            detector) take no loss: their own losses are used.
         optimizer: a Keras optimizer; default Adam(``learning_rate``) with weight
             EMA (``ema``, ``ema_momentum``). Give either this or the Adam options.
         metrics: ``"default"`` (Mean Dice, paper MPA, MPA, MIoU, mitosis Dice on
@@ -45,6 +62,10 @@ def compile_model(
             "compile_model: pass either optimizer= or the Adam options (learning_rate, ema, "
             "ema_momentum), not both."
         )
+    optimizer = optimizer or make_optimizer(learning_rate, ema, ema_momentum)
+    if getattr(model, "computes_own_loss", False):
+        return _compile_detector(model, loss, optimizer, metrics, head_weighting, classification_weight, jit_compile)
+    loss = "ce" if loss is None else loss
     roles = output_roles(model)
     num_classes = model.get_layer(PRIMARY_OUTPUT).output.shape[-1]
     seg_names = [n for n, r in roles.items() if r != CLASSIFICATION]
@@ -64,7 +85,7 @@ def compile_model(
         metrics = default_metrics(num_classes=max(num_classes, 2))
     single = len(roles) == 1
     model.compile(
-        optimizer=optimizer or make_optimizer(learning_rate, ema, ema_momentum),
+        optimizer=optimizer,
         loss=loss_map[PRIMARY_OUTPUT] if single else loss_map,
         loss_weights=None if single else weight_map,
         metrics=(metrics if single else {PRIMARY_OUTPUT: metrics}) if metrics else None,

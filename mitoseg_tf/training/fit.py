@@ -5,7 +5,7 @@ import os
 import keras
 
 from mitoseg_tf.training.callbacks import BatchLossLogger, BestCheckpoint
-from mitoseg_tf.training.targets import output_roles
+from mitoseg_tf.training.targets import DETECTION, output_roles
 
 BEST_CHECKPOINT = "best.keras"
 BATCH_LOG = "batch_loss.csv"
@@ -15,7 +15,9 @@ EPOCH_LOG = "history.csv"
 def monitor_key(model, metric="mitosis_dice", split="val"):
     """The log key Keras uses for ``metric`` of the primary output (prefixed for multi-output models)."""
     prefix = f"{split}_" if split else ""
-    return f"{prefix}{metric}" if len(output_roles(model)) == 1 else f"{prefix}mask_{metric}"
+    # A detector scores its one semantic map under the metric's own name.
+    maps = [n for n, role in output_roles(model).items() if role != DETECTION]
+    return f"{prefix}{metric}" if len(maps) == 1 else f"{prefix}mask_{metric}"
 
 
 def fit(

@@ -7,10 +7,14 @@ networks and classification-guided ones train through the same helpers:
 - ``mask_*``: extra segmentation heads (deep supervision), trained on the same mask.
 - ``cls`` or ``cls_*``: per-tile probability that the tile contains the target
   class; trained against ``max(mask) > 0``.
+- ``det_*``: instance outputs of a detector (boxes, scores, per-instance
+  masks); the detector trains them with its own losses from the same mask
+  (see ``computes_own_loss`` in ``mitoseg_tf.models.ms_rcnn``).
 """
 
 SEGMENTATION = "segmentation"
 CLASSIFICATION = "classification"
+DETECTION = "detection"
 PRIMARY_OUTPUT = "mask"
 
 
@@ -27,10 +31,13 @@ def output_roles(model):
             roles[name] = SEGMENTATION
         elif name == "cls" or name.startswith("cls_"):
             roles[name] = CLASSIFICATION
+        elif name.startswith("det_"):
+            roles[name] = DETECTION
         else:
             raise ValueError(
                 f"Model {model.name!r} has an output named {name!r}; zoo outputs are named 'mask' "
-                f"(primary map), 'mask_<head>' (extra maps) or 'cls'/'cls_<head>' (per-tile class)."
+                f"(primary map), 'mask_<head>' (extra maps), 'cls'/'cls_<head>' (per-tile class) or "
+                f"'det_<name>' (detector instances)."
             )
     if PRIMARY_OUTPUT not in roles:
         raise ValueError(f"Model {model.name!r} has no output named 'mask' (outputs: {list(roles)}).")
