@@ -38,7 +38,7 @@ def _add_train(sub):
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--crop-size", type=int, default=d.crop_size, help="side of the square training crops")
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
-    p.add_argument("--loss", default=d.loss, help="ce (paper), dice, ce_dice or focal")
+    p.add_argument("--loss", default=d.loss, help="ce (paper; the default), dice, ce_dice or focal; detectors use their own")
     p.add_argument("--precision", default=d.precision, help="auto, float32, mixed_bfloat16 or mixed_float16")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--output-dir", default=d.output_dir, help="parent folder of the run folder")

@@ -30,9 +30,10 @@ def measure_step(
     import keras
 
     from mitoseg_tf.training import compile_model, output_roles
-    from mitoseg_tf.zoo import build
+    from mitoseg_tf.zoo import build, get_card
 
-    model = build(model_name, input_shape=(None, None, 3), base_filters=base_filters, **model_args)
+    width = get_card(model_name).width_arguments(base_filters)
+    model = build(model_name, input_shape=(None, None, 3), **{**width, **model_args})
     compile_model(model, loss=loss, learning_rate=learning_rate)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (batch_size, crop_size, crop_size, 3)).astype("float32")

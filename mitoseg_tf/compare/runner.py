@@ -49,7 +49,7 @@ class CompareConfig:
     batch_size: int = 16
     crop_size: int = 128
     learning_rate: float = 1e-3
-    loss: str = "ce"
+    loss: str | None = None  # None: cross-entropy for segmentation networks, a detector's own losses
     precision: str = "auto"
     budget_minutes: float | None = None
     match_distance_um: float = 5.0

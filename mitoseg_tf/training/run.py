@@ -27,7 +27,7 @@ class RunConfig:
     batch_size: int = 16
     crop_size: int = 128
     learning_rate: float = 1e-3
-    loss: str = "ce"
+    loss: str | None = None  # None: the model's own default (cross-entropy; a detector's own losses)
     precision: str = "auto"
     seed: int = 0
     positive_fraction: float = 0.5
@@ -140,9 +140,10 @@ def train_run(config: RunConfig, log=print):
         json.dump({**dataclasses.asdict(config), "resolved_precision": precision, "version": __version__}, fh, indent=2)
 
     log(f"Run folder: {run_dir}   precision: {precision}")
-    model = build(
-        config.model, input_shape=(None, None, 3), base_filters=config.base_filters, **config.model_args
-    )
+    width = get_card(config.model).width_arguments(config.base_filters)
+    if not width:
+        log(f"{config.model} has no base width; base_filters={config.base_filters} does not apply to it")
+    model = build(config.model, input_shape=(None, None, 3), **{**width, **config.model_args})
     roles = output_roles(model)
     log(f"Model {config.model}: {model.count_params():,} parameters")
 

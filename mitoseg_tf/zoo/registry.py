@@ -41,6 +41,11 @@ class ModelCard:
         params = inspect.signature(self.builder).parameters.values()
         return any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params)
 
+    def width_arguments(self, base_filters) -> dict:
+        """``{"base_filters": base_filters}`` for networks with a base width, ``{}`` for those without
+        (the detector's widths are its backbone's), so one run recipe builds every network."""
+        return {"base_filters": base_filters} if "base_filters" in self.arguments or self.accepts_any_argument else {}
+
     def resolved_config(self, **overrides) -> dict:
         """Builder defaults, then the card's defaults, then the overrides."""
         signature = inspect.signature(self.builder)
