@@ -32,6 +32,10 @@ def _add_train(sub):
     p.add_argument("--run-name", default=None, help="run folder name (default: model and time)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
     p.add_argument("--num-examples", type=int, default=None, help=argparse.SUPPRESS)  # tiles per split, for tests
+    p.add_argument("--strategy", default=d.strategy, help="none, mirrored (all local devices) or multi_worker (TF_CONFIG)")
+    p.add_argument("--resume", action="store_true", help="continue --run-name after an interruption")
+    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=d.deterministic,
+                   help="TensorFlow op determinism (bitwise-reproducible runs)")
 
 
 def _add_evaluate(sub):
@@ -89,6 +93,9 @@ def _train(args):
         run_name=args.run_name,
         tensorboard=args.tensorboard,
         num_examples=args.num_examples,
+        strategy=args.strategy,
+        resume=args.resume,
+        deterministic=args.deterministic,
     )
     train_run(config)
 
