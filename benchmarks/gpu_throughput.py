@@ -7,6 +7,12 @@ TFLOP/s (analytic FLOPs, training = 3x forward) and that rate as a fraction of
 the GPU's measured bfloat16 matrix-multiply rate.
 
     KERAS_BACKEND=jax python benchmarks/gpu_throughput.py --models unet mcsa_unet --width 32 --batch 32
+
+A smoke run on a CPU (tiny sizes; tests/test_gpu_benchmark_without_tf.py runs it
+with TensorFlow blocked):
+
+    KERAS_BACKEND=jax JAX_PLATFORMS=cpu python benchmarks/gpu_throughput.py --models unet \
+        --precisions mixed_bfloat16 --width 4 --batch 2 --size 32 --steps 1 --windows 1 --matmul-size 256
 """
 
 import argparse
@@ -79,20 +85,24 @@ def main():
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--windows", type=int, default=3)
+    parser.add_argument("--matmul-size", type=int, default=8192, help="side of the square bf16 matmul timed for the peak rate")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # child process: one model x precision, so policies never leak between runs
         r = measure(args.one[0], args.one[1], args.width, args.batch, args.size, args.steps, args.windows)
-        print("RESULT", r["params"], r["gflops"], r["train"], r["infer"])
+        print("RESULT", r["params"], r["gflops"], r["train"], r["infer"], "tensorflow" in sys.modules)
         return
     import jax
+    import keras
 
-    peak = matmul_rate()
+    peak = matmul_rate(args.matmul_size)
     device = jax.devices()[0]
-    print(f"device: {device.device_kind} ({device.platform}), measured bf16 matmul: {peak:.0f} TFLOP/s")
+    print(f"device: {device.device_kind} ({device.platform}), measured bf16 matmul: {peak:.3g} TFLOP/s")
+    print(f"Keras backend: {keras.backend.backend()}")
     print(f"width {args.width}, {args.size}x{args.size}, batch {args.batch}\n")
     print("| model | precision | params | GFLOP/img (fwd) | train img/s | infer img/s | train TFLOP/s | fraction of bf16 matmul |")
     print("|---|---|---|---|---|---|---|---|")
+    tf_used = False
     for name in args.models:
         for precision in args.precisions:
             cmd = [sys.executable, __file__, "--one", name, precision] + [
@@ -103,12 +113,14 @@ def main():
             if line is None:
                 print(f"| {name} | {precision} | failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else '?'} |")
                 continue
-            params, gflops, train, infer = line.split()[1:]
+            params, gflops, train, infer, tf_loaded = line.split()[1:]
+            tf_used |= tf_loaded == "True"
             achieved = float(train) * 3 * float(gflops) / 1e3
             print(
-                f"| {name} | {precision} | {int(params):,} | {float(gflops):.1f} | {float(train):.0f} | "
-                f"{float(infer):.0f} | {achieved:.1f} | {achieved / peak:.1%} |"
+                f"| {name} | {precision} | {int(params):,} | {float(gflops):.3g} | {float(train):.3g} | "
+                f"{float(infer):.3g} | {achieved:.3g} | {achieved / peak:.2%} |"
             )
+    print(f"\nTensorFlow imported by the measuring processes: {'yes' if tf_used else 'no'}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 # What may vary between machines or runs of one recipe; everything else is the recipe's.
-RECIPE_OVERRIDES = ("data_dir", "output_dir", "run_name", "budget_minutes", "seed", "tensorboard", "prepared_dir")
+RECIPE_OVERRIDES = (
+    "data_dir", "output_dir", "run_name", "budget_minutes", "seed", "tensorboard", "prepared_dir",
+    "strategy", "resume", "deterministic",
+)  # fmt: skip
 
 
 def _train_defaults():
@@ -48,6 +51,10 @@ def _add_train(sub):
     p.add_argument("--recipe", default=None, help="a YAML recipe (e.g. zoo/recipes/monuseg_unet.yaml); "
                    f"only {', '.join('--' + k.replace('_', '-') for k in RECIPE_OVERRIDES)} may be given with it")
     p.add_argument("--num-examples", type=int, default=None, help=argparse.SUPPRESS)  # tiles per split, for tests
+    p.add_argument("--strategy", default=d.strategy, help="none, mirrored (all local devices) or multi_worker (TF_CONFIG)")
+    p.add_argument("--resume", action="store_true", help="continue --run-name after an interruption")
+    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=d.deterministic,
+                   help="TensorFlow op determinism (bitwise-reproducible runs)")
 
 
 def _add_dataset_options(p):
@@ -159,6 +166,9 @@ def _train(args):
         data_options=_dataset_options(args),
         stain_normalise=args.stain_normalise,
         budget_minutes=args.budget_minutes,
+        strategy=args.strategy,
+        resume=args.resume,
+        deterministic=args.deterministic,
     )
     train_run(config)
 

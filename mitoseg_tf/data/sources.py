@@ -105,3 +105,29 @@ def make_data(
         )
     records = load_source(name, split, data_dir=data_dir, num_examples=num_examples, seed=seed, decode=False, **options)
     return make_tile_pipeline(records, batch_size=batch_size, tile=eval_tile, roles=roles, normalise=normalise, decoded=False)
+
+
+def split_manifest(name, *, data_dir=None, num_examples=None, seed=0, size=256, **options):
+    """What each split of source ``name`` holds, for a run's record.
+
+    Public datasets: the image ids per split (from the annotations; no pixels
+    read). Synthetic: the tile count and the seed of every tile per split, which
+    regenerate the tiles exactly. ``synthetic_tfds`` is the synthetic set's
+    default tiles.
+    """
+    check_source(name)
+    if name in ("synthetic", "synthetic_tfds"):
+        from mitoseg_tf.data import synthetic
+
+        counts = {s: synthetic._count(s, num_examples) for s in synthetic.SPLITS}
+        return {
+            s: {"tiles": n, "size": size, "tile_seeds": [synthetic.tile_seed(seed, s, i) for i in range(n)]}
+            for s, n in counts.items()
+        }
+    from mitoseg_tf.data.formats import read_records
+    from mitoseg_tf.data.splits import DEFAULT_FRACTIONS, split_records
+
+    reader = {k: v for k, v in options.items() if k not in ("radius_um", "refine", "prepared_dir", "fractions", "seed", "split_ids")}
+    records = read_records(name, data_dir, **reader)
+    splits = split_records(records, options.get("fractions", DEFAULT_FRACTIONS), options.get("seed", 0), options.get("split_ids"))
+    return {s: [r.id for r in recs][:num_examples] for s, recs in splits.items()}

@@ -4,6 +4,8 @@ import os
 
 import keras
 
+from mitoseg_tf.training import distribute
+from mitoseg_tf.training import resume as resume_lib
 from mitoseg_tf.training.callbacks import BatchLossLogger, BestCheckpoint
 from mitoseg_tf.training.targets import DETECTION, output_roles
 
@@ -35,14 +37,22 @@ def fit(
     backup=True,
     callbacks=(),
     verbose="auto",
+    strategy=None,
+    resume=False,
 ):
     """Train a compiled zoo model.
 
     With ``run_dir``, writes ``best.keras`` (whenever the monitored validation
     metric improves; EMA weights when the optimizer keeps them), ``batch_loss.csv``
     (every batch's loss), ``history.csv`` (per epoch), optional TensorBoard logs,
-    and a ``backup/`` that lets an interrupted ``fit`` continue
-    (``BackupAndRestore``; removed when training completes).
+    and ``resume/``, the state saved at every epoch end that ``resume=True``
+    continues from after the process was killed (optimizer, EMA, data
+    position, best value; see ``training.resume``; kept when training completes).
+
+    ``strategy``: a ``tf.distribute`` strategy from ``distribute.make_strategy``
+    under whose ``distribute.scope`` the model was built and compiled; each
+    batch of ``train_data`` is then the global batch, split over the replicas,
+    and only the chief writes ``run_dir``.
 
     Returns the Keras ``History``.
     """
@@ -50,30 +60,64 @@ def fit(
         raise ValueError("fit: compile the model first (mitoseg_tf.training.compile_model).")
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"fit: epochs must be a positive integer; got {epochs!r}.")
-    cbs = []
-    if getattr(model.optimizer, "use_ema", False):
-        # Must come before the checkpoint so validation and saving see the EMA weights.
-        cbs.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
-    cbs.append(keras.callbacks.TerminateOnNaN())
-    if run_dir is not None:
-        os.makedirs(run_dir, exist_ok=True)
-        if validation_data is not None:
-            cbs.append(BestCheckpoint(os.path.join(run_dir, BEST_CHECKPOINT), monitor_key(model, monitor), mode))
-        cbs.append(BatchLossLogger(os.path.join(run_dir, BATCH_LOG)))
-        cbs.append(keras.callbacks.CSVLogger(os.path.join(run_dir, EPOCH_LOG), append=True))
-        if backup:
-            cbs.append(keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")))
-        if tensorboard:
-            cbs.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")))
-    cbs.extend(callbacks)
-    return model.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        validation_steps=validation_steps,
-        callbacks=cbs,
-        verbose=verbose,
-        # the pipeline shuffles with its own seed; Keras would only warn that it cannot
-        shuffle=False,
-    )
+    if resume and (run_dir is None or not backup):
+        raise ValueError("fit: resume=True needs run_dir (the folder of the run to continue) and backup=True.")
+    if strategy is not None and keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"fit: strategy= is tf.distribute, for the TensorFlow backend; on {keras.backend.backend()} use "
+            "keras.distribution.DataParallel (docs/distributed.md)."
+        )
+    if strategy is not None and getattr(model, "_distribute_strategy", None) is not strategy:
+        raise ValueError(
+            "fit: build and compile the model inside distribute.scope(strategy) of the strategy passed to fit."
+        )
+    with distribute.writable_dir(run_dir, strategy) as write_dir:
+        cbs, swap, best, state = [], None, None, None
+        if getattr(model.optimizer, "use_ema", False):
+            # Must come before the checkpoint so validation and saving see the EMA weights.
+            swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
+            cbs.append(swap)
+        cbs.append(keras.callbacks.TerminateOnNaN())
+        if write_dir is not None:
+            os.makedirs(write_dir, exist_ok=True)
+            if validation_data is not None:
+                best = BestCheckpoint(os.path.join(write_dir, BEST_CHECKPOINT), monitor_key(model, monitor), mode)
+                cbs.append(best)
+            cbs.append(BatchLossLogger(os.path.join(write_dir, BATCH_LOG)))
+            cbs.append(keras.callbacks.CSVLogger(os.path.join(write_dir, EPOCH_LOG), append=True))
+            if tensorboard:
+                cbs.append(keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard")))
+            if backup:  # last: it saves the state the callbacks above left at the epoch's end
+                state = resume_lib.ResumeState(os.path.join(write_dir, resume_lib.STATE_DIR), best, swap)
+                cbs.append(state)
+        cbs.extend(callbacks)
+        initial_epoch = 0
+        if resume:
+            with distribute.scope(strategy):
+                # every worker restores from the chief's folder (shared storage for multi_worker)
+                record = resume_lib.restore_state(os.path.join(run_dir, resume_lib.STATE_DIR), model)
+            initial_epoch = record["completed_epochs"] if record else 0
+            if record:
+                state.apply(record)
+            for log in (BATCH_LOG, EPOCH_LOG):
+                resume_lib.truncate_epoch_log(os.path.join(write_dir, log), initial_epoch)
+            train_data = resume_lib.skip_consumed(train_data, initial_epoch, steps_per_epoch)
+        build_context = distribute.scope(None)
+        if strategy is not None:
+            build_context = distribute.keras_fit_fixes(model, train_data, strategy)
+            train_data = distribute.distribute_training_data(train_data, strategy)
+            if validation_data is not None and distribute.worker_count(strategy) > 1:
+                validation_data = distribute.shard_by_data(validation_data)
+        with build_context:
+            return model.fit(
+                train_data,
+                validation_data=validation_data,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch,
+                validation_steps=validation_steps,
+                callbacks=cbs,
+                verbose=verbose,
+                # the pipeline shuffles with its own seed; Keras would only warn that it cannot
+                shuffle=False,
+            )

@@ -46,6 +46,9 @@ class RunConfig:
     recipe: str | None = None  # the recipe file this config came from, for the record
     detection: bool = True  # choose the figure-score threshold on validation, score detection on test
 
+    strategy: str = "none"  # none, mirrored or multi_worker (training.distribute)
+    resume: bool = False  # continue the run folder output_dir/run_name from its last completed epoch
+    deterministic: bool = True  # TensorFlow op determinism: same seed, bitwise-same run
 
 def load_recipe(path, **overrides):
     """A ``RunConfig`` from a YAML recipe (keys = RunConfig fields), with ``overrides`` applied.
@@ -67,10 +70,37 @@ def load_recipe(path, **overrides):
     return RunConfig(**{**values, **overrides, "recipe": path})
 
 
-def _seed_everything(seed):
-    import keras
+# Keys that may differ between a run folder's config and the config resuming it.
+RESUME_MAY_CHANGE = ("resume", "output_dir", "run_name", "tensorboard", "num_overlays", "strategy", "deterministic")
 
-    keras.utils.set_random_seed(seed)
+
+def _check_resume(config, run_dir):
+    """Fail before any training when ``run_dir`` cannot be continued with ``config``."""
+    from mitoseg_tf.training.record import config_differences
+
+    if not config.run_name:
+        raise ValueError("resume needs the run folder's name (--run-name) inside --output-dir.")
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isdir(run_dir):
+        raise FileNotFoundError(f"Cannot resume: run folder {run_dir!r} does not exist.")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Cannot resume: {run_dir!r} has no config.json, so it is not a run folder.")
+    with open(path) as fh:
+        saved = json.load(fh)
+    requested = dataclasses.asdict(config)
+    differences = config_differences(
+        {k: v for k, v in saved.items() if k in requested}, requested, RESUME_MAY_CHANGE
+    )
+    if differences:
+        raise ValueError(
+            f"Cannot resume {run_dir!r} with a different configuration; differing keys: " + "; ".join(differences)
+        )
+
+
+def _seed_everything(seed, deterministic=False):
+    from mitoseg_tf.training.record import seed_everything
+
+    seed_everything(seed, deterministic)
 
 
 def _collect_overlays(model, val_data, count):
@@ -116,9 +146,14 @@ def _calibrate_detection(model, config, run_dir):
     return settings
 
 
-def train_run(config: RunConfig, log=print):
-    """Train, pick the best checkpoint on validation, evaluate on the test split, write the run folder."""
-    from mitoseg_tf.data.sources import make_data
+def train_run(config: RunConfig, log=print, callbacks=()):
+    """Train, pick the best checkpoint on validation, evaluate on the test split, write the run folder.
+
+    ``callbacks`` are extra Keras callbacks for ``fit``. Under ``multi_worker``
+    only the chief writes the run folder and evaluates; other workers return
+    ``(run_dir, None)`` after training.
+    """
+    from mitoseg_tf.data.sources import make_data, split_manifest
     from mitoseg_tf.training import compile_model, evaluate, fit, format_table, monitor_key, set_precision
     from mitoseg_tf.training.checkpoint import load_checkpoint
     from mitoseg_tf.training.callbacks import TimeBudget
@@ -131,19 +166,44 @@ def train_run(config: RunConfig, log=print):
 
     get_card(config.model)  # unknown names fail before any data is generated or folder made
     check_source(config.data)
-    precision = set_precision(config.precision)
-    _seed_everything(config.seed)
+    from mitoseg_tf.training import distribute
+    from mitoseg_tf.training.record import versions
+
+    distribute.check_strategy_name(config.strategy)
     name = config.run_name or f"{config.model}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     run_dir = os.path.join(config.output_dir, name)
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.json"), "w") as fh:
-        json.dump({**dataclasses.asdict(config), "resolved_precision": precision, "version": __version__}, fh, indent=2)
+    if config.resume:
+        _check_resume(config, run_dir)
+    strategy = distribute.make_strategy(config.strategy)  # first: multi_worker must precede any TF op
+    distribute.check_global_batch(config.batch_size, strategy)
+    # The pipeline module creates TF constants on import, which must come after the strategy.
+    import mitoseg_tf.data.pipeline  # noqa: F401
+    chief = distribute.is_chief(strategy)
+    precision = set_precision(config.precision)
+    _seed_everything(config.seed, config.deterministic)
+    if chief and not config.resume:
+        os.makedirs(run_dir, exist_ok=True)
+        record = {
+            **dataclasses.asdict(config),
+            "resolved_precision": precision,
+            "version": __version__,
+            "versions": versions(),
+            "replicas": distribute.num_replicas(strategy),
+            # The examples of each split this run used (ids, or the synthetic tiles' seeds).
+            "data_split": split_manifest(
+                config.data, data_dir=config.data_dir, num_examples=config.num_examples, seed=config.seed,
+                **config.data_options,
+            ),  # fmt: skip
+        }
+        with open(os.path.join(run_dir, "config.json"), "w") as fh:
+            json.dump(record, fh, indent=2)
 
     log(f"Run folder: {run_dir}   precision: {precision}")
     width = get_card(config.model).width_arguments(config.base_filters)
     if not width:
         log(f"{config.model} has no base width; base_filters={config.base_filters} does not apply to it")
-    model = build(config.model, input_shape=(None, None, 3), **{**width, **config.model_args})
+    with distribute.scope(strategy):
+        model = build(config.model, input_shape=(None, None, 3), **{**width, **config.model_args})
     roles = output_roles(model)
     log(f"Model {config.model}: {model.count_params():,} parameters")
 
@@ -166,7 +226,8 @@ def train_run(config: RunConfig, log=print):
         else None
     )
 
-    compile_model(model, loss=config.loss, learning_rate=config.learning_rate)
+    with distribute.scope(strategy):
+        compile_model(model, loss=config.loss, learning_rate=config.learning_rate)
     start = time.time()
     fit(
         model,
@@ -176,9 +237,14 @@ def train_run(config: RunConfig, log=print):
         steps_per_epoch=config.steps_per_epoch,
         run_dir=run_dir,
         tensorboard=config.tensorboard,
-        callbacks=[TimeBudget(config.budget_minutes)] if config.budget_minutes else (),
+        strategy=strategy,
+        resume=config.resume,
+        callbacks=[*callbacks, *([TimeBudget(config.budget_minutes)] if config.budget_minutes else [])],
     )
     train_seconds = time.time() - start
+    if not chief:
+        log(f"Worker {distribute.worker_index(strategy)} finished training; the chief writes {run_dir}.")
+        return run_dir, None
 
     best = load_checkpoint(os.path.join(run_dir, BEST_CHECKPOINT))
     val_results = evaluate(best, val_ds)
