@@ -87,6 +87,8 @@ def _add_evaluate(sub):
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic set (must match training's)")
     p.add_argument("--num-examples", type=int, default=None, help=argparse.SUPPRESS)  # tiles, for tests
     _add_dataset_options(p)
+    p.add_argument("--whole-images", action="store_true",
+                   help="score whole images predicted by sliding window (default: the evaluation tiles)")
     p.add_argument("--match-distance-um", type=float, default=5.0, help="detection: match radius in microns")
     p.add_argument("--mpp", type=float, default=None, help="detection: microns per pixel if the data lacks it")
 
@@ -178,6 +180,7 @@ def _evaluate(args):
     from mitoseg_tf.detection.evaluation import detection_for_checkpoint
     from mitoseg_tf.training import evaluate, format_table
     from mitoseg_tf.training.checkpoint import load_checkpoint
+    from mitoseg_tf.training.evaluate import evaluate_whole_images
     from mitoseg_tf.training.targets import output_roles
 
     check_source(args.data)
@@ -194,9 +197,9 @@ def _evaluate(args):
         num_examples=args.num_examples,
         **options,
     )
-    results = evaluate(model, data)
-    # Detection scores whole images (sliding window) against the points where the data has them.
+    # Detection, and --whole-images, score whole images (sliding window) rather than tiles.
     source = load_source(args.data, args.split, data_dir=args.data_dir, num_examples=args.num_examples, seed=args.seed, **options)
+    results = evaluate_whole_images(model, source) if args.whole_images else evaluate(model, data)
     results["detection"] = detection_for_checkpoint(
         model, source, args.checkpoint, data=args.data, mpp=args.mpp, match_distance_um=args.match_distance_um
     )

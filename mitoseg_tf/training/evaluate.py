@@ -82,6 +82,35 @@ def evaluate(model, data, *, threshold=0.5, zero_division=1.0, max_batches=None)
     }
 
 
+def evaluate_whole_images(model, examples, *, threshold=0.5, zero_division=1.0, **predict_kwargs):
+    """``evaluate`` on whole images of any size, predicted by sliding window (``inference.predict_image``).
+
+    ``examples``: an iterable (or tf.data dataset) of dicts with ``image``
+    (H, W, 3) and ``mask`` (H, W) or (H, W, 1). Every pixel of every image is
+    scored exactly once, as a pathologist sees the field, not as crops.
+    Keyword arguments go to ``predict_image`` (tile, overlap, batch_size, tta).
+    """
+    from mitoseg_tf.inference import predict_image
+
+    examples = examples.as_numpy_iterator() if hasattr(examples, "as_numpy_iterator") else examples
+    model_cms, background_cms = [], []
+    for example in examples:
+        truth = np.asarray(example["mask"]).astype(np.int64)
+        truth = truth[..., 0] if truth.ndim == 3 else truth
+        probability = predict_image(model, example["image"], **predict_kwargs)
+        labels = (probability > threshold).astype(np.int64)
+        model_cms.append(pixel.confusion_matrices(truth[None], labels[None], 2))
+        background_cms.append(pixel.confusion_matrices(truth[None], np.zeros_like(truth)[None], 2))
+    if not model_cms:
+        raise ValueError("evaluate_whole_images: no images to score.")
+    model_cms = np.concatenate(model_cms)
+    return {
+        "model": _summarise(model_cms, zero_division),
+        "all_background": _summarise(np.concatenate(background_cms), zero_division),
+        "num_images": int(model_cms.shape[0]),
+    }
+
+
 def format_table(results, title=None):
     """A Markdown table of ``evaluate``'s results: one row per metric, pooled and per image."""
     labels = {
