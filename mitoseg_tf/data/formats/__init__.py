@@ -4,7 +4,15 @@ One module per format; each exposes ``NAME``, ``DESCRIPTION``, ``EXPECTED``
 (the layout it reads) and ``read(data_dir, **options)``.
 """
 
-from mitoseg_tf.data.formats import amibr, folder, midog, mitos12, mitos_atypia14, monuseg, tupac16
+from mitoseg_tf.data.formats import (
+    amibr,
+    folder,
+    midog,
+    mitos12,
+    mitos_atypia14,
+    monuseg,
+    tupac16,
+)
 from mitoseg_tf.data.formats.record import Record, load_example, mask_centroids
 
 FORMATS = {m.NAME: m for m in (folder, mitos12, mitos_atypia14, tupac16, midog, amibr, monuseg)}

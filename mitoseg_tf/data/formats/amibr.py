@@ -12,7 +12,12 @@ import os
 
 import numpy as np
 
-from mitoseg_tf.data.formats.record import Record, check_manual_dir, require_records, warn_skipped
+from mitoseg_tf.data.formats.record import (
+    Record,
+    check_manual_dir,
+    require_records,
+    warn_skipped,
+)
 
 NAME = "amibr"
 DESCRIPTION = "AMi-Br: 128x128 mitotic-figure crops + AMI-BR.csv (normal/atypical)"

@@ -14,7 +14,12 @@ import os
 
 import numpy as np
 
-from mitoseg_tf.data.formats.record import Record, check_manual_dir, require_records, warn_skipped
+from mitoseg_tf.data.formats.record import (
+    Record,
+    check_manual_dir,
+    require_records,
+    warn_skipped,
+)
 from mitoseg_tf.data.images import IMAGE_SUFFIXES
 from mitoseg_tf.data.points import boxes_to_points
 

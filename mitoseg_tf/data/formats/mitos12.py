@@ -22,6 +22,7 @@ from mitoseg_tf.data.formats.record import (
     check_manual_dir,
     check_unique_ids,
     find_files,
+    number_rows,
     require_records,
     warn_skipped,
 )
@@ -41,20 +42,8 @@ def _meta(stem):
 
 def read_pixel_csv(path):
     """List of (N, 2) (row, col) int arrays, one per mitosis line of an original MITOS-2012 CSV."""
-    objects = []
-    with open(path, newline="") as fh:
-        for number, row in enumerate(csv.reader(fh), 1):
-            values = [v.strip() for v in row if v.strip()]
-            if not values:
-                continue
-            if len(values) % 2:
-                raise ValueError(f"{path}, line {number}: odd number of values ({len(values)}); expected x,y pairs.")
-            try:
-                xy = np.asarray(values, dtype=float).reshape(-1, 2)
-            except ValueError:
-                raise ValueError(f"{path}, line {number}: non-numeric value; expected x1,y1,x2,y2,...") from None
-            objects.append(np.stack([xy[:, 1], xy[:, 0]], axis=1).astype(np.int64))
-    return objects
+    rows = number_rows(path, lambda n: n % 2 == 0, "x1,y1,x2,y2,... (x,y pairs)")
+    return [np.asarray(r).reshape(-1, 2)[:, ::-1].astype(np.int64) for r in rows]
 
 
 def read_centre_list(path):

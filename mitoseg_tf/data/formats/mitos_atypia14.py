@@ -13,7 +13,6 @@ Frames are named ``<scanner><slide>_<field>...``: A = Aperio ScanScope XT
 (0.2455 um/px), H = Hamamatsu NanoZoomer 2.0-HT (0.2273 um/px).
 """
 
-import csv
 import os
 
 import numpy as np
@@ -23,6 +22,7 @@ from mitoseg_tf.data.formats.record import (
     Record,
     check_manual_dir,
     find_files,
+    number_rows,
     require_records,
     warn_skipped,
 )
@@ -43,21 +43,8 @@ def _meta(frame):
 
 def read_frame_csv(path, min_confidence=0.0):
     """(K, 2) (row, col) float32 of the ``x,y,confidence`` lines with confidence >= ``min_confidence``."""
-    points = []
-    with open(path, newline="") as fh:
-        for number, row in enumerate(csv.reader(fh), 1):
-            values = [v.strip() for v in row if v.strip()]
-            if not values:
-                continue
-            if len(values) not in (2, 3):
-                raise ValueError(f"{path}, line {number}: expected x,y,confidence; got {row}.")
-            try:
-                x, y = float(values[0]), float(values[1])
-                confidence = float(values[2]) if len(values) == 3 else 1.0
-            except ValueError:
-                raise ValueError(f"{path}, line {number}: non-numeric value in {row}.") from None
-            if confidence >= min_confidence:
-                points.append((y, x))
+    rows = number_rows(path, lambda n: n in (2, 3), "x,y,confidence")
+    points = [(r[1], r[0]) for r in rows if (r[2] if len(r) == 3 else 1.0) >= min_confidence]
     return np.asarray(points, np.float32).reshape(-1, 2)
 
 

@@ -13,7 +13,12 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from mitoseg_tf.data.formats.record import Record, check_manual_dir, find_files, require_records
+from mitoseg_tf.data.formats.record import (
+    Record,
+    check_manual_dir,
+    find_files,
+    require_records,
+)
 from mitoseg_tf.data.images import list_images
 
 NAME = "monuseg"

@@ -5,6 +5,7 @@ are decoded); ``load_example`` decodes one image, renders its mask and checks
 that the labels fit it. Centroids are (row, col) pixels everywhere.
 """
 
+import csv
 import dataclasses
 import logging
 import os
@@ -160,3 +161,21 @@ def check_manual_dir(data_dir, name, expected):
         raise FileNotFoundError(f"{name}: data dir {data_dir} does not exist; expected {expected}.")
     if not any(os.scandir(data_dir)):
         raise ValueError(f"{name}: data dir {data_dir} is empty; expected {expected}.")
+
+
+def number_rows(path, accepts, expected):
+    """Lists of floats, one per non-empty line of a header-less CSV; ``accepts(count)`` says
+    whether a line may hold that many values, ``expected`` describes the format for errors."""
+    rows = []
+    with open(path, newline="") as fh:
+        for number, row in enumerate(csv.reader(fh), 1):
+            values = [v.strip() for v in row if v.strip()]
+            if not values:
+                continue
+            if not accepts(len(values)):
+                raise ValueError(f"{path}, line {number}: expected {expected}; got {len(values)} values.")
+            try:
+                rows.append([float(v) for v in values])
+            except ValueError:
+                raise ValueError(f"{path}, line {number}: non-numeric value; expected {expected}.") from None
+    return rows

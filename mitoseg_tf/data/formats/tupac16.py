@@ -7,12 +7,18 @@ frame ``<case>/<frame>`` is ``<case>/<frame>.tif`` (or png/jpg) anywhere below
 the folder, e.g. ``mitoses_image_data/01/01.tif``. 40x, 0.25 um/px.
 """
 
-import csv
 import os
 
 import numpy as np
 
-from mitoseg_tf.data.formats.record import EMPTY_POINTS, Record, check_manual_dir, require_records, warn_skipped
+from mitoseg_tf.data.formats.record import (
+    EMPTY_POINTS,
+    Record,
+    check_manual_dir,
+    number_rows,
+    require_records,
+    warn_skipped,
+)
 from mitoseg_tf.data.images import IMAGE_SUFFIXES
 
 NAME = "tupac16"
@@ -24,19 +30,7 @@ MITOSES, NON_MITOSES = "mitoses_ground_truth", "nonmitoses_ground_truth"
 
 def read_points(path):
     """(K, 2) (row, col) float32 from a header-less ``row,col`` CSV; an empty file means no figure."""
-    points = []
-    with open(path, newline="") as fh:
-        for number, row in enumerate(csv.reader(fh), 1):
-            values = [v.strip() for v in row if v.strip()]
-            if not values:
-                continue
-            if len(values) != 2:
-                raise ValueError(f"{path}, line {number}: expected 'row,col'; got {row}.")
-            try:
-                points.append((float(values[0]), float(values[1])))
-            except ValueError:
-                raise ValueError(f"{path}, line {number}: expected numbers 'row,col'; got {row}.") from None
-    return np.asarray(points, np.float32).reshape(-1, 2)
+    return np.asarray(number_rows(path, lambda n: n == 2, "row,col"), np.float32).reshape(-1, 2)
 
 
 def _labels(data_dir, kind):
