@@ -87,6 +87,7 @@ def _add_evaluate(sub):
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic set (must match training's)")
     p.add_argument("--num-examples", type=int, default=None, help=argparse.SUPPRESS)  # tiles, for tests
     _add_dataset_options(p)
+    p.add_argument("--recipe", default=None, help="take the data, its options and splits from this training recipe")
     p.add_argument("--whole-images", action="store_true",
                    help="score whole images predicted by sliding window (default: the evaluation tiles)")
     p.add_argument("--match-distance-um", type=float, default=5.0, help="detection: match radius in microns")
@@ -183,8 +184,14 @@ def _evaluate(args):
     from mitoseg_tf.training.evaluate import evaluate_whole_images
     from mitoseg_tf.training.targets import output_roles
 
-    check_source(args.data)
     options = _dataset_options(args)
+    if args.recipe:  # score on exactly the split the recipe trained and validated on
+        from mitoseg_tf.training.run import load_recipe
+
+        recipe = load_recipe(args.recipe)
+        args.data, args.data_dir = recipe.data, args.data_dir or recipe.data_dir
+        options = {**recipe.data_options, **options}
+    check_source(args.data)
     model = load_checkpoint(args.checkpoint)
     data = make_data(
         args.data,
