@@ -23,7 +23,9 @@ def add_parser(subparsers):
 
     p = subparsers.add_parser("predict", help="predict whole images: probability, mask, overlay, GeoJSON, counts")
     p.add_argument("inputs", metavar="IMAGE_OR_FOLDER", help="an image file or a folder of images")
-    p.add_argument("--checkpoint", default=None, help="a .keras file, e.g. runs/NAME/best.keras (required for now)")
+    p.add_argument("--checkpoint", default=None, help="a .keras file, e.g. runs/NAME/best.keras")
+    p.add_argument("--weights", default=None, help="weights shipped with the package, MODEL/TAG, e.g. unet/monuseg "
+                   "(nuclei); default without --checkpoint: the shipped mitosis weights")
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--mpp", type=float, default=0.25, help="microns per pixel of the images (default 0.25)")
     p.add_argument("--tile", type=int, default=512, help="sliding-window tile side (a multiple of the stride)")
@@ -78,18 +80,46 @@ def _overlay(image, figures, shape):
     return out
 
 
-def _settings(args):
-    from mitoseg_tf.detection.evaluation import load_detection_settings
+DEFAULT_TAG = "mitosis"
 
-    if not args.checkpoint:
+
+def _shipped(args):
+    """``(model name, tag)`` of the shipped weights to use, or None when a checkpoint is given."""
+    from mitoseg_tf.zoo.pretrained import available_weights
+
+    if args.checkpoint and args.weights:
+        raise ValueError("give either --checkpoint or --weights, not both.")
+    if args.checkpoint:
+        return None
+    shipped = available_weights()
+    if args.weights:
+        if args.weights not in shipped:
+            raise ValueError(f"--weights {args.weights!r} is not shipped; shipped: {', '.join(sorted(shipped)) or 'none'}.")
+        return tuple(args.weights.split("/"))
+    default = sorted(k for k in shipped if k.endswith("/" + DEFAULT_TAG))
+    if not default:
         raise ValueError(
-            "--checkpoint is required: no default weights ship with mitoseg yet; pass a trained .keras file, "
-            "e.g. --checkpoint runs/NAME/best.keras (from `mitoseg train` or `mitoseg compare`)."
+            "--checkpoint is required: no mitosis weights ship with mitoseg yet (shipped: "
+            f"{', '.join(sorted(shipped)) or 'none'}, e.g. --weights unet/monuseg segments nuclei); "
+            "or pass a trained .keras file, e.g. --checkpoint runs/NAME/best.keras."
         )
-    saved = load_detection_settings(os.path.dirname(os.path.abspath(args.checkpoint))) or {}
+    return tuple(default[0].split("/"))
+
+
+def _settings(args, shipped):
+    from mitoseg_tf.detection.evaluation import load_detection_settings
+    from mitoseg_tf.zoo.pretrained import weights_entry
+
+    if shipped:
+        saved = {"pixel_threshold": weights_entry(*shipped).get("threshold", 0.5)}
+    else:
+        saved = load_detection_settings(os.path.dirname(os.path.abspath(args.checkpoint))) or {}
     score_threshold = args.score_threshold if args.score_threshold is not None else saved.get("score_threshold", 0.0)
     pixel_threshold = args.threshold if args.threshold is not None else saved.get("pixel_threshold", 0.5)
-    source = "command line" if args.score_threshold is not None else "detection.json" if saved else "default"
+    source = (
+        "command line" if args.score_threshold is not None
+        else "shipped weights' card" if shipped else "detection.json" if saved else "default"
+    )  # fmt: skip
     return float(score_threshold), float(pixel_threshold), source
 
 
@@ -107,11 +137,17 @@ def run(args):
     from mitoseg_tf.inference import predict_image
     from mitoseg_tf.training.checkpoint import load_checkpoint
 
-    score_threshold, pixel_threshold, source = _settings(args)
+    shipped = _shipped(args)
+    score_threshold, pixel_threshold, source = _settings(args, shipped)
     if args.mpp <= 0:
         raise ValueError(f"--mpp must be positive microns per pixel; got {args.mpp}.")
     files = list_images(args.inputs)
-    model = load_checkpoint(args.checkpoint)
+    if shipped:
+        from mitoseg_tf.zoo import build
+
+        model = build(shipped[0], weights=shipped[1], input_shape=(None, None, 3))
+    else:
+        model = load_checkpoint(args.checkpoint)
     os.makedirs(args.out, exist_ok=True)
     print(f"{len(files)} image(s); figure score threshold {score_threshold:.4g} ({source}), pixel threshold {pixel_threshold}")
     rows = []

@@ -129,3 +129,17 @@ def test_evaluate_reports_detection_next_to_pixel_metrics(checkpoint, capsys):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert [int(c) for c in cells[3:]] == [expected["tp"], expected["fp"], expected["fn"]]
     assert float(cells[2]) == pytest.approx(expected["f1"], abs=1e-4)
+
+
+def test_predict_with_shipped_weights(tmp_path, capsys):
+    image = np.full((64, 64, 3), 225, np.uint8)
+    image[20:30, 20:30] = (70, 40, 120)  # one dark nucleus-like blob
+    Image.fromarray(image).save(tmp_path / "n.png")
+    assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/monuseg", "--out", str(tmp_path / "o"), "--tile", "64"]) == 0
+    with open(tmp_path / "o" / "counts.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["image"].endswith("n.png") or row["image"] == "n"
+    assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/nope", "--out", str(tmp_path / "o")]) == 2
+    assert "is not shipped; shipped: mcsa_unet/monuseg, unet/monuseg" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/monuseg", "--checkpoint", "x.keras", "--out", str(tmp_path / "o")]) == 2
+    assert "either --checkpoint or --weights" in capsys.readouterr().err
