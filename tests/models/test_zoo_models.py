@@ -15,6 +15,12 @@ from mitoseg_tf.training import compile_model, output_roles
 from mitoseg_tf.zoo import build, get_card, list_models
 
 MODELS = list_models()
+# The two training tests (a traced train step each, ~10 s a model on 2 cores) run once per distinct
+# code path: the U-Net ablations that only pair switches are covered by the single-switch variants
+# and "mcsa_unet" (all switches on); every model still gets the build, naming, round-trip and
+# input-size tests.
+SWITCH_COMBINATIONS = {"unet_ca_sa", "unet_ca_res", "unet_sa_res"}
+TRAINING_MODELS = [n for n in MODELS if n not in SWITCH_COMBINATIONS]
 
 
 def tiny(name, **overrides):
@@ -65,14 +71,6 @@ class TestZooModel:
         assert first == second
         assert len(set(first)) == len(first)
 
-    def test_one_training_step_lowers_the_loss(self, name):
-        keras.utils.set_random_seed(0)
-        model = compile_model(tiny(name), optimizer=keras.optimizers.Adam(1e-2), metrics=None)
-        images, targets = fixed_batch(model)
-        losses = [float(np.ravel(model.train_on_batch(images, targets))[0]) for _ in range(6)]
-        assert np.isfinite(losses).all()
-        assert losses[-1] < losses[0], losses
-
     def test_keras_file_round_trip_gives_identical_outputs(self, name, tmp_path):
         model = tiny(name)
         images, _ = fixed_batch(model)
@@ -84,17 +82,6 @@ class TestZooModel:
             np.asarray(primary(restored.predict_on_batch(images), restored)),
         )
         assert [l.name for l in restored.layers] == [l.name for l in model.layers]
-
-    def test_mixed_bfloat16_keeps_float32_outputs(self, name):
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
-        model = tiny(name)
-        images, targets = fixed_batch(model)
-        for out in keras.tree.flatten(model(images, training=False)):
-            assert keras.backend.standardize_dtype(out.dtype) == "float32"
-        assert any(l.compute_dtype == "bfloat16" for l in model.layers if l.weights)
-        compile_model(model, metrics=None)
-        loss = float(np.ravel(model.train_on_batch(images, targets))[0])
-        assert np.isfinite(loss)
 
     def test_any_input_size_and_clear_error_for_bad_sizes(self, name):
         model = tiny(name, input_shape=(None, None, 3))
@@ -108,3 +95,25 @@ class TestZooModel:
             tiny(name, input_shape=(32, 32))
         with pytest.raises(ValueError, match="multiple"):
             tiny(name, input_shape=(30, 32, 3))
+
+
+@pytest.mark.parametrize("name", TRAINING_MODELS)
+class TestZooModelTraining:
+    def test_one_training_step_lowers_the_loss(self, name):
+        keras.utils.set_random_seed(0)
+        model = compile_model(tiny(name), optimizer=keras.optimizers.Adam(1e-2), metrics=None)
+        images, targets = fixed_batch(model)
+        losses = [float(np.ravel(model.train_on_batch(images, targets))[0]) for _ in range(6)]
+        assert np.isfinite(losses).all()
+        assert losses[-1] < losses[0], losses
+
+    def test_mixed_bfloat16_keeps_float32_outputs(self, name):
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        model = tiny(name)
+        images, targets = fixed_batch(model)
+        for out in keras.tree.flatten(model(images, training=False)):
+            assert keras.backend.standardize_dtype(out.dtype) == "float32"
+        assert any(l.compute_dtype == "bfloat16" for l in model.layers if l.weights)
+        compile_model(model, metrics=None)
+        loss = float(np.ravel(model.train_on_batch(images, targets))[0])
+        assert np.isfinite(loss)
