@@ -159,3 +159,14 @@ def test_images_without_labels_are_skipped_with_a_count(tmp_path, caplog):
     records = read_records("mitos12", str(tmp_path))
     assert [r.id for r in records] == ["A00_00"]
     assert "skipped 1 images without a CSV of the same name" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "name, list_name, line",
+    [("mitos12", "mitoses.csv", "image,x,y\nA09_09,5,5\n"), ("mitos_atypia14", "points_validation.txt", "v/A09/A09_09Aa 5 5\n")],
+)
+def test_point_list_naming_a_missing_image(tmp_path, name, list_name, line):
+    save(str(tmp_path / "images" / "A00_00.png"), tissue(10, 10))
+    (tmp_path / list_name).write_text(line)
+    with pytest.raises(ValueError, match=rf"{list_name}: lists images that are not in .*: A09_09"):
+        read_records(name, str(tmp_path))

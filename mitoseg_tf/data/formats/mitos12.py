@@ -17,12 +17,12 @@ import os
 import numpy as np
 
 from mitoseg_tf.data.formats.record import (
-    EMPTY_POINTS,
     Record,
     check_manual_dir,
     check_unique_ids,
     find_files,
     number_rows,
+    records_from_point_list,
     require_records,
     warn_skipped,
 )
@@ -67,13 +67,7 @@ def read(data_dir):
     centre_list = os.path.join(data_dir, "mitoses.csv")
     images = find_files(data_dir, IMAGE_SUFFIXES)
     if os.path.isfile(centre_list):
-        points = read_centre_list(centre_list)
-        unknown = sorted(set(points) - set(images))
-        if unknown:
-            raise ValueError(f"{centre_list}: lists images that are not in {data_dir}: {', '.join(unknown[:3])}.")
-        # Every image is a field: one that the list does not name has no mitosis.
-        records = [Record(id=s, image=images[s], points=points.get(s, EMPTY_POINTS), **_meta(s)) for s in sorted(images)]
-        return require_records(records, data_dir, EXPECTED)
+        return records_from_point_list(read_centre_list(centre_list), images, centre_list, _meta, EXPECTED)
     csvs = find_files(data_dir, (".csv",))
     records, unlabelled = [], []
     for stem in sorted(images):

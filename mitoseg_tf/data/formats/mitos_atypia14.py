@@ -23,6 +23,7 @@ from mitoseg_tf.data.formats.record import (
     check_manual_dir,
     find_files,
     number_rows,
+    records_from_point_list,
     require_records,
     warn_skipped,
 )
@@ -71,12 +72,7 @@ def read(data_dir, *, min_confidence=0.0):
     images = find_files(data_dir, IMAGE_SUFFIXES)
     point_list = os.path.join(data_dir, POINT_LIST)
     if os.path.isfile(point_list):
-        points = read_point_list(point_list)
-        unknown = sorted(set(points) - set(images))
-        if unknown:
-            raise ValueError(f"{point_list}: lists frames that are not in {data_dir}: {', '.join(unknown[:3])}.")
-        records = [Record(id=f, image=images[f], points=points.get(f, EMPTY_POINTS), **_meta(f)) for f in sorted(images)]
-        return require_records(records, data_dir, EXPECTED)
+        return records_from_point_list(read_point_list(point_list), images, point_list, _meta, EXPECTED)
     csvs = find_files(data_dir, (".csv",))
     records, unlabelled = [], []
     for frame in sorted(images):

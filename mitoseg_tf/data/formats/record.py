@@ -137,6 +137,22 @@ def require_records(records, where, expected):
     return records
 
 
+def records_from_point_list(points, images, list_path, meta, expected):
+    """One record per image of a folder whose centres come from one list file.
+
+    ``points``: ``{image stem: (K, 2)}`` read from ``list_path``; ``images``:
+    ``{stem: path}``; ``meta(stem)``: the record's slide, mpp and scanner. Every
+    image is a field, so one the list does not name has no figure; a name the
+    list gives but the folder lacks is an error (its labels would be lost).
+    """
+    unknown = sorted(set(points) - set(images))
+    if unknown:
+        folder = os.path.dirname(list_path)
+        raise ValueError(f"{list_path}: lists images that are not in {folder}: {', '.join(unknown[:3])}.")
+    records = [Record(id=s, image=images[s], points=points.get(s, EMPTY_POINTS), **meta(s)) for s in sorted(images)]
+    return require_records(records, os.path.dirname(list_path), expected)
+
+
 def find_files(root, suffixes):
     """``{stem: path}`` of files below ``root`` (recursive) with one of ``suffixes``; duplicates are errors."""
     found = {}
