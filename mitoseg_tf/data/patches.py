@@ -22,7 +22,7 @@ import math
 
 import tensorflow as tf
 
-from mitoseg_tf.data.pipeline import AUTOTUNE, _augment, _plain, _to_model_inputs
+from mitoseg_tf.data.pipeline import AUTOTUNE, _plain, _to_model_inputs, augment_and_batch, check_batch_size
 
 POSITIVE, HARD_NEGATIVE, RANDOM = 0, 1, 2
 
@@ -62,15 +62,14 @@ def _choose_centre(seed, points, negatives, shape, side, positive_fraction, hard
     kind = tf.where(tf.logical_and(kind == HARD_NEGATIVE, tf.logical_not(have_neg)), RANDOM, kind)
 
     def pick(candidates):
-        i = tf.random.stateless_uniform((), seeds[1], 0, tf.maximum(tf.shape(candidates)[0], 1), dtype=tf.int32)
+        i = tf.random.stateless_uniform((), seeds[1], 0, tf.shape(candidates)[0], dtype=tf.int32)
         shift = tf.random.stateless_uniform((2,), seeds[2], -jitter, jitter) * tf.cast(side, tf.float32)
-        return candidates[tf.minimum(i, tf.shape(candidates)[0] - 1)] + shift
+        return candidates[i] + shift
 
     anywhere = tf.random.stateless_uniform((2,), seeds[3]) * tf.cast(shape, tf.float32)
-    safe_points = tf.concat([points, [[0.0, 0.0]]], 0)  # tf.case evaluates shapes of every branch
-    safe_negatives = tf.concat([negatives, [[0.0, 0.0]]], 0)
+    # Only the chosen branch runs, and ``kind`` never picks an empty list.
     centre = tf.case(
-        [(tf.equal(kind, POSITIVE), lambda: pick(safe_points[:-1])), (tf.equal(kind, HARD_NEGATIVE), lambda: pick(safe_negatives[:-1]))],
+        [(tf.equal(kind, POSITIVE), lambda: pick(points)), (tf.equal(kind, HARD_NEGATIVE), lambda: pick(negatives))],
         default=lambda: anywhere,
     )
     return centre, kind
@@ -160,10 +159,12 @@ def make_patch_pipeline(
     **stream_options,
 ):
     """Training batches ``(image, targets)`` from large images, like ``pipeline.make_pipeline(training=True)``."""
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    check_batch_size(batch_size)
     stream = patch_stream(records, patch_size=patch_size, seed=seed, max_scale=scale_range[1], **stream_options)
-    options = dict(
+    return augment_and_batch(
+        stream,
+        batch_size=batch_size,
+        roles=roles,
         seed=seed + 7,
         crop_size=patch_size,
         scale_range=scale_range,
@@ -173,9 +174,6 @@ def make_patch_pipeline(
         flip=flip,
         normalise=normalise,
     )
-    ds = stream.enumerate().map(lambda i, e: _augment(i, e, **options), num_parallel_calls=AUTOTUNE)
-    ds = ds.map(lambda e: _to_model_inputs(e, roles), num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
 def tile_grid(records, tile=512, multiple=32, decoded=True):

@@ -195,8 +195,7 @@ def make_pipeline(
         normalise: H&E stain normalisation (``stain_normalise``) of every image,
             in training and evaluation alike.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    check_batch_size(batch_size)
     if positive_fraction is not None and not 0.0 <= positive_fraction <= 1.0:
         raise ValueError(f"positive_fraction must be in [0, 1] or None; got {positive_fraction!r}.")
     source = source.map(lambda e: {"image": e["image"], "mask": e["mask"]})
@@ -222,7 +221,10 @@ def make_pipeline(
             )
         else:
             ds = source.repeat().shuffle(shuffle, seed=seed)
-        options = dict(
+        return augment_and_batch(
+            ds,
+            batch_size=batch_size,
+            roles=roles,
             seed=seed,
             crop_size=crop_size,
             scale_range=scale_range,
@@ -232,6 +234,17 @@ def make_pipeline(
             flip=flip,
             normalise=normalise,
         )
-        ds = ds.enumerate().map(lambda i, e: _augment(i, e, **options), num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda e: _to_model_inputs(e, roles), num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=training).prefetch(AUTOTUNE)
+    return ds.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def check_batch_size(batch_size):
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+
+
+def augment_and_batch(stream, *, batch_size, roles=None, **augment_options):
+    """The training tail every stream shares: seeded augmentation (``_augment``), model targets, full batches."""
+    ds = stream.enumerate().map(lambda i, e: _augment(i, e, **augment_options), num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda e: _to_model_inputs(e, roles), num_parallel_calls=AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
