@@ -4,25 +4,11 @@ Runs in a subprocess on the JAX backend with ``import tensorflow`` made to fail,
 so any TensorFlow import hiding in the model code breaks this test.
 """
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
-
+import jax_without_tensorflow
 import pytest
 
-SCRIPT = textwrap.dedent(
-    """
-    import importlib.abc, json, sys
-
-    class BlockTensorFlow(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name == "tensorflow" or name.startswith("tensorflow."):
-                raise ImportError("tensorflow is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, BlockTensorFlow())
+SCRIPT = """
+    import json, sys
 
     import keras
     import numpy as np
@@ -63,16 +49,11 @@ SCRIPT = textwrap.dedent(
     report["tensorflow_loaded"] = "tensorflow" in sys.modules
     print("REPORT" + json.dumps(report))
     """
-)
 
 
 def test_zoo_trains_on_jax_without_tensorflow():
     pytest.importorskip("jax")  # declared in the test extra; only absent outside `pip install -e .[test]`
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("REPORT"))
-    report = json.loads(line[len("REPORT"):])
+    report = jax_without_tensorflow.run(SCRIPT, timeout=900)
     assert report.pop("tensorflow_loaded") is False
     from mitoseg_tf.zoo import list_models
 

@@ -64,16 +64,26 @@ def evaluate(model, data, *, threshold=0.5, zero_division=1.0, max_batches=None)
     averaged per image, next to what an all-background prediction scores.
     """
     num_classes = max(model.get_layer(PRIMARY_OUTPUT).output.shape[-1], 2)
+
+    def pairs():
+        for index, (images, targets) in enumerate(data):
+            if max_batches is not None and index >= max_batches:
+                break
+            truth = _mask_of(targets).astype(np.int64)
+            yield truth, pixel.labels_from_output(primary_probabilities(model, np.asarray(images)), threshold=threshold)
+
+    return _score(pairs(), num_classes, zero_division, "evaluate: the dataset is empty; nothing to score.")
+
+
+def _score(pairs, num_classes, zero_division, empty_message):
+    """Summaries of the model's and an all-background prediction's per-image confusion matrices,
+    from ``(truth, labels)`` batches of shape (N, H, W)."""
     model_cms, background_cms = [], []
-    for index, (images, targets) in enumerate(data):
-        if max_batches is not None and index >= max_batches:
-            break
-        truth = _mask_of(targets).astype(np.int64)
-        labels = pixel.labels_from_output(primary_probabilities(model, np.asarray(images)), threshold=threshold)
+    for truth, labels in pairs:
         model_cms.append(pixel.confusion_matrices(truth, labels, num_classes))
         background_cms.append(pixel.confusion_matrices(truth, np.zeros_like(truth), num_classes))
     if not model_cms:
-        raise ValueError("evaluate: the dataset is empty; nothing to score.")
+        raise ValueError(empty_message)
     model_cms = np.concatenate(model_cms)
     return {
         "model": _summarise(model_cms, zero_division),
@@ -93,22 +103,15 @@ def evaluate_whole_images(model, examples, *, threshold=0.5, zero_division=1.0, 
     from mitoseg_tf.inference import predict_image
 
     examples = examples.as_numpy_iterator() if hasattr(examples, "as_numpy_iterator") else examples
-    model_cms, background_cms = [], []
-    for example in examples:
-        truth = np.asarray(example["mask"]).astype(np.int64)
-        truth = truth[..., 0] if truth.ndim == 3 else truth
-        probability = predict_image(model, example["image"], **predict_kwargs)
-        labels = (probability > threshold).astype(np.int64)
-        model_cms.append(pixel.confusion_matrices(truth[None], labels[None], 2))
-        background_cms.append(pixel.confusion_matrices(truth[None], np.zeros_like(truth)[None], 2))
-    if not model_cms:
-        raise ValueError("evaluate_whole_images: no images to score.")
-    model_cms = np.concatenate(model_cms)
-    return {
-        "model": _summarise(model_cms, zero_division),
-        "all_background": _summarise(np.concatenate(background_cms), zero_division),
-        "num_images": int(model_cms.shape[0]),
-    }
+
+    def pairs():
+        for example in examples:
+            truth = np.asarray(example["mask"]).astype(np.int64)
+            truth = truth[..., 0] if truth.ndim == 3 else truth
+            probability = predict_image(model, example["image"], **predict_kwargs)
+            yield truth[None], (probability > threshold).astype(np.int64)[None]
+
+    return _score(pairs(), 2, zero_division, "evaluate_whole_images: no images to score.")
 
 
 def format_table(results, title=None):

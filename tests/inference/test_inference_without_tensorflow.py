@@ -1,24 +1,10 @@
 """Sliding-window prediction and detection run on the JAX backend with TensorFlow blocked."""
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
-
+import jax_without_tensorflow
 import pytest
 
-SCRIPT = textwrap.dedent(
-    """
-    import importlib.abc, json, sys
-
-    class BlockTensorFlow(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name == "tensorflow" or name.startswith("tensorflow."):
-                raise ImportError("tensorflow is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, BlockTensorFlow())
+SCRIPT = """
+    import json, sys
 
     import keras
     import numpy as np
@@ -51,16 +37,11 @@ SCRIPT = textwrap.dedent(
         "tensorflow_loaded": "tensorflow" in sys.modules,
     }))
     """
-)
 
 
 def test_sliding_window_and_detection_need_no_tensorflow():
     pytest.importorskip("jax")
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT"))
-    report = json.loads(line[len("REPORT") :])
+    report = jax_without_tensorflow.run(SCRIPT, timeout=600)
     assert report == {
         "backend": "jax",
         "shape": [45, 70],

@@ -1,0 +1,34 @@
+"""Run a script on the JAX backend in a subprocess where ``import tensorflow`` fails.
+
+The zoo, inference and detection code must run without TensorFlow; any import
+of it hiding in that code makes the script fail. The script prints one line
+``REPORT<json>``, which ``run`` returns as a dict.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+BLOCK_TENSORFLOW = """
+import importlib.abc, json, sys
+
+class BlockTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ImportError("tensorflow is blocked in this test")
+        return None
+
+sys.meta_path.insert(0, BlockTensorFlow())
+"""
+
+
+def run(body, timeout=900):
+    """Run ``body`` (after the TensorFlow blocker) with KERAS_BACKEND=jax; its REPORT dict."""
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    script = BLOCK_TENSORFLOW + textwrap.dedent(body)
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT"))
+    return json.loads(line[len("REPORT") :])
