@@ -21,6 +21,7 @@ from mitoseg_tf.compare import budget as budget_lib
 from mitoseg_tf.compare.figure import FIGURE_FILE, pick_tiles, plot_comparison
 from mitoseg_tf.compare.selection import TABLES, resolve_models, table_models
 from mitoseg_tf.compare.tables import markdown_table, run_scores, summarise, write_csv
+from mitoseg_tf.training.run import RunConfig
 
 PLAN_FILE = "plan.json"
 # Settings that define the recipe: a resumed comparison must use the same ones.
@@ -30,27 +31,30 @@ RECIPE_KEYS = (
 )  # fmt: skip
 
 
+_RUN = RunConfig()  # the training defaults come from one place: RunConfig's quick CPU schedule
+
+
 @dataclasses.dataclass
 class CompareConfig:
-    """What to compare and how; the training defaults are ``RunConfig``'s quick CPU schedule."""
+    """What to compare and how; the training defaults are ``RunConfig``'s."""
 
     output_dir: str = "compare"
     models: tuple = ()  # empty: every model tagged with one of ``tables``
     tables: tuple = TABLES
     repeats: int = 1
     seed: int = 0  # seeds are seed, seed + 1, ..., seed + repeats - 1
-    data: str = "synthetic"
+    data: str = _RUN.data
     data_dir: str | None = None
     num_examples: int | None = None
     tiny: bool = False  # each card's ``tiny`` overrides (for tests and smoke runs)
-    base_filters: int = 16
-    epochs: int = 10
-    steps_per_epoch: int = 40
-    batch_size: int = 16
-    crop_size: int = 128
-    learning_rate: float = 1e-3
-    loss: str | None = None  # None: cross-entropy for segmentation networks, a detector's own losses
-    precision: str = "auto"
+    base_filters: int = _RUN.base_filters
+    epochs: int = _RUN.epochs
+    steps_per_epoch: int = _RUN.steps_per_epoch
+    batch_size: int = _RUN.batch_size
+    crop_size: int = _RUN.crop_size
+    learning_rate: float = _RUN.learning_rate
+    loss: str | None = _RUN.loss  # None: cross-entropy for segmentation networks, a detector's own losses
+    precision: str = _RUN.precision
     budget_minutes: float | None = None
     match_distance_um: float = 5.0
     mpp: float | None = None  # None: the source's own (``detection.evaluation.source_mpp``)
@@ -227,7 +231,7 @@ def run_compare(config: CompareConfig, log=print):
     """
     from mitoseg_tf.data.sources import check_source
     from mitoseg_tf.detection.evaluation import source_mpp
-    from mitoseg_tf.training.run import RunConfig, train_run
+    from mitoseg_tf.training.run import train_run
 
     started = time.time()
     if not isinstance(config.repeats, int) or config.repeats < 1:

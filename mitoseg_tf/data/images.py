@@ -66,16 +66,11 @@ def read_image(path):
 def read_label_image(path, shape=None):
     """A binary label image as uint8 (H, W) of 0/1; ``shape`` (H, W) is checked when given."""
     img = _open(path)
-    if _sixteen_bit(img):
-        array = np.asarray(img)
-    else:
-        array = np.asarray(img)
-        if img.mode == "LA":
-            array = array[..., 0]  # grey + alpha: the grey channel holds the label
-        elif img.mode == "RGBA":
-            array = array[..., :3]
-        elif img.mode == "P":
-            array = np.asarray(img.convert("L"))
+    array = np.asarray(img.convert("L") if img.mode == "P" else img)
+    if img.mode == "LA":
+        array = array[..., 0]  # grey + alpha: the grey channel holds the label
+    elif img.mode == "RGBA":
+        array = array[..., :3]
     if array.ndim == 3:
         if not (np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2])):
             raise ValueError(

@@ -97,12 +97,6 @@ def _check_resume(config, run_dir):
         )
 
 
-def _seed_everything(seed, deterministic=False):
-    from mitoseg_tf.training.record import seed_everything
-
-    seed_everything(seed, deterministic)
-
-
 def _collect_overlays(model, val_data, count):
     from mitoseg_tf.metrics.pixel import labels_from_output
     from mitoseg_tf.training.evaluate import _mask_of, primary_probabilities
@@ -167,7 +161,7 @@ def train_run(config: RunConfig, log=print, callbacks=()):
     get_card(config.model)  # unknown names fail before any data is generated or folder made
     check_source(config.data)
     from mitoseg_tf.training import distribute
-    from mitoseg_tf.training.record import versions
+    from mitoseg_tf.training.record import seed_everything, versions
 
     distribute.check_strategy_name(config.strategy)
     name = config.run_name or f"{config.model}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
@@ -180,7 +174,7 @@ def train_run(config: RunConfig, log=print, callbacks=()):
     import mitoseg_tf.data.pipeline  # noqa: F401
     chief = distribute.is_chief(strategy)
     precision = set_precision(config.precision)
-    _seed_everything(config.seed, config.deterministic)
+    seed_everything(config.seed, config.deterministic)
     if chief and not config.resume:
         os.makedirs(run_dir, exist_ok=True)
         record = {
