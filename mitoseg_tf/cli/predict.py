@@ -37,7 +37,10 @@ def add_parser(subparsers):
         "--score-threshold", type=float, default=None,
         help="minimum figure score (default: detection.json of the run folder, else 0)",
     )  # fmt: skip
-    p.add_argument("--min-area-um2", type=float, default=DEFAULT_MIN_AREA_UM2, help="smallest figure kept")
+    p.add_argument(
+        "--min-area-um2", type=float, default=None,
+        help=f"smallest figure kept, square microns (default: the run's or weights' choice, else {DEFAULT_MIN_AREA_UM2:g})",
+    )  # fmt: skip
     p.add_argument("--hpf10-area-mm2", type=float, default=DEFAULT_HPF10_AREA_MM2, help="area of 10 HPF (MIDOG: 2)")
 
 
@@ -107,20 +110,24 @@ def _shipped(args):
 
 
 def _settings(args, shipped):
+    from mitoseg_tf.detection import DEFAULT_MIN_AREA_UM2
     from mitoseg_tf.detection.evaluation import load_detection_settings
     from mitoseg_tf.zoo.pretrained import weights_entry
 
     if shipped:
-        saved = {"pixel_threshold": weights_entry(*shipped).get("threshold", 0.5)}
+        entry = weights_entry(*shipped)
+        # Detection weights carry the settings chosen on their validation images; others only a pixel threshold.
+        saved = entry.get("detection") or {"pixel_threshold": entry.get("threshold", 0.5)}
     else:
         saved = load_detection_settings(os.path.dirname(os.path.abspath(args.checkpoint))) or {}
     score_threshold = args.score_threshold if args.score_threshold is not None else saved.get("score_threshold", 0.0)
     pixel_threshold = args.threshold if args.threshold is not None else saved.get("pixel_threshold", 0.5)
+    min_area = args.min_area_um2 if args.min_area_um2 is not None else saved.get("min_area_um2", DEFAULT_MIN_AREA_UM2)
     source = (
         "command line" if args.score_threshold is not None
         else "shipped weights' card" if shipped else "detection.json" if saved else "default"
     )  # fmt: skip
-    return float(score_threshold), float(pixel_threshold), source
+    return float(score_threshold), float(pixel_threshold), float(min_area), source
 
 
 def run(args):
@@ -138,7 +145,7 @@ def run(args):
     from mitoseg_tf.training.checkpoint import load_checkpoint
 
     shipped = _shipped(args)
-    score_threshold, pixel_threshold, source = _settings(args, shipped)
+    score_threshold, pixel_threshold, min_area, source = _settings(args, shipped)
     if args.mpp <= 0:
         raise ValueError(f"--mpp must be positive microns per pixel; got {args.mpp}.")
     files = list_images(args.inputs)
@@ -149,7 +156,10 @@ def run(args):
     else:
         model = load_checkpoint(args.checkpoint)
     os.makedirs(args.out, exist_ok=True)
-    print(f"{len(files)} image(s); figure score threshold {score_threshold:.4g} ({source}), pixel threshold {pixel_threshold}")
+    print(
+        f"{len(files)} image(s); figure score threshold {score_threshold:.4g} ({source}), pixel threshold "
+        f"{pixel_threshold}, smallest figure {min_area:g} um^2"
+    )
     rows = []
     for path in files:
         image = read_rgb(path)
@@ -160,7 +170,7 @@ def run(args):
         figures = [
             f
             for f in extract_figures(
-                probability, mpp=args.mpp, threshold=pixel_threshold, min_area_um2=args.min_area_um2
+                probability, mpp=args.mpp, threshold=pixel_threshold, min_area_um2=min_area
             )
             if f.score >= score_threshold
         ]

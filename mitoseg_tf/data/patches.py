@@ -33,8 +33,9 @@ def _decode(example):
     return image, mask
 
 
-def _pad_to(image, mask, side):
-    """Reflect-pad (image) / zero-pad (mask) so both sides are at least ``side``."""
+def _pad_to(image, mask, side, mirror_mask=False):
+    """Reflect-pad the image so both sides are at least ``side``; the mask is zero-padded, or
+    mirrored like the image (``mirror_mask``) so that figures reflected into the padding stay labelled."""
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     pad_h, pad_w = tf.maximum(side - height, 0), tf.maximum(side - width, 0)
     paddings = [[pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2]]
@@ -45,7 +46,12 @@ def _pad_to(image, mask, side):
         lambda: tf.pad(image, paddings + [[0, 0]], mode="REFLECT"),
         lambda: tf.pad(image, paddings + [[0, 0]], mode="SYMMETRIC"),
     )
-    mask = tf.pad(mask, paddings)
+    if mirror_mask:
+        mask = tf.cond(
+            mode, lambda: tf.pad(mask, paddings, mode="REFLECT"), lambda: tf.pad(mask, paddings, mode="SYMMETRIC")
+        )
+    else:
+        mask = tf.pad(mask, paddings)
     offset = tf.cast(tf.stack([pad_h // 2, pad_w // 2]), tf.float32)
     return image, mask, offset
 
@@ -75,10 +81,25 @@ def _choose_centre(seed, points, negatives, shape, side, positive_fraction, hard
     return centre, kind
 
 
-def _patches_of(visit, example, *, seed, side, patches_per_image, positive_fraction, hard_negative_fraction, jitter):
+def _clear_of(points, top, left, side, margin):
+    """True when no point lies within ``margin`` pixels of the square patch at (top, left)."""
+    low = tf.cast(tf.stack([top, left]), tf.float32)
+    high = low + tf.cast(side - 1, tf.float32)
+    outside = tf.maximum(tf.maximum(low - points, points - high), 0.0)  # per-axis distance to the box
+    return tf.reduce_all(tf.reduce_sum(tf.square(outside), axis=1) >= tf.square(margin))
+
+
+def _patches_of(
+    visit, example, *, seed, side, patches_per_image, positive_fraction, hard_negative_fraction, jitter, background_only, exclude_um
+):
     image, mask = _decode(example)
-    image, mask, offset = _pad_to(image, mask, side)
+    # Figures reflected into the padding of a small image (a 128-pixel AMi-Br crop) keep their labels.
+    image, mask, offset = _pad_to(image, mask, side, mirror_mask=True)
     points, negatives = example["points"] + offset, example["negatives"] + offset
+    if background_only:
+        # Tissue used as negatives: whatever its own labels mark (MoNuSeg nuclei) is not a mitosis here.
+        mask = tf.zeros_like(mask)
+    margin = tf.cast(exclude_um, tf.float32) / example["mpp"] if exclude_um else None
     shape = tf.shape(mask)
 
     def cut(j):
@@ -88,13 +109,15 @@ def _patches_of(visit, example, *, seed, side, patches_per_image, positive_fract
         )
         top = tf.clip_by_value(tf.cast(tf.round(centre[0]), tf.int32) - side // 2, 0, shape[0] - side)
         left = tf.clip_by_value(tf.cast(tf.round(centre[1]), tf.int32) - side // 2, 0, shape[1] - side)
-        return {
+        patch = {
             "image": image[top : top + side, left : left + side],
             "mask": mask[top : top + side, left : left + side],
             "centre": tf.equal(kind, POSITIVE),
         }
+        return patch, _clear_of(points, top, left, side, margin) if margin is not None else tf.constant(True)
 
-    return tf.data.Dataset.range(patches_per_image).map(cut)
+    patches = tf.data.Dataset.range(patches_per_image).map(cut)
+    return patches.filter(lambda _, keep: keep).map(lambda patch, _: patch)
 
 
 def patch_stream(
@@ -109,11 +132,17 @@ def patch_stream(
     cycle_length=4,
     shuffle_buffer=64,
     seed=0,
+    background_only=False,
+    exclude_um=None,
 ):
     """Infinite stream of ``{"image", "mask", "centre"}`` patches of side ``ceil(patch_size * max_scale)``.
 
     ``records``: a dataset of encoded examples (``builders.load_dataset(...,
-    decode=False)``) with ``image``/``mask`` bytes, ``points`` and ``negatives``.
+    decode=False)``) with ``image``/``mask`` bytes, ``points``, ``negatives`` and ``mpp``.
+    ``background_only``: every mask pixel is background (tissue used only as
+    negatives; patches are placed anywhere). ``exclude_um``: drop every patch
+    with a labelled point within this many microns of it (negatives cut from
+    images whose figures are marked by points only).
     """
     for name, value in (("positive_fraction", positive_fraction), ("hard_negative_fraction", hard_negative_fraction)):
         if not 0.0 <= value <= 1.0:
@@ -124,6 +153,10 @@ def patch_stream(
         )
     if patches_per_image < 1 or cycle_length < 1:
         raise ValueError("patches_per_image and cycle_length must be positive integers.")
+    if exclude_um is not None and not (isinstance(exclude_um, (int, float)) and exclude_um > 0):
+        raise ValueError(f"exclude_um must be a positive number of microns or None; got {exclude_um!r}.")
+    if background_only:
+        positive_fraction = hard_negative_fraction = 0.0
     side = int(math.ceil(patch_size * max_scale))
     options = dict(
         seed=seed,
@@ -132,8 +165,10 @@ def patch_stream(
         positive_fraction=float(positive_fraction),
         hard_negative_fraction=float(hard_negative_fraction),
         jitter=float(jitter),
+        background_only=bool(background_only),
+        exclude_um=exclude_um,
     )
-    records = records.map(lambda e: {k: e[k] for k in ("image", "mask", "points", "negatives")})
+    records = records.map(lambda e: {k: e[k] for k in ("image", "mask", "points", "negatives", "mpp")})
     visits = records.repeat().shuffle(shuffle_buffer, seed=seed).enumerate()
     return visits.interleave(
         lambda i, e: _patches_of(i, e, **options),
@@ -144,23 +179,27 @@ def patch_stream(
     )
 
 
-def make_patch_pipeline(
-    records,
-    *,
-    batch_size,
-    patch_size=256,
-    seed=0,
-    scale_range=(0.8, 1.25),
-    stain_jitter=0.05,
-    normalise=False,
-    rotate=True,
-    flip=True,
+SCALE_RANGE = (0.8, 1.25)
+
+
+def make_patch_pipeline(records, *, batch_size, patch_size=256, seed=0, scale_range=SCALE_RANGE, roles=None, **options):
+    """Training batches ``(image, targets)`` from large images, like ``pipeline.make_pipeline(training=True)``.
+
+    ``options``: those of ``patch_stream`` and of ``augment_patches``.
+    """
+    augment = {k: options.pop(k) for k in ("stain_jitter", "hsv_jitter", "normalise", "rotate", "flip") if k in options}
+    stream = patch_stream(records, patch_size=patch_size, seed=seed, max_scale=scale_range[1], **options)
+    return augment_patches(
+        stream, batch_size=batch_size, patch_size=patch_size, seed=seed, scale_range=scale_range, roles=roles, **augment
+    )
+
+
+def augment_patches(
+    stream, *, batch_size, patch_size, seed=0, scale_range=SCALE_RANGE, stain_jitter=0.05, hsv_jitter=0.0, normalise=False, rotate=True, flip=True,
     roles=None,
-    **stream_options,
 ):
-    """Training batches ``(image, targets)`` from large images, like ``pipeline.make_pipeline(training=True)``."""
+    """The shared augmentation and batching of a ``patch_stream`` (cut with ``max_scale=scale_range[1]``)."""
     check_batch_size(batch_size)
-    stream = patch_stream(records, patch_size=patch_size, seed=seed, max_scale=scale_range[1], **stream_options)
     return augment_and_batch(
         stream,
         batch_size=batch_size,
@@ -170,6 +209,7 @@ def make_patch_pipeline(
         scale_range=scale_range,
         positive_fraction=0.0,  # replaced per patch by its "centre" flag
         stain_jitter=stain_jitter,
+        hsv_jitter=hsv_jitter,
         rotate=rotate,
         flip=flip,
         normalise=normalise,

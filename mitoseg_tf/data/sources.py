@@ -8,11 +8,13 @@ and ``make_data`` -> the batches a model trains or is scored on.
   ``data_dir`` (see ``mitoseg_tf.data.builders``). Their images can be large,
   so training streams patches (``patches.make_patch_pipeline``) and
   evaluation scores a grid of tiles covering each image.
+- ``mixture``: training patches drawn from several of those by weight,
+  validation (and test) on another (``mitoseg_tf.data.mixture``; the mitosis recipe).
 """
 
 from mitoseg_tf.data.formats import FORMATS
 
-SOURCES = ("synthetic", "synthetic_tfds") + tuple(FORMATS)
+SOURCES = ("synthetic", "synthetic_tfds", "mixture") + tuple(FORMATS)
 
 
 def check_source(name):
@@ -26,7 +28,7 @@ def check_source(name):
 
 
 def is_large_image_source(name):
-    return name in FORMATS
+    return name in FORMATS or name == "mixture"
 
 
 def load_source(name="synthetic", split="train", *, data_dir=None, num_examples=None, size=256, seed=0, decode=True, **options):
@@ -48,6 +50,10 @@ def load_source(name="synthetic", split="train", *, data_dir=None, num_examples=
         from mitoseg_tf.data.synthetic_tfds import load_synthetic_tfds
 
         ds = load_synthetic_tfds(split, data_dir)
+    elif name == "mixture":
+        from mitoseg_tf.data import mixture
+
+        ds = mixture.load_split(options, split, data_dir, decode=decode)
     else:
         from mitoseg_tf.data.builders import load_dataset
 
@@ -70,11 +76,16 @@ def make_data(
     num_examples=None,
     eval_tile=512,
     normalise=False,
+    augment=None,
     **options,
 ):
-    """Batches of ``(image, targets)`` of one split, for ``fit`` (``training=True``) or ``evaluate``."""
-    from mitoseg_tf.data.pipeline import make_pipeline
+    """Batches of ``(image, targets)`` of one split, for ``fit`` (``training=True``) or ``evaluate``.
 
+    ``augment``: training augmentation strengths (``pipeline.AUGMENT_OPTIONS``).
+    """
+    from mitoseg_tf.data.pipeline import check_augment, make_pipeline
+
+    augment = check_augment(augment)
     if not is_large_image_source(name):
         source = load_source(name, split, data_dir=data_dir, num_examples=num_examples, seed=seed, **options)
         if training:
@@ -87,11 +98,19 @@ def make_data(
                 positive_fraction=positive_fraction,
                 roles=roles,
                 normalise=normalise,
+                **augment,
             )
         return make_pipeline(source, training=False, batch_size=batch_size, roles=roles, normalise=normalise)
 
     from mitoseg_tf.data.patches import make_patch_pipeline, make_tile_pipeline
 
+    if training and name == "mixture":
+        from mitoseg_tf.data import mixture
+
+        return mixture.make_training_pipeline(
+            options, data_dir, batch_size=batch_size, patch_size=crop_size or 256, seed=seed, roles=roles,
+            normalise=normalise, positive_fraction=positive_fraction, **augment,
+        )  # fmt: skip
     if training:
         records = load_source(name, split, data_dir=data_dir, num_examples=num_examples, seed=seed, decode=False, **options)
         return make_patch_pipeline(
@@ -102,6 +121,7 @@ def make_data(
             positive_fraction=positive_fraction,
             roles=roles,
             normalise=normalise,
+            **augment,
         )
     records = load_source(name, split, data_dir=data_dir, num_examples=num_examples, seed=seed, decode=False, **options)
     return make_tile_pipeline(records, batch_size=batch_size, tile=eval_tile, roles=roles, normalise=normalise, decoded=False)
@@ -124,6 +144,10 @@ def split_manifest(name, *, data_dir=None, num_examples=None, seed=0, size=256, 
             s: {"tiles": n, "size": size, "tile_seeds": [synthetic.tile_seed(seed, s, i) for i in range(n)]}
             for s, n in counts.items()
         }
+    if name == "mixture":
+        from mitoseg_tf.data import mixture
+
+        return mixture.manifest(options, data_dir)
     from mitoseg_tf.data.formats import read_records
     from mitoseg_tf.data.splits import DEFAULT_FRACTIONS, split_records
 

@@ -44,6 +44,57 @@ def _examples(source):
     return source.as_numpy_iterator() if hasattr(source, "as_numpy_iterator") else iter(source)
 
 
+def predict_maps(model, source, *, mpp=DEFAULT_MPP, max_images=None, **predict_kwargs):
+    """Probability maps of every whole image of ``source`` (sliding window) with its true centres.
+
+    Returns ``(maps, truth)``: one ``(probability float16 (H, W), true centres
+    (K, 2), mpp)`` per image (float16 halves the memory the calibration grid
+    holds), and where the true centres came from.
+    """
+    from mitoseg_tf.inference import predict_image
+
+    maps, from_points, from_mask = [], 0, 0
+    for index, example in enumerate(_examples(source)):
+        if max_images is not None and index >= max_images:
+            break
+        if "image" not in example:
+            raise ValueError(f"detection: example {index} has no 'image'; keys: {sorted(example)}.")
+        image_mpp = float(np.asarray(example["mpp"])) if "mpp" in example else float(mpp)
+        if "points" in example:
+            truth = np.asarray(example["points"], np.float32).reshape(-1, 2)
+            from_points += 1
+        elif "mask" in example:
+            truth = mask_centroids(example["mask"])
+            from_mask += 1
+        else:
+            raise ValueError(f"detection: example {index} has neither 'points' nor 'mask' to score against.")
+        probability = predict_image(model, np.asarray(example["image"]), **predict_kwargs)
+        maps.append((probability.astype(np.float16), truth, image_mpp))
+    if not maps:
+        raise ValueError("detection: the dataset is empty; nothing to score.")
+    truth = "points" if not from_mask else "mask centroids" if not from_points else "points and mask centroids"
+    return maps, truth
+
+
+def detections_from_maps(
+    maps, *, match_distance_um=DEFAULT_MATCH_DISTANCE_UM, pixel_threshold=0.5, min_area_um2=DEFAULT_MIN_AREA_UM2, score="mean"
+):
+    """Per image ``(predicted centres, scores, true centres, match distance in px)``: ``matching.score_images``' input."""
+    records = []
+    for probability, truth, image_mpp in maps:
+        figures = extract_figures(
+            probability, mpp=image_mpp, threshold=pixel_threshold, min_area_um2=min_area_um2, score=score
+        )
+        centres = np.array([f.centroid for f in figures], np.float64).reshape(-1, 2)
+        records.append((centres, np.array([f.score for f in figures]), truth, match_distance_um / image_mpp))
+    return records
+
+
+def at_distance(records, from_um, to_um):
+    """The same detections matched within ``to_um`` instead of ``from_um`` microns."""
+    return [(centres, scores, truth, limit * to_um / from_um) for centres, scores, truth, limit in records]
+
+
 def collect_detections(
     model,
     source,
@@ -62,40 +113,15 @@ def collect_detections(
     match distance in px)`` per image, the input of ``matching.score_images`` /
     ``select_threshold``; ``info`` says where the true centres came from.
     """
-    from mitoseg_tf.inference import predict_image
-
-    records, from_points, from_mask = [], 0, 0
-    for index, example in enumerate(_examples(source)):
-        if max_images is not None and index >= max_images:
-            break
-        if "image" not in example:
-            raise ValueError(f"detection: example {index} has no 'image'; keys: {sorted(example)}.")
-        image_mpp = float(np.asarray(example["mpp"])) if "mpp" in example else float(mpp)
-        if "points" in example:
-            truth = np.asarray(example["points"], np.float32).reshape(-1, 2)
-            from_points += 1
-        elif "mask" in example:
-            truth = mask_centroids(example["mask"])
-            from_mask += 1
-        else:
-            raise ValueError(f"detection: example {index} has neither 'points' nor 'mask' to score against.")
-        probability = predict_image(model, np.asarray(example["image"]), **predict_kwargs)
-        figures = extract_figures(
-            probability, mpp=image_mpp, threshold=pixel_threshold, min_area_um2=min_area_um2, score=score
-        )
-        centres = np.array([f.centroid for f in figures], np.float64).reshape(-1, 2)
-        records.append((centres, np.array([f.score for f in figures]), truth, match_distance_um / image_mpp))
-    if not records:
-        raise ValueError("detection: the dataset is empty; nothing to score.")
+    maps, truth = predict_maps(model, source, mpp=mpp, max_images=max_images, **predict_kwargs)
+    options = dict(match_distance_um=match_distance_um, pixel_threshold=pixel_threshold, min_area_um2=min_area_um2, score=score)
     info = {
-        "num_images": len(records),
-        "truth": "points" if not from_mask else "mask centroids" if not from_points else "points and mask centroids",
-        "match_distance_um": float(match_distance_um),
-        "pixel_threshold": float(pixel_threshold),
-        "min_area_um2": float(min_area_um2),
+        "num_images": len(maps),
+        "truth": truth,
+        **{k: (float(v) if k != "score" else v) for k, v in options.items() if k != "score"},
         "figure_score": score,
     }
-    return records, info
+    return detections_from_maps(maps, **options), info
 
 
 def evaluate_detection(model, source, *, score_threshold=0.0, **kwargs):
@@ -107,16 +133,65 @@ def evaluate_detection(model, source, *, score_threshold=0.0, **kwargs):
     return {**score_images(records, None, score_threshold), "score_threshold": float(score_threshold), **info}
 
 
-def calibrate(val_records, test_records, info):
-    """Threshold chosen on validation records, and test scores at that threshold (what a run saves)."""
-    chosen = select_threshold(val_records)
-    test = score_images(test_records, None, chosen["threshold"])
-    return {
+# Minimum figure sizes tried on validation (square microns): from keeping specks to about half a
+# 4-micron disk (50 um^2); the figure-score threshold is chosen at each.
+MIN_AREA_CHOICES_UM2 = (0.0, 5.0, 10.0, 20.0, 30.0)
+# Detection is also reported under the MITOS-2012 contest's 8-micron rule, at the same settings.
+REPORT_DISTANCES_UM = (5.0, 8.0)
+
+
+def calibrate(val_maps, *, truth="points", match_distance_um=DEFAULT_MATCH_DISTANCE_UM, pixel_threshold=0.5, score="mean",
+              min_areas_um2=MIN_AREA_CHOICES_UM2, report_distances_um=REPORT_DISTANCES_UM):  # fmt: skip
+    """Minimum figure size and figure-score threshold maximising pooled F1 on validation maps (``predict_maps``).
+
+    Ties go to the smaller minimum size, then the lower threshold. Returns the
+    settings (what ``detection.json`` holds) with the validation scores under
+    the choosing rule and under each of ``report_distances_um``; score a test
+    split at them with ``score_settings``.
+    """
+    best = None
+    for area in min_areas_um2:
+        records = detections_from_maps(
+            val_maps, match_distance_um=match_distance_um, pixel_threshold=pixel_threshold, min_area_um2=area, score=score
+        )
+        chosen = select_threshold(records)
+        if best is None or chosen["f1"] > best[1]["f1"]:
+            best = (area, chosen, records)
+    area, chosen, records = best
+    settings = {
         "score_threshold": chosen["threshold"],
+        "min_area_um2": float(area),
+        "pixel_threshold": float(pixel_threshold),
+        "match_distance_um": float(match_distance_um),
+        "figure_score": score,
+        "truth": truth,
+        "min_area_choices_um2": [float(a) for a in min_areas_um2],
         "validation": {k: v for k, v in chosen.items() if k != "threshold"},
-        "test": test,
-        **{k: v for k, v in info.items() if k != "num_images"},
     }
+    settings["validation_by_distance"] = _by_distance(records, settings, report_distances_um)
+    return settings
+
+
+def _by_distance(records, settings, distances_um):
+    return {
+        f"{d:g}um": score_images(at_distance(records, settings["match_distance_um"], d), None, settings["score_threshold"])
+        for d in distances_um
+    }
+
+
+def score_settings(model, source, settings, *, mpp=DEFAULT_MPP, report_distances_um=REPORT_DISTANCES_UM, **predict_kwargs):
+    """Detection scores of ``model`` on ``source`` at calibrated ``settings``, under their rule and each report rule."""
+    records, _ = collect_detections(
+        model,
+        source,
+        mpp=mpp,
+        match_distance_um=settings["match_distance_um"],
+        pixel_threshold=settings["pixel_threshold"],
+        min_area_um2=settings.get("min_area_um2", DEFAULT_MIN_AREA_UM2),
+        score=settings.get("figure_score", "mean"),
+        **predict_kwargs,
+    )
+    return score_images(records, None, settings["score_threshold"]), _by_distance(records, settings, report_distances_um)
 
 
 def save_detection_settings(run_dir, settings):
@@ -142,12 +217,13 @@ def load_detection_settings(run_dir):
 def detection_for_checkpoint(model, source, checkpoint, *, data=None, mpp=None, **kwargs):
     """``evaluate_detection`` with the settings a run saved beside ``checkpoint`` (its ``detection.json``).
 
-    The figure-score and pixel thresholds come from the run folder when it has
-    them (else 0 and 0.5); ``mpp`` from the examples, else the argument, else
+    The figure-score and pixel thresholds and the minimum figure size come from
+    the run folder when it has them (else 0, 0.5 and the default size); ``mpp`` from the examples, else the argument, else
     the named source's (``source_mpp(data)``).
     """
     saved = load_detection_settings(os.path.dirname(os.path.abspath(checkpoint))) or {}
     kwargs.setdefault("pixel_threshold", saved.get("pixel_threshold", 0.5))
+    kwargs.setdefault("min_area_um2", saved.get("min_area_um2", DEFAULT_MIN_AREA_UM2))
     return evaluate_detection(
         model,
         source,

@@ -40,6 +40,8 @@ class RunConfig:
     # Dataset builder options (radius_um, refine, prepared_dir, reader options such as mpp).
     data_options: dict = dataclasses.field(default_factory=dict)
     stain_normalise: bool = False
+    # Training augmentation strengths: stain_jitter (HED, default 0.05), hsv_jitter (hue/saturation, default 0).
+    augment: dict = dataclasses.field(default_factory=dict)
     budget_minutes: float | None = None  # stop at the epoch that would overrun this much training time
     test_split: str | None = "test"  # None: the dataset's test set is kept elsewhere (e.g. MoNuSeg's)
     eval_tile: int = 512  # side of the tiles that cover each large validation/test image
@@ -118,10 +120,10 @@ def _collect_overlays(model, val_data, count):
 
 
 def _calibrate_detection(model, config, run_dir):
-    """Detection on whole validation images picks the figure-score threshold (saved as detection.json);
-    the test split is scored at it. Never tuned on test."""
+    """Detection on whole validation images picks the minimum figure size and the figure-score threshold
+    (saved as detection.json); the test split is scored at them. Never tuned on test."""
     from mitoseg_tf.data.sources import load_source
-    from mitoseg_tf.detection.evaluation import calibrate, collect_detections, save_detection_settings, source_mpp
+    from mitoseg_tf.detection.evaluation import calibrate, predict_maps, save_detection_settings, score_settings, source_mpp
 
     def source(split):
         return load_source(
@@ -129,13 +131,13 @@ def _calibrate_detection(model, config, run_dir):
             **config.data_options,
         )  # fmt: skip
 
-    options = dict(mpp=source_mpp(config.data))
-    val_records, info = collect_detections(model, source("validation"), **options)
-    test_records = collect_detections(model, source(config.test_split), **options)[0] if config.test_split else []
-    settings = calibrate(val_records, test_records, info)
-    if not config.test_split:
-        settings["test"] = None
-    settings["mpp"] = options["mpp"]
+    mpp = source_mpp(config.data)
+    maps, truth = predict_maps(model, source("validation"), mpp=mpp)
+    settings = calibrate(maps, truth=truth)
+    settings["test"], settings["test_by_distance"] = (
+        score_settings(model, source(config.test_split), settings, mpp=mpp) if config.test_split else (None, None)
+    )
+    settings["mpp"] = mpp
     save_detection_settings(run_dir, settings)
     return settings
 
@@ -211,8 +213,9 @@ def train_run(config: RunConfig, log=print, callbacks=()):
         **config.data_options,
     )
     train_ds = make_data(
-        config.data, "train", training=True, crop_size=config.crop_size, positive_fraction=config.positive_fraction, **data
-    )
+        config.data, "train", training=True, crop_size=config.crop_size, positive_fraction=config.positive_fraction,
+        augment=config.augment, **data,
+    )  # fmt: skip
     val_ds = make_data(config.data, "validation", training=False, eval_tile=config.eval_tile, **data)
     test_ds = (
         make_data(config.data, config.test_split, training=False, eval_tile=config.eval_tile, **data)

@@ -54,6 +54,7 @@ def _encoded(examples):
             "mask": tf.io.encode_png(mask[..., None]).numpy(),
             "points": np.asarray(points, np.float32).reshape(-1, 2),
             "negatives": np.asarray(negatives, np.float32).reshape(-1, 2),
+            "mpp": np.float32(0.25),
         }
         for image, mask, points, negatives in examples
     ]
@@ -62,6 +63,7 @@ def _encoded(examples):
         "mask": tf.TensorSpec((), tf.string),
         "points": tf.TensorSpec((None, 2), tf.float32),
         "negatives": tf.TensorSpec((None, 2), tf.float32),
+        "mpp": tf.TensorSpec((), tf.float32),
     }
     return tf.data.Dataset.from_generator(lambda: iter(rows), output_signature=spec)
 
@@ -138,3 +140,55 @@ def test_tile_pipeline_declares_its_length():
     # 12 tiles of 64 px -> 3 batches; 6 tiles of 32 px -> 2 batches
     assert len(batches) == int(ds.cardinality()) == 5
     assert sorted(len(x) for x, _ in batches) == [2, 4, 4, 4, 4]
+
+
+def _coordinate_image(height, width):
+    """Each pixel's RGB encodes its (row, col), so a patch tells where it was cut from."""
+    rows, cols = np.mgrid[:height, :width]
+    return np.stack([rows % 256, cols % 256, (rows // 256) * 16 + cols // 256], -1).astype(np.uint8)
+
+
+def _origin(patch):
+    r, g, b = (int(v) for v in patch["image"][0, 0])
+    return (b // 16) * 256 + r, (b % 16) * 256 + g
+
+
+def test_background_only_patches_avoid_points_by_the_exclusion_distance():
+    height, width = 400, 500
+    mask = np.zeros((height, width), np.uint8)
+    points = [(100.0, 100.0), (300.0, 380.0)]
+    for r, c in points:
+        mask[int(r) - 4 : int(r) + 5, int(c) - 4 : int(c) + 5] = 1
+    records = _encoded([(_coordinate_image(height, width), mask, points, [(50.0, 60.0)])])
+    # 10 um at 0.25 um/px = 40 px between every point and every patch pixel
+    stream = patch_stream(records, patch_size=64, background_only=True, exclude_um=10.0, positive_fraction=0.9, seed=1)
+    patches = list(stream.take(300).as_numpy_iterator())
+    side = 80
+    for p in patches:
+        top, left = _origin(p)
+        assert p["mask"].sum() == 0 and not p["centre"]  # the figures' pixels are not labelled here
+        for r, c in points:
+            dr = max(top - r, 0.0, r - (top + side - 1))
+            dc = max(left - c, 0.0, c - (left + side - 1))
+            assert np.hypot(dr, dc) >= 40.0, (top, left, r, c)
+    # without the exclusion the same stream does cut patches that reach the points
+    near = 0
+    for p in patch_stream(records, patch_size=64, background_only=True, seed=1).take(300).as_numpy_iterator():
+        top, left = _origin(p)
+        near += any(top - 40 < r < top + side + 40 and left - 40 < c < left + side + 40 for r, c in points)
+    assert near > 10
+
+
+def test_small_labelled_images_mirror_their_mask_into_the_padding():
+    image, mask = tissue(40, 50), np.zeros((40, 50), np.uint8)
+    image[0:4, 20:24] = (0, 0, 255)  # a figure touching the top edge, marked blue
+    mask[0:4, 20:24] = 1
+    (patch,) = list(patch_stream(_encoded([(image, mask, [(2, 22)], [])]), patch_size=64, positive_fraction=1.0, hard_negative_fraction=0.0).take(1).as_numpy_iterator())
+    blue = (patch["image"] == (0, 0, 255)).all(-1)
+    assert blue.sum() == 2 * 16  # the figure and its reflection into the top padding
+    np.testing.assert_array_equal(patch["mask"].astype(bool), blue)
+
+
+def test_exclusion_needs_a_positive_distance():
+    with pytest.raises(ValueError, match="exclude_um must be a positive number"):
+        patch_stream(_encoded([_large_image_with_figures()]), exclude_um=-1)

@@ -1,0 +1,172 @@
+"""``mixture``: training patches drawn from several datasets, validation on another.
+
+The mitosis recipe (``zoo/recipes/mitosis_unet.yaml``) has no single dataset
+with both figures and tissue around them to train on: positives come from the
+AMi-Br crops, negatives from MoNuSeg tissue, and validation is the MITOS-2012
+fields. A mixture says so in the run's ``data_options``::
+
+    data: mixture
+    data_dir: ../shared/data          # root of the components' relative data_dir
+    data_options:
+      train:
+        - {data: amibr, data_dir: amibr, weight: 0.5, positive_fraction: 1.0}
+        - {data: monuseg, data_dir: monuseg/train, weight: 0.5, background_only: true}
+      validation: {data: mitos12, data_dir: mitos12_dev}
+
+Training component keys:
+
+- ``data`` (a public format), ``data_dir`` (relative to the run's ``data_dir``),
+  ``split`` (default ``all``), ``weight`` (share of the patches; normalised);
+- ``background_only``: every pixel is background (tissue used as negatives: MoNuSeg
+  masks mark nuclei, not mitoses);
+- ``exclude_um``: drop patches with a labelled point within this many microns
+  (negatives cut from images whose figures are marked by points only);
+- ``positive_fraction`` / ``hard_negative_fraction``: where its patches go
+  (``patches.patch_stream``); ``options``: dataset options (``radius_um``,
+  ``refine``, ``split_ids``, reader options).
+
+``validation`` and ``test``: ``data``, ``data_dir``, ``split`` (default
+``all``), ``options``. Every component's patches share one side, so a mixture
+trains like any other large-image source; all randomness is seeded.
+"""
+
+import os
+
+from mitoseg_tf.data.formats import FORMATS
+
+TRAIN_KEYS = {"data", "data_dir", "split", "weight", "background_only", "exclude_um", "positive_fraction", "hard_negative_fraction", "options"}
+EVAL_KEYS = {"data", "data_dir", "split", "options"}
+SPEC_KEYS = {"train", "validation", "test", "prepared_dir"}
+
+
+def _check_component(component, where, allowed):
+    if not isinstance(component, dict):
+        raise ValueError(f"mixture {where}: expected a mapping with keys {sorted(allowed)}; got {component!r}.")
+    unknown = sorted(set(component) - allowed)
+    if unknown:
+        raise ValueError(f"mixture {where}: unknown key(s) {unknown}; accepted: {', '.join(sorted(allowed))}.")
+    if component.get("data") not in FORMATS:
+        raise ValueError(
+            f"mixture {where}: 'data' must be one of the public formats ({', '.join(FORMATS)}); got {component.get('data')!r}."
+        )
+    if not component.get("data_dir"):
+        raise ValueError(f"mixture {where}: 'data_dir' is required (the folder of {component['data']}'s files).")
+    if not isinstance(component.get("options", {}), dict):
+        raise ValueError(f"mixture {where}: 'options' must be a mapping of dataset options; got {component['options']!r}.")
+
+
+def check_spec(spec):
+    """Raise one clear error for a malformed mixture spec (``RunConfig.data_options``); returns it."""
+    if not isinstance(spec, dict) or "train" not in spec or "validation" not in spec:
+        raise ValueError(
+            "data 'mixture' needs data_options with 'train' (a list of components) and 'validation' (one dataset); "
+            f"got {spec!r}. See mitoseg_tf/data/mixture.py."
+        )
+    unknown = sorted(set(spec) - SPEC_KEYS)
+    if unknown:
+        raise ValueError(f"mixture: unknown key(s) {unknown}; accepted: {', '.join(sorted(SPEC_KEYS))}.")
+    if not isinstance(spec["train"], list) or not spec["train"]:
+        raise ValueError(f"mixture 'train' must be a non-empty list of components; got {spec['train']!r}.")
+    for index, component in enumerate(spec["train"]):
+        where = f"train[{index}]"
+        _check_component(component, where, TRAIN_KEYS)
+        weight = component.get("weight", 1.0)
+        if not isinstance(weight, (int, float)) or weight <= 0:
+            raise ValueError(f"mixture {where}: 'weight' must be a positive number; got {weight!r}.")
+        if component.get("exclude_um") is not None and not component.get("background_only"):
+            raise ValueError(
+                f"mixture {where}: 'exclude_um' cuts negatives away from the points, so it needs background_only: true."
+            )
+    for split in ("validation", "test"):
+        if spec.get(split) is not None:
+            _check_component(spec[split], split, EVAL_KEYS)
+    return spec
+
+
+def _folder(component, data_dir):
+    return os.path.join(data_dir, component["data_dir"]) if data_dir else component["data_dir"]
+
+
+def _dataset_options(component, spec):
+    prepared = {"prepared_dir": spec["prepared_dir"]} if spec.get("prepared_dir") else {}
+    return {**prepared, **component.get("options", {})}
+
+
+def evaluation_component(spec, split):
+    check_spec(spec)
+    if split not in ("validation", "test") or spec.get(split) is None:
+        have = [s for s in ("validation", "test") if spec.get(s) is not None]
+        raise ValueError(f"mixture: no {split!r} dataset; it has train, {', '.join(have)}.")
+    return spec[split]
+
+
+def load_split(spec, split, data_dir=None, *, decode=True):
+    """The validation or test dataset of a mixture (its records, like ``builders.load_dataset``)."""
+    from mitoseg_tf.data.builders import load_dataset
+
+    component = evaluation_component(spec, split)
+    return load_dataset(
+        component["data"], component.get("split", "all"), _folder(component, data_dir), decode=decode, **_dataset_options(component, spec)
+    )
+
+
+def make_training_pipeline(
+    spec, data_dir=None, *, batch_size, patch_size, seed, roles=None, normalise=False, positive_fraction=0.5, **augment
+):
+    """Training batches: each component's patch stream, drawn by weight, then the shared augmentation."""
+    import tensorflow as tf
+
+    from mitoseg_tf.data.builders import load_dataset
+    from mitoseg_tf.data.patches import SCALE_RANGE, augment_patches, patch_stream
+
+    check_spec(spec)
+    streams, weights = [], []
+    for index, component in enumerate(spec["train"]):
+        records = load_dataset(
+            component["data"], component.get("split", "all"), _folder(component, data_dir), decode=False, **_dataset_options(component, spec)
+        )
+        positives = component.get("positive_fraction", positive_fraction)
+        streams.append(
+            patch_stream(
+                records,
+                patch_size=patch_size,
+                seed=seed + 7919 * index,
+                positive_fraction=positives,
+                # patch_stream's default share, where the component's own positive share leaves room for it
+                hard_negative_fraction=component.get("hard_negative_fraction", min(0.1, 1.0 - positives)),
+                background_only=bool(component.get("background_only", False)),
+                exclude_um=component.get("exclude_um"),
+                max_scale=SCALE_RANGE[1],
+            )
+        )
+        weights.append(float(component.get("weight", 1.0)))
+    total = sum(weights)
+    mixed = tf.data.Dataset.sample_from_datasets(streams, weights=[w / total for w in weights], seed=seed)
+    return augment_patches(
+        mixed, batch_size=batch_size, patch_size=patch_size, seed=seed, roles=roles, normalise=normalise, **augment
+    )
+
+
+def manifest(spec, data_dir=None):
+    """Image ids of every component, for the run record."""
+    from mitoseg_tf.data.formats import read_records
+    from mitoseg_tf.data.splits import DEFAULT_FRACTIONS, split_records
+
+    check_spec(spec)
+
+    def ids(component):
+        options = dict(component.get("options", {}))
+        split_options = {k: options.pop(k) for k in ("fractions", "seed", "split_ids") if k in options}
+        reader = {k: v for k, v in options.items() if k not in ("radius_um", "refine")}
+        records = read_records(component["data"], _folder(component, data_dir), **reader)
+        splits = split_records(
+            records, split_options.get("fractions", DEFAULT_FRACTIONS), split_options.get("seed", 0), split_options.get("split_ids")
+        )
+        chosen = component.get("split", "all")
+        return sorted(r.id for name, recs in splits.items() if chosen in ("all", name) for r in recs)
+
+    out = {f"train[{i}] {c['data']}": ids(c) for i, c in enumerate(spec["train"])}
+    for split in ("validation", "test"):
+        if spec.get(split) is not None:
+            out[split] = ids(spec[split])
+    return out

@@ -1,0 +1,62 @@
+"""Choosing the minimum figure size and the figure-score threshold on validation maps, and the 5/8-micron reports."""
+
+import numpy as np
+import pytest
+
+from mitoseg_tf.detection.evaluation import at_distance, calibrate, detections_from_maps
+
+
+def _blob(probability, centre, side, value):
+    r, c = centre
+    probability[r - side // 2 : r - side // 2 + side, c - side // 2 : c - side // 2 + side] = value
+
+
+def _validation_maps():
+    """One 100x100 map at 0.5 um/px (a pixel is 0.25 um^2); four true figures.
+
+    - (20, 20) and (20, 70): found, 8x8 px = 16 um^2, scores 0.9 and 0.8;
+    - (70, 20): a prediction at (70, 33), 13 px = 6.5 um away: wrong under 5 um, right under 8 um; score 0.85;
+    - (70, 70): missed; a 3x3 px speck (2.25 um^2) scoring 0.95 sits at (90, 90).
+    """
+    probability = np.zeros((100, 100), np.float32)
+    _blob(probability, (20, 20), 8, 0.9)
+    _blob(probability, (20, 70), 8, 0.8)
+    _blob(probability, (70, 33), 8, 0.85)
+    _blob(probability, (90, 90), 3, 0.95)
+    truth = np.array([[20, 20], [20, 70], [70, 20], [70, 70]], np.float32)
+    return [(probability.astype(np.float16), truth - 0.5, 0.5)]  # an 8x8 blob's centroid is half a pixel off
+
+
+def test_the_smallest_size_that_drops_the_speck_and_its_best_threshold_are_chosen():
+    settings = calibrate(_validation_maps(), min_areas_um2=(0.0, 5.0, 10.0, 20.0))
+    # Hand count at 5 um. Size 0 keeps the speck: best F1 4/8 (tp 2, fp 2, fn 2) at threshold 0.
+    # Sizes 5 and 10 drop it: tp 2, fp 1, fn 2 -> F1 4/7 at 0 and at 0.8 (ties keep the lowest threshold);
+    # at 0.85 tp 1, fp 1 -> 2/6; at 0.9 tp 1, fp 0 -> 2/5. Size 20 drops every 16-um^2 figure: F1 0.
+    assert settings["min_area_um2"] == 5.0 and settings["score_threshold"] == 0.0
+    assert settings["validation"]["f1"] == pytest.approx(4 / 7)
+    assert (settings["validation"]["tp"], settings["validation"]["fp"], settings["validation"]["fn"]) == (2, 1, 2)
+    five, eight = settings["validation_by_distance"]["5um"], settings["validation_by_distance"]["8um"]
+    assert five["f1"] == pytest.approx(4 / 7)
+    # Under 8 um the figure 6.5 um from (70, 20) counts: tp 3, fp 0, fn 1 -> F1 6/7.
+    assert (eight["tp"], eight["fp"], eight["fn"]) == (3, 0, 1) and eight["f1"] == pytest.approx(6 / 7)
+    assert settings["min_area_choices_um2"] == [0.0, 5.0, 10.0, 20.0] and settings["match_distance_um"] == 5.0
+
+
+def test_a_higher_threshold_wins_when_it_removes_false_figures():
+    maps = _validation_maps()
+    probability, truth, mpp = maps[0]
+    probability = probability.astype(np.float32)
+    _blob(probability, (45, 45), 8, 0.5)  # a large false figure with a low score
+    _blob(probability, (45, 90), 8, 0.55)  # and another
+    settings = calibrate([(probability, truth, mpp)], min_areas_um2=(0.0, 5.0))
+    # size 5: at 0.8 tp 2, fp 1, fn 2 -> 4/7 beats threshold 0 (fp 3: 4/9)
+    assert settings["min_area_um2"] == 5.0 and settings["score_threshold"] == pytest.approx(0.8, abs=1e-3)
+    assert settings["validation"]["f1"] == pytest.approx(4 / 7)
+
+
+def test_records_rescale_to_another_matching_distance():
+    records = detections_from_maps(_validation_maps(), match_distance_um=5.0, min_area_um2=5.0)
+    (centres, scores, truth, limit), = records
+    assert limit == pytest.approx(10.0) and len(centres) == 3 and sorted(np.round(scores, 2)) == [0.8, 0.85, 0.9]
+    (_, _, _, wider), = at_distance(records, 5.0, 8.0)
+    assert wider == pytest.approx(16.0)
