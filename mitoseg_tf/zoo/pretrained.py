@@ -84,12 +84,14 @@ def save_float16_weights(model, path):
     return path
 
 
-def ship_run(run_dir, tag, *, data, licence, weights_dir=None, extra=None):
+def ship_run(run_dir, tag, *, data, licence, weights_dir=None, extra=None, detection=False):
     """Copy a run's best checkpoint into the package as float16 weights and list it in the manifest.
 
     ``data`` and ``licence`` describe the training data (weights inherit its
     licence conditions); the run's config.json gives the model and builder
-    arguments, metrics.json the validation metrics.
+    arguments, metrics.json the validation metrics and, for detection weights
+    (``detection=True``), detection.json the figure settings chosen on validation,
+    which ``mitoseg predict`` then applies.
     """
     from mitoseg_tf.training.checkpoint import load_checkpoint
 
@@ -117,6 +119,17 @@ def ship_run(run_dir, tag, *, data, licence, weights_dir=None, extra=None):
         "validation": metrics["validation"]["model"],
         **(extra or {}),
     }
+    if detection:
+        from mitoseg_tf.detection.evaluation import load_detection_settings
+
+        settings = load_detection_settings(run_dir)
+        if settings is None:
+            raise FileNotFoundError(f"{run_dir} has no detection.json to ship with detection weights.")
+        keep = ("score_threshold", "min_area_um2", "pixel_threshold", "match_distance_um", "figure_score", "mpp")
+        manifest[f"{name}/{tag}"]["detection"] = {
+            **{k: settings[k] for k in keep if k in settings},
+            "validation": settings.get("validation_by_distance") or settings.get("validation"),
+        }
     with open(os.path.join(weights_dir, MANIFEST), "w") as fh:
         json.dump(manifest, fh, indent=2, sort_keys=True)
     return os.path.join(weights_dir, file)

@@ -22,6 +22,22 @@ def test_shipped_recipes_load(name):
     assert config.budget_minutes <= 120 and config.recipe.endswith(f"{name}.yaml")
 
 
+@pytest.mark.parametrize("name", ["mitosis_unet", "mitosis_mcsa_unet", "mitosis_unet_dev_negatives"])
+def test_mitosis_recipes_train_on_a_mixture_and_validate_on_the_mitos12_fields(name):
+    from mitoseg_tf.data.mixture import check_spec
+
+    config = load_recipe(os.path.join(RECIPES, f"{name}.yaml"))
+    spec = check_spec(config.data_options)
+    assert config.data == "mixture" and config.test_split is None and config.budget_minutes <= 120
+    assert spec["validation"] == {"data": "mitos12", "data_dir": "mitos12_dev"}
+    trained_on = {c["data"]: c for c in spec["train"]}
+    assert trained_on["amibr"].get("background_only") is None and trained_on["monuseg"]["background_only"]
+    # MITOS-2012 fields enter training only in the variant that says so, and only away from their figures
+    assert ("mitos12" in trained_on) == name.endswith("dev_negatives")
+    if "mitos12" in trained_on:
+        assert trained_on["mitos12"]["background_only"] and trained_on["mitos12"]["exclude_um"] == 10
+
+
 def test_recipe_with_an_unknown_key(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("model: unet\nepochz: 3\n")
