@@ -81,3 +81,38 @@ def plot_overlays(images, masks, predictions, out_path, title=None):
     fig.tight_layout()
     fig.savefig(out_path, dpi=90)
     plt.close(fig)
+
+
+def plot_detections(fields, out_path, title=None, max_side=700):
+    """Whole fields with their matched detections: green true positives, red false positives, yellow misses.
+
+    ``fields``: ``(name, image, true centres (K, 2), predicted centres (N, 2),
+    match distance in px)`` per image; matching is ``detection.match_points``
+    (one-to-one), so the marks add up to the reported TP / FP / FN.
+    """
+    from mitoseg_tf.detection.matching import match_points
+
+    fig, axes = plt.subplots(1, len(fields), figsize=(4.2 * len(fields), 4.6), squeeze=False)
+    for ax, (name, image, truth, predicted, distance) in zip(axes[0], fields):
+        truth, predicted = np.asarray(truth).reshape(-1, 2), np.asarray(predicted).reshape(-1, 2)
+        pairs, missed_pred, missed_truth = match_points(predicted, truth, distance)
+        step = max(1, int(np.ceil(max(image.shape[:2]) / max_side)))
+        ax.imshow(image[::step, ::step])
+        marks = [
+            (predicted[[p for p, _ in pairs]], "lime", "o", f"TP {len(pairs)}"),
+            (predicted[missed_pred], "red", "x", f"FP {len(missed_pred)}"),
+            (truth[missed_truth], "yellow", "s", f"FN {len(missed_truth)}"),
+        ]
+        for points, colour, marker, label in marks:
+            points = points.reshape(-1, 2) / step
+            ax.scatter(points[:, 1], points[:, 0], s=90, facecolors="none" if marker != "x" else colour,
+                       edgecolors=colour, marker=marker, linewidths=2, label=label)  # fmt: skip
+        ax.set_title(name)
+        ax.legend(loc="lower right", fontsize=8)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=90)
+    plt.close(fig)
+    return out_path

@@ -12,6 +12,7 @@ from PIL import Image
 from mitoseg_tf.cli.main import main
 from mitoseg_tf.detection import validate_feature_collection
 from mitoseg_tf.detection.evaluation import evaluate_detection
+from mitoseg_tf.zoo.pretrained import weights_entry
 
 
 def darkness_model():
@@ -85,11 +86,19 @@ def test_predict_uses_the_threshold_saved_in_the_run_folder(checkpoint, tmp_path
     assert row["count"] == "1" and float(row["score_threshold"]) == 0.9
 
 
-def test_predict_without_checkpoint_or_images_fails_clearly(tmp_path, capsys):
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "x.png")
-    assert main(["predict", str(tmp_path / "x.png"), "--out", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err
-    assert "--checkpoint is required" in err and "Traceback" not in err
+def test_predict_without_a_checkpoint_uses_the_shipped_mitosis_weights_and_their_settings(tmp_path, capsys):
+    Image.fromarray(np.full((64, 64, 3), 220, np.uint8)).save(tmp_path / "x.png")
+    assert main(["predict", str(tmp_path / "x.png"), "--out", str(tmp_path / "o"), "--tile", "64"]) == 0
+    settings = weights_entry("unet", "mitosis")["detection"]
+    out = capsys.readouterr().out
+    assert f"figure score threshold {settings['score_threshold']:.4g} (shipped weights' card)" in out
+    assert f"smallest figure {settings['min_area_um2']:g} um^2" in out
+    with open(tmp_path / "o" / "counts.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["count"] == "0"  # blank glass has no mitosis
+
+
+def test_predict_without_images_fails_clearly(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["predict", str(tmp_path / "empty"), "--checkpoint", "x.keras", "--out", str(tmp_path / "o")]) == 2
     assert "No images" in capsys.readouterr().err
@@ -140,6 +149,6 @@ def test_predict_with_shipped_weights(tmp_path, capsys):
         (row,) = list(csv.DictReader(fh))
     assert row["image"].endswith("n.png") or row["image"] == "n"
     assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/nope", "--out", str(tmp_path / "o")]) == 2
-    assert "is not shipped; shipped: mcsa_unet/monuseg, unet/monuseg" in capsys.readouterr().err
+    assert "is not shipped; shipped: mcsa_unet/monuseg, unet/mitosis, unet/monuseg" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/monuseg", "--checkpoint", "x.keras", "--out", str(tmp_path / "o")]) == 2
     assert "either --checkpoint or --weights" in capsys.readouterr().err

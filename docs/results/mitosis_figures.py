@@ -1,0 +1,53 @@
+"""Score the shipped mitosis weights on the 5 MITOS-2012 validation fields and draw docs/results/mitosis_*.png.
+
+    python docs/results/mitosis_figures.py ../shared/data [MODEL]   # MODEL/mitosis from the manifest (default unet)
+
+Uses exactly what ``mitoseg predict`` uses: the float16 weights shipped in the
+package and the figure settings chosen on these fields (never on anything else).
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from mitoseg_tf.data.formats.mitos12 import MPP, read_centre_list
+from mitoseg_tf.data.images import read_image
+from mitoseg_tf.detection import extract_figures, score_images
+from mitoseg_tf.detection.evaluation import REPORT_DISTANCES_UM
+from mitoseg_tf.inference import predict_image
+from mitoseg_tf.training.report import plot_detections
+from mitoseg_tf.zoo import build
+from mitoseg_tf.zoo.pretrained import weights_entry
+
+
+def main(data_root, name="unet"):
+    root = os.path.join(data_root, "mitos12_dev")
+    truth = read_centre_list(os.path.join(root, "mitoses.csv"))
+    settings = weights_entry(name, "mitosis")["detection"]
+    model = build(name, weights="mitosis", input_shape=(None, None, 3))
+    mpp = MPP["A"]
+    fields, per_image = [], {}
+    for stem in sorted(truth):
+        image = read_image(os.path.join(root, "images", f"{stem}.jpg"))
+        figures = extract_figures(
+            predict_image(model, image), mpp=mpp, threshold=settings["pixel_threshold"], min_area_um2=settings["min_area_um2"]
+        )
+        centres = np.array([f.centroid for f in figures if f.score >= settings["score_threshold"]]).reshape(-1, 2)
+        fields.append((stem, image, truth[stem], centres))
+        per_image[stem] = score_images([(centres, np.ones(len(centres)), truth[stem])], 5.0 / mpp)
+    pooled = {
+        f"{d:g}um": score_images([(c, np.ones(len(c)), t) for _, _, t, c in fields], d / mpp) for d in REPORT_DISTANCES_UM
+    }
+    here = os.path.dirname(os.path.abspath(__file__))
+    plot_detections(
+        [(stem, image, t, c, 5.0 / mpp) for stem, image, t, c in fields],
+        os.path.join(here, f"mitosis_{name}_detections.png"),
+        title=f"{name} (shipped weights) on the MITOS-2012 validation fields, 5-um rule",
+    )
+    print(json.dumps({"pooled": pooled, "per_image_5um": per_image}, indent=1))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
