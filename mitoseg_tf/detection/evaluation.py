@@ -76,18 +76,36 @@ def predict_maps(model, source, *, mpp=DEFAULT_MPP, max_images=None, **predict_k
     return maps, truth
 
 
+def _figure_tables(maps, pixel_threshold, score):
+    """Per map ``(centres (N, 2), areas um^2 (N,), scores (N,))`` of every figure, smallest size included."""
+    tables = []
+    for probability, _, image_mpp in maps:
+        figures = extract_figures(
+            probability, mpp=image_mpp, threshold=pixel_threshold, min_area_um2=0.0, score=score, outlines=False
+        )
+        tables.append(
+            (
+                np.array([f.centroid for f in figures], np.float64).reshape(-1, 2),
+                np.array([f.area_um2 for f in figures], np.float64),
+                np.array([f.score for f in figures], np.float64),
+            )
+        )
+    return tables
+
+
+def _records(maps, tables, match_distance_um, min_area_um2):
+    records = []
+    for (_, truth, image_mpp), (centres, areas, scores) in zip(maps, tables):
+        keep = areas >= min_area_um2
+        records.append((centres[keep], scores[keep], truth, match_distance_um / image_mpp))
+    return records
+
+
 def detections_from_maps(
     maps, *, match_distance_um=DEFAULT_MATCH_DISTANCE_UM, pixel_threshold=0.5, min_area_um2=DEFAULT_MIN_AREA_UM2, score="mean"
 ):
     """Per image ``(predicted centres, scores, true centres, match distance in px)``: ``matching.score_images``' input."""
-    records = []
-    for probability, truth, image_mpp in maps:
-        figures = extract_figures(
-            probability, mpp=image_mpp, threshold=pixel_threshold, min_area_um2=min_area_um2, score=score
-        )
-        centres = np.array([f.centroid for f in figures], np.float64).reshape(-1, 2)
-        records.append((centres, np.array([f.score for f in figures]), truth, match_distance_um / image_mpp))
-    return records
+    return _records(maps, _figure_tables(maps, pixel_threshold, score), match_distance_um, min_area_um2)
 
 
 def at_distance(records, from_um, to_um):
@@ -150,10 +168,9 @@ def calibrate(val_maps, *, truth="points", match_distance_um=DEFAULT_MATCH_DISTA
     split at them with ``score_settings``.
     """
     best = None
+    tables = _figure_tables(val_maps, pixel_threshold, score)  # the sizes only filter the same figures
     for area in min_areas_um2:
-        records = detections_from_maps(
-            val_maps, match_distance_um=match_distance_um, pixel_threshold=pixel_threshold, min_area_um2=area, score=score
-        )
+        records = _records(val_maps, tables, match_distance_um, area)
         chosen = select_threshold(records)
         if best is None or chosen["f1"] > best[1]["f1"]:
             best = (area, chosen, records)

@@ -37,11 +37,16 @@ def match_points(predicted, truth, max_distance):
     if len(predicted) and len(truth):
         distance = cdist(predicted, truth)
         feasible = distance <= max_distance
-        # An infeasible pair costs more than any set of feasible ones, so the
-        # optimum has the most feasible pairs first and the shortest ones second.
-        big = (max_distance + 1.0) * (min(distance.shape) + 1)
-        rows, cols = linear_sum_assignment(np.where(feasible, distance, big))
-        pairs = [(int(r), int(c)) for r, c in zip(rows, cols) if feasible[r, c]]
+        # Only points with a partner in reach can pair; leaving the others out of the
+        # assignment changes nothing and keeps it small when most predictions are far off.
+        near_p, near_t = np.flatnonzero(feasible.any(1)), np.flatnonzero(feasible.any(0))
+        if len(near_p):
+            sub, reach = distance[np.ix_(near_p, near_t)], feasible[np.ix_(near_p, near_t)]
+            # An infeasible pair costs more than any set of feasible ones, so the
+            # optimum has the most feasible pairs first and the shortest ones second.
+            big = (max_distance + 1.0) * (min(sub.shape) + 1)
+            rows, cols = linear_sum_assignment(np.where(reach, sub, big))
+            pairs = [(int(near_p[r]), int(near_t[c])) for r, c in zip(rows, cols) if reach[r, c]]
     matched_p = {p for p, _ in pairs}
     matched_t = {t for _, t in pairs}
     unmatched_p = np.array([i for i in range(len(predicted)) if i not in matched_p], dtype=np.int64)
@@ -87,12 +92,38 @@ def select_threshold(images, max_distance_px=None):
     "recall", "tp", "fp", "fn"}`` of the best; ties go to the lowest
     threshold (the most figures kept). With no predicted figure at all the
     threshold is 0.0.
+
+    Exactly what ``score_images`` would give at each threshold, computed once
+    per image: figures with no true centre in reach are false at any threshold,
+    so only the others are matched, once per distinct score among them.
     """
     images = [tuple(item) for item in images]
-    candidates = sorted({float(s) for item in images for s in np.ravel(item[1])})
-    best = {"threshold": 0.0, **score_images(images, max_distance_px, 0.0)}
-    for threshold in candidates:
-        result = score_images(images, max_distance_px, threshold)
-        if result["f1"] > best["f1"]:
-            best = {"threshold": threshold, **result}
+    thresholds = np.array([0.0] + sorted({float(s) for item in images for s in np.ravel(item[1])}))
+    tp = np.zeros(len(thresholds), np.int64)
+    kept = np.zeros(len(thresholds), np.int64)
+    truths = 0
+    for item in images:
+        predicted, scores, truth = _points(item[0], "predicted"), np.asarray(item[1], np.float64).reshape(-1), _points(item[2], "truth")
+        limit = item[3] if len(item) > 3 else max_distance_px
+        if len(scores) != len(predicted):
+            raise ValueError(f"got {len(scores)} scores for {len(predicted)} predicted points; give one score each.")
+        truths += len(truth)
+        ordered = np.sort(scores)
+        kept += len(scores) - np.searchsorted(ordered, thresholds, side="left")  # scores >= threshold
+        if not len(truth) or not len(predicted):
+            continue
+        near = (cdist(predicted, truth) <= limit).any(1)
+        near_scores = scores[near]
+        for level in np.unique(near_scores):
+            chosen = near_scores >= level
+            matched = len(match_points(predicted[near][chosen], truth, limit)[0])
+            # this many matches hold for every threshold that keeps exactly these near figures
+            previous = near_scores[near_scores < level]
+            lower = previous.max() if len(previous) else -np.inf
+            tp[(thresholds > lower) & (thresholds <= level)] += matched
+    best = None
+    for index, threshold in enumerate(thresholds):
+        result = detection_scores(tp[index], kept[index] - tp[index], truths - tp[index])
+        if best is None or result["f1"] > best["f1"]:
+            best = {"threshold": float(threshold), **result}
     return best

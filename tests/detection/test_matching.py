@@ -64,3 +64,19 @@ def test_threshold_ties_go_to_the_lowest_and_no_predictions_give_zero():
     records = [([[0, 0]], [0.7], [[0, 1]], 5.0)]
     assert select_threshold(records)["threshold"] == 0.0 and select_threshold(records)["f1"] == 1.0
     assert select_threshold([(np.zeros((0, 2)), [], [[1, 1]], 5.0)])["threshold"] == 0.0
+
+
+def test_threshold_choice_equals_scoring_every_threshold_one_by_one():
+    """select_threshold matches only figures in reach, once per image; it must agree with score_images everywhere."""
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        images = []
+        for _ in range(rng.integers(1, 4)):
+            k, m = rng.integers(0, 8), rng.integers(0, 5)
+            images.append((rng.random((k, 2)) * 30, np.round(rng.random(k), 1), rng.random((m, 2)) * 30, 6.0))
+        best = {"threshold": 0.0, **score_images(images, None, 0.0)}
+        for threshold in sorted({float(s) for item in images for s in item[1]}):
+            result = score_images(images, None, threshold)
+            if result["f1"] > best["f1"]:
+                best = {"threshold": threshold, **result}
+        assert select_threshold(images) == best
