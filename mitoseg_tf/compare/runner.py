@@ -150,7 +150,7 @@ def _score_run(run_dir, config, seed, mpp):
     import keras
 
     from mitoseg_tf.data.sources import load_source
-    from mitoseg_tf.detection.evaluation import calibrate, predict_maps, save_detection_settings, score_settings
+    from mitoseg_tf.detection.evaluation import calibrate_model, save_detection_settings
     from mitoseg_tf.inference import predict_image
     from mitoseg_tf.training.checkpoint import load_checkpoint
 
@@ -159,10 +159,7 @@ def _score_run(run_dir, config, seed, mpp):
     def source(split):
         return load_source(config.data, split, data_dir=config.data_dir, num_examples=config.num_examples, seed=seed)
 
-    maps, truth = predict_maps(model, source("validation"), mpp=mpp)
-    settings = calibrate(maps, truth=truth, match_distance_um=config.match_distance_um)
-    settings["test"], settings["test_by_distance"] = score_settings(model, source("test"), settings, mpp=mpp)
-    settings["mpp"] = mpp
+    settings = calibrate_model(model, source("validation"), source("test"), mpp=mpp, match_distance_um=config.match_distance_um)
     indices, images, _ = pick_tiles(source("test"), config.figure_tiles)
     maps = np.stack([predict_image(model, image) for image in images]) if images else np.zeros((0, 1, 1))
     np.savez_compressed(os.path.join(run_dir, FIGURE_FILE), indices=np.array(indices), probability=maps)

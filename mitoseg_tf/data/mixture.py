@@ -148,22 +148,15 @@ def make_training_pipeline(
 
 
 def manifest(spec, data_dir=None):
-    """Image ids of every component, for the run record."""
-    from mitoseg_tf.data.formats import read_records
-    from mitoseg_tf.data.splits import DEFAULT_FRACTIONS, split_records
+    """Image ids of every component (of its chosen split), for the run record."""
+    from mitoseg_tf.data.sources import split_manifest
 
     check_spec(spec)
 
     def ids(component):
-        options = dict(component.get("options", {}))
-        split_options = {k: options.pop(k) for k in ("fractions", "seed", "split_ids") if k in options}
-        reader = {k: v for k, v in options.items() if k not in ("radius_um", "refine")}
-        records = read_records(component["data"], _folder(component, data_dir), **reader)
-        splits = split_records(
-            records, split_options.get("fractions", DEFAULT_FRACTIONS), split_options.get("seed", 0), split_options.get("split_ids")
-        )
+        splits = split_manifest(component["data"], data_dir=_folder(component, data_dir), **component.get("options", {}))
         chosen = component.get("split", "all")
-        return sorted(r.id for name, recs in splits.items() if chosen in ("all", name) for r in recs)
+        return sorted(i for name, names in splits.items() if chosen in ("all", name) for i in names)
 
     out = {f"train[{i}] {c['data']}": ids(c) for i, c in enumerate(spec["train"])}
     for split in ("validation", "test"):

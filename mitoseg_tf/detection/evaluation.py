@@ -136,7 +136,7 @@ def collect_detections(
     info = {
         "num_images": len(maps),
         "truth": truth,
-        **{k: (float(v) if k != "score" else v) for k, v in options.items() if k != "score"},
+        **{k: float(v) for k, v in options.items() if k != "score"},
         "figure_score": score,
     }
     return detections_from_maps(maps, **options), info
@@ -209,6 +209,17 @@ def score_settings(model, source, settings, *, mpp=DEFAULT_MPP, report_distances
         **predict_kwargs,
     )
     return score_images(records, None, settings["score_threshold"]), _by_distance(records, settings, report_distances_um)
+
+
+def calibrate_model(model, validation, test=None, *, mpp=DEFAULT_MPP, match_distance_um=DEFAULT_MATCH_DISTANCE_UM):
+    """What a run saves as detection.json: settings chosen on ``validation``, ``test`` (if any) scored at them."""
+    maps, truth = predict_maps(model, validation, mpp=mpp)
+    settings = calibrate(maps, truth=truth, match_distance_um=match_distance_um)
+    settings["test"], settings["test_by_distance"] = (
+        score_settings(model, test, settings, mpp=mpp) if test is not None else (None, None)
+    )
+    settings["mpp"] = mpp
+    return settings
 
 
 def save_detection_settings(run_dir, settings):

@@ -123,7 +123,7 @@ def _calibrate_detection(model, config, run_dir):
     """Detection on whole validation images picks the minimum figure size and the figure-score threshold
     (saved as detection.json); the test split is scored at them. Never tuned on test."""
     from mitoseg_tf.data.sources import load_source
-    from mitoseg_tf.detection.evaluation import calibrate, predict_maps, save_detection_settings, score_settings, source_mpp
+    from mitoseg_tf.detection.evaluation import calibrate_model, save_detection_settings, source_mpp
 
     def source(split):
         return load_source(
@@ -131,13 +131,8 @@ def _calibrate_detection(model, config, run_dir):
             **config.data_options,
         )  # fmt: skip
 
-    mpp = source_mpp(config.data)
-    maps, truth = predict_maps(model, source("validation"), mpp=mpp)
-    settings = calibrate(maps, truth=truth)
-    settings["test"], settings["test_by_distance"] = (
-        score_settings(model, source(config.test_split), settings, mpp=mpp) if config.test_split else (None, None)
-    )
-    settings["mpp"] = mpp
+    test = source(config.test_split) if config.test_split else None
+    settings = calibrate_model(model, source("validation"), test, mpp=source_mpp(config.data))
     save_detection_settings(run_dir, settings)
     return settings
 
