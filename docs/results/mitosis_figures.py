@@ -31,7 +31,7 @@ def main(data_root, name="unet"):
     fields, per_image, peaks = [], {}, []
     for stem in sorted(truth):
         image = read_image(os.path.join(root, "images", f"{stem}.jpg"))
-        probability = predict_image(model, image)
+        probability = predict_image(model, image, tta=settings.get("tta", False))  # the maps its settings came from
         # the highest probability within 5 um of each true centre: is a miss a threshold or a blind spot?
         reach = int(round(5.0 / mpp))
         peaks += [

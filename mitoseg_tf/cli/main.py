@@ -53,6 +53,9 @@ def _add_train(sub):
     p.add_argument("--num-examples", type=int, default=None, help=argparse.SUPPRESS)  # tiles per split, for tests
     p.add_argument("--strategy", default=d.strategy, help="none, mirrored (all local devices) or multi_worker (TF_CONFIG)")
     p.add_argument("--resume", action="store_true", help="continue --run-name after an interruption")
+    p.add_argument("--init-weights", default=d.init_weights,
+                   help="start from these weights: a shipped tag (e.g. mitosis) or a .weights.h5 file")
+    p.add_argument("--tta", action="store_true", help="detection: choose thresholds and score on 8-fold averaged maps")
     p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=d.deterministic,
                    help="TensorFlow op determinism (bitwise-reproducible runs)")
 
@@ -172,6 +175,8 @@ def _train(args):
         strategy=args.strategy,
         resume=args.resume,
         deterministic=args.deterministic,
+        init_weights=args.init_weights,
+        tta=args.tta,
     )
     train_run(config)
 

@@ -6,6 +6,7 @@ with the kept figures outlined in red), ``NAME.geojson`` (one polygon per
 figure, QuPath-ready) and one line of ``counts.csv``.
 """
 
+import argparse
 import csv
 import os
 
@@ -31,7 +32,13 @@ def add_parser(subparsers):
     p.add_argument("--tile", type=int, default=512, help="sliding-window tile side (a multiple of the stride)")
     p.add_argument("--overlap", type=float, default=0.25, help="fraction of a tile shared with each neighbour")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
-    p.add_argument("--tta", action="store_true", help="average over the 8 flips / rotations")
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average over the 8 flips / rotations (default: as the thresholds were chosen, per detection.json "
+        "or the shipped weights' card, else off)",
+    )
     p.add_argument("--threshold", type=float, default=None, help="pixel probability for the mask (default: run's or 0.5)")
     p.add_argument(
         "--score-threshold", type=float, default=None,
@@ -127,7 +134,9 @@ def _settings(args, shipped):
         "command line" if args.score_threshold is not None
         else "shipped weights' card" if shipped else "detection.json" if saved else "default"
     )  # fmt: skip
-    return float(score_threshold), float(pixel_threshold), float(min_area), source
+    # Thresholds chosen on averaged maps only hold for averaged maps, so TTA follows the settings unless told.
+    tta = args.tta if args.tta is not None else bool(saved.get("tta", False))
+    return float(score_threshold), float(pixel_threshold), float(min_area), tta, source
 
 
 def run(args):
@@ -145,7 +154,7 @@ def run(args):
     from mitoseg_tf.training.checkpoint import load_checkpoint
 
     shipped = _shipped(args)
-    score_threshold, pixel_threshold, min_area, source = _settings(args, shipped)
+    score_threshold, pixel_threshold, min_area, tta, source = _settings(args, shipped)
     if args.mpp <= 0:
         raise ValueError(f"--mpp must be positive microns per pixel; got {args.mpp}.")
     files = list_images(args.inputs)
@@ -158,14 +167,14 @@ def run(args):
     os.makedirs(args.out, exist_ok=True)
     print(
         f"{len(files)} image(s); figure score threshold {score_threshold:.4g} ({source}), pixel threshold "
-        f"{pixel_threshold}, smallest figure {min_area:g} um^2"
+        f"{pixel_threshold}, smallest figure {min_area:g} um^2{', 8-fold test-time augmentation' if tta else ''}"
     )
     rows = []
     for path in files:
         image = read_rgb(path)
         stem = os.path.splitext(os.path.basename(path))[0]
         probability = predict_image(
-            model, image, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta
+            model, image, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, tta=tta
         )
         figures = [
             f

@@ -138,6 +138,7 @@ def collect_detections(
         "truth": truth,
         **{k: float(v) for k, v in options.items() if k != "score"},
         "figure_score": score,
+        "tta": bool(predict_kwargs.get("tta", False)),
     }
     return detections_from_maps(maps, **options), info
 
@@ -211,14 +212,20 @@ def score_settings(model, source, settings, *, mpp=DEFAULT_MPP, report_distances
     return score_images(records, None, settings["score_threshold"]), _by_distance(records, settings, report_distances_um)
 
 
-def calibrate_model(model, validation, test=None, *, mpp=DEFAULT_MPP, match_distance_um=DEFAULT_MATCH_DISTANCE_UM):
-    """What a run saves as detection.json: settings chosen on ``validation``, ``test`` (if any) scored at them."""
-    maps, truth = predict_maps(model, validation, mpp=mpp)
+def calibrate_model(model, validation, test=None, *, mpp=DEFAULT_MPP, match_distance_um=DEFAULT_MATCH_DISTANCE_UM,
+                    tta=False):  # fmt: skip
+    """What a run saves as detection.json: settings chosen on ``validation``, ``test`` (if any) scored at them.
+
+    With ``tta`` every map is the average over the 8 flips / quarter turns, and
+    the settings say so: thresholds chosen on averaged maps only hold for them.
+    """
+    maps, truth = predict_maps(model, validation, mpp=mpp, tta=tta)
     settings = calibrate(maps, truth=truth, match_distance_um=match_distance_um)
     settings["test"], settings["test_by_distance"] = (
-        score_settings(model, test, settings, mpp=mpp) if test is not None else (None, None)
+        score_settings(model, test, settings, mpp=mpp, tta=tta) if test is not None else (None, None)
     )
     settings["mpp"] = mpp
+    settings["tta"] = bool(tta)
     return settings
 
 
@@ -250,6 +257,8 @@ def detection_for_checkpoint(model, source, checkpoint, *, data=None, mpp=None, 
     the named source's (``source_mpp(data)``).
     """
     saved = load_detection_settings(os.path.dirname(os.path.abspath(checkpoint))) or {}
+    if kwargs.get("tta") is None:
+        kwargs["tta"] = saved.get("tta", False)
     kwargs.setdefault("pixel_threshold", saved.get("pixel_threshold", 0.5))
     kwargs.setdefault("min_area_um2", saved.get("min_area_um2", DEFAULT_MIN_AREA_UM2))
     return evaluate_detection(

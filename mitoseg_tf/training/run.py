@@ -47,6 +47,12 @@ class RunConfig:
     eval_tile: int = 512  # side of the tiles that cover each large validation/test image
     recipe: str | None = None  # the recipe file this config came from, for the record
     detection: bool = True  # choose the figure-score threshold on validation, score detection on test
+    # Detection maps averaged over the 8 flips / quarter turns when choosing the settings and scoring test;
+    # detection.json records it, so predict and evaluate use the maps the thresholds were chosen on.
+    tta: bool = False
+    # Start from these weights instead of a random initialisation: a shipped tag ("mitosis"), a .weights.h5
+    # file or a run's .keras checkpoint, e.g. to continue a recipe's training at a lower learning rate.
+    init_weights: str | None = None
 
     strategy: str = "none"  # none, mirrored or multi_worker (training.distribute)
     resume: bool = False  # continue the run folder output_dir/run_name from its last completed epoch
@@ -99,6 +105,26 @@ def _check_resume(config, run_dir):
         )
 
 
+def _build_initial(build, config, arguments):
+    """The model a run starts from: random, or ``config.init_weights`` (shipped tag, weights file or checkpoint)."""
+    start = None if config.resume else config.init_weights  # a resumed run restores its own checkpoint
+    if not (start and start.endswith(".keras")):
+        return build(config.model, weights=start, input_shape=(None, None, 3), **arguments)
+    from mitoseg_tf.training.checkpoint import load_checkpoint
+
+    if not os.path.isfile(start):
+        raise FileNotFoundError(f"init_weights: checkpoint {start} not found.")
+    model, source = build(config.model, input_shape=(None, None, 3), **arguments), load_checkpoint(start)
+    shapes = [tuple(w.shape) for w in model.weights], [tuple(w.shape) for w in source.weights]
+    if shapes[0] != shapes[1]:
+        raise ValueError(
+            f"init_weights: {start} holds a {source.name!r} with {source.count_params():,} parameters, which does not "
+            f"fit {config.model} with {arguments} ({model.count_params():,} parameters)."
+        )
+    model.set_weights(source.get_weights())
+    return model
+
+
 def _collect_overlays(model, val_data, count):
     from mitoseg_tf.metrics.pixel import labels_from_output
     from mitoseg_tf.training.evaluate import _mask_of, primary_probabilities
@@ -132,7 +158,7 @@ def _calibrate_detection(model, config, run_dir):
         )  # fmt: skip
 
     test = source(config.test_split) if config.test_split else None
-    settings = calibrate_model(model, source("validation"), test, mpp=source_mpp(config.data))
+    settings = calibrate_model(model, source("validation"), test, mpp=source_mpp(config.data), tta=config.tta)
     save_detection_settings(run_dir, settings)
     return settings
 
@@ -194,7 +220,7 @@ def train_run(config: RunConfig, log=print, callbacks=()):
     if not width:
         log(f"{config.model} has no base width; base_filters={config.base_filters} does not apply to it")
     with distribute.scope(strategy):
-        model = build(config.model, input_shape=(None, None, 3), **{**width, **config.model_args})
+        model = _build_initial(build, config, {**width, **config.model_args})
     roles = output_roles(model)
     log(f"Model {config.model}: {model.count_params():,} parameters")
 

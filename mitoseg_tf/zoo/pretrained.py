@@ -125,7 +125,7 @@ def ship_run(run_dir, tag, *, data, licence, weights_dir=None, extra=None, detec
         settings = load_detection_settings(run_dir)
         if settings is None:
             raise FileNotFoundError(f"{run_dir} has no detection.json to ship with detection weights.")
-        keep = ("score_threshold", "min_area_um2", "pixel_threshold", "match_distance_um", "figure_score", "mpp")
+        keep = ("score_threshold", "min_area_um2", "pixel_threshold", "match_distance_um", "figure_score", "mpp", "tta")
         manifest[f"{name}/{tag}"]["detection"] = {
             **{k: settings[k] for k in keep if k in settings},
             "validation": settings.get("validation_by_distance") or settings.get("validation"),

@@ -158,6 +158,38 @@ def test_evaluate_scores_the_trained_checkpoint(trained, capsys):
     )
 
 
+def _train_from(checkpoint, out, *extra):
+    return main(
+        ["train", "--model", "unet", "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2",
+         "--crop-size", "32", "--precision", "float32", "--output-dir", str(out), "--run-name", "again",
+         "--num-examples", str(NUM_EXAMPLES), "--init-weights", checkpoint, *extra]
+    )  # fmt: skip
+
+
+def test_train_can_start_from_another_runs_checkpoint(trained, tmp_path):
+    from mitoseg_tf.training.checkpoint import load_checkpoint
+    from mitoseg_tf.zoo import build
+
+    checkpoint = os.path.join(trained[0], "best.keras")
+    assert _train_from(checkpoint, tmp_path, "--base-filters", "4", "--learning-rate", "0") == 0
+    start, again = load_checkpoint(checkpoint), load_checkpoint(str(tmp_path / "again" / "best.keras"))
+    fresh = build("unet", base_filters=4, input_shape=(None, None, 3))
+    # Learning rate 0: the trainable weights are still the ones it started from (BatchNorm's moving
+    # statistics move anyway), and they are not what a random initialisation gives.
+    pairs = list(zip(again.trainable_weights, start.trainable_weights, fresh.trainable_weights))
+    assert len(pairs) == len(fresh.trainable_weights) > 0
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b, _ in pairs)
+    assert not all(np.allclose(np.asarray(b), np.asarray(f)) for _, b, f in pairs)
+    with open(tmp_path / "again" / "config.json") as fh:
+        assert json.load(fh)["init_weights"] == checkpoint
+
+
+def test_train_from_a_checkpoint_of_another_width_exits_2(trained, tmp_path, capsys):
+    assert _train_from(os.path.join(trained[0], "best.keras"), tmp_path, "--base-filters", "8") == 2
+    err = capsys.readouterr().err
+    assert "does not fit unet" in err and "base_filters" in err and "Traceback" not in err
+
+
 # ---------------------------------------------------------------- models
 
 

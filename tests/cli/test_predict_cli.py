@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import sys
 
 import keras
 import numpy as np
@@ -12,7 +13,11 @@ from PIL import Image
 from mitoseg_tf.cli.main import main
 from mitoseg_tf.detection import validate_feature_collection
 from mitoseg_tf.detection.evaluation import evaluate_detection
+from mitoseg_tf.inference import predict_image
 from mitoseg_tf.zoo.pretrained import weights_entry
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "detection"))
+from shifted_model import corner_reader  # noqa: E402
 
 
 def darkness_model():
@@ -152,3 +157,21 @@ def test_predict_with_shipped_weights(tmp_path, capsys):
     assert "is not shipped; shipped: mcsa_unet/monuseg, unet/mitosis, unet/monuseg" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/monuseg", "--checkpoint", "x.keras", "--out", str(tmp_path / "o")]) == 2
     assert "either --checkpoint or --weights" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, averaged", [([], True), (["--no-tta"], False)])
+def test_predict_averages_over_symmetries_when_the_thresholds_were_chosen_that_way(tmp_path, flag, averaged):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    model = corner_reader()  # its map moves under a flip, so averaged and plain maps differ
+    model.save(run_dir / "best.keras")
+    (run_dir / "detection.json").write_text(json.dumps({"score_threshold": 0.0, "pixel_threshold": 0.5, "tta": True}))
+    image = np.full((96, 96, 3), 230, np.uint8)
+    disc(image, (48, 48), 10, 20)
+    Image.fromarray(image).save(tmp_path / "d.png")
+    args = ["predict", str(tmp_path / "d.png"), "--checkpoint", str(run_dir / "best.keras"), "--out", str(tmp_path / "o")]
+    assert main(args + ["--tile", "64"] + flag) == 0
+    written = np.asarray(Image.open(tmp_path / "o" / "d_probability.png")).astype(int)
+    references = {tta: np.round(predict_image(model, image, tile=64, tta=tta) * 255).astype(int) for tta in (True, False)}
+    assert np.abs(references[True] - references[False]).max() > 100
+    assert np.abs(written - references[averaged]).max() <= 1

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from mitoseg_tf.detection.evaluation import at_distance, calibrate, detections_from_maps
+from mitoseg_tf.detection.evaluation import at_distance, calibrate, calibrate_model, detections_from_maps
+from shifted_model import corner_reader
 
 
 def _blob(probability, centre, side, value):
@@ -60,3 +61,17 @@ def test_records_rescale_to_another_matching_distance():
     assert limit == pytest.approx(10.0) and len(centres) == 3 and sorted(np.round(scores, 2)) == [0.8, 0.85, 0.9]
     (_, _, _, wider), = at_distance(records, 5.0, 8.0)
     assert wider == pytest.approx(16.0)
+
+
+@pytest.mark.parametrize("tta, expected", [(False, (0, 1, 1)), (True, (1, 0, 0))])
+def test_calibration_on_averaged_maps_finds_the_figure_a_shifted_map_misses(tta, expected):
+    image = np.full((96, 96, 3), 230, np.uint8)
+    rows, cols = np.ogrid[:96, :96]
+    image[(rows - 48) ** 2 + (cols - 48) ** 2 <= 10**2] = 20
+    example = {"image": image, "points": np.array([[48.0, 48.0]], np.float32), "mpp": np.float32(1.0)}
+    settings = calibrate_model(corner_reader(), [example], mpp=1.0, match_distance_um=5.0, tta=tta)
+    # Plain: the figure's centre is (52, 44), 5.66 um away at 1 um/px -> one false figure, one miss.
+    # Averaged: it is centred on (48, 48) -> found.
+    found = settings["validation"]
+    assert (found["tp"], found["fp"], found["fn"]) == expected and settings["tta"] is tta
+    assert settings["validation_by_distance"]["8um"]["tp"] == 1  # 5.66 um is within the contest's 8 um either way

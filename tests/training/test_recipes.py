@@ -22,7 +22,9 @@ def test_shipped_recipes_load(name):
     assert config.budget_minutes <= 120 and config.recipe.endswith(f"{name}.yaml")
 
 
-@pytest.mark.parametrize("name", ["mitosis_unet", "mitosis_mcsa_unet", "mitosis_unet_dev_negatives"])
+@pytest.mark.parametrize(
+    "name", ["mitosis_unet", "mitosis_mcsa_unet", "mitosis_unet_dev_negatives", "mitosis_unet_continued"]
+)
 def test_mitosis_recipes_train_on_a_mixture_and_validate_on_the_mitos12_fields(name):
     from mitoseg_tf.data.mixture import check_spec
 
@@ -36,6 +38,17 @@ def test_mitosis_recipes_train_on_a_mixture_and_validate_on_the_mitos12_fields(n
     assert ("mitos12" in trained_on) == name.endswith("dev_negatives")
     if "mitos12" in trained_on:
         assert trained_on["mitos12"]["background_only"] and trained_on["mitos12"]["exclude_um"] == 10
+
+
+def test_the_continued_mitosis_recipe_is_the_first_one_trained_longer():
+    first = load_recipe(os.path.join(RECIPES, "mitosis_unet.yaml"))
+    second = load_recipe(os.path.join(RECIPES, "mitosis_unet_continued.yaml"))
+    # It starts from the first stage's best checkpoint, on the same data, and stays within two hours in all.
+    assert second.init_weights == "runs/mitosis_unet/best.keras" and first.init_weights is None
+    assert second.data_options == first.data_options and second.augment == first.augment
+    assert second.learning_rate < first.learning_rate and second.seed != first.seed
+    assert first.budget_minutes + second.budget_minutes <= 120
+    assert second.tta and not first.tta
 
 
 def test_recipe_with_an_unknown_key(tmp_path):
