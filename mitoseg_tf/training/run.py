@@ -172,6 +172,7 @@ def train_run(config: RunConfig, log=print, callbacks=()):
     """
     from mitoseg_tf.data.sources import make_data, split_manifest
     from mitoseg_tf.training import compile_model, evaluate, fit, format_table, monitor_key, set_precision
+    from mitoseg_tf.training.precision import slow_precision_warning
     from mitoseg_tf.training.checkpoint import load_checkpoint
     from mitoseg_tf.training.callbacks import TimeBudget
     from mitoseg_tf.training.fit import BATCH_LOG, BEST_CHECKPOINT, EPOCH_LOG
@@ -216,6 +217,9 @@ def train_run(config: RunConfig, log=print, callbacks=()):
             json.dump(record, fh, indent=2)
 
     log(f"Run folder: {run_dir}   precision: {precision}")
+    warning = slow_precision_warning(precision)
+    if warning:
+        log(f"Warning: {warning}")
     width = get_card(config.model).width_arguments(config.base_filters)
     if not width:
         log(f"{config.model} has no base width; base_filters={config.base_filters} does not apply to it")

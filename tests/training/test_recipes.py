@@ -51,6 +51,19 @@ def test_the_continued_mitosis_recipe_is_the_first_one_trained_longer():
     assert second.tta and not first.tta
 
 
+def test_the_dev_negatives_recipe_continues_the_first_stage():
+    first = load_recipe(os.path.join(RECIPES, "mitosis_unet.yaml"))
+    second = load_recipe(os.path.join(RECIPES, "mitosis_unet_dev_negatives.yaml"))
+    assert second.init_weights == "runs/mitosis_unet/best.keras" and second.learning_rate < first.learning_rate
+    assert first.budget_minutes + second.budget_minutes <= 120 and second.tta
+
+
+@pytest.mark.parametrize("name", sorted(n[: -len(".yaml")] for n in os.listdir(RECIPES) if n.endswith(".yaml")))
+def test_every_recipe_lets_the_machine_choose_its_precision(name):
+    # bfloat16 written into a recipe is emulated (several times slower) on CPUs without AVX-512 BF16 / AMX.
+    assert load_recipe(os.path.join(RECIPES, f"{name}.yaml")).precision == "auto"
+
+
 def test_recipe_with_an_unknown_key(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("model: unet\nepochz: 3\n")

@@ -56,6 +56,20 @@ def test_auto_precision_picks_by_hardware(gpu, bf16, expected, monkeypatch):
     assert precision.resolve_precision("auto") == expected
 
 
+@pytest.mark.parametrize(
+    "resolved, gpu, bf16, warned",
+    [("mixed_bfloat16", False, False, True), ("mixed_bfloat16", False, True, False), ("mixed_bfloat16", True, False, False),
+     ("float32", False, False, False), ("mixed_float16", True, False, False)],
+)  # fmt: skip
+def test_emulated_bfloat16_is_warned_about(resolved, gpu, bf16, warned, monkeypatch):
+    monkeypatch.setattr(precision, "gpu_available", lambda: gpu)
+    monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: bf16)
+    message = precision.slow_precision_warning(resolved)
+    assert (message is not None) == warned
+    if warned:
+        assert "float32" in message and "auto" in message
+
+
 def test_auto_precision_on_this_machine_is_concrete(monkeypatch):
     monkeypatch.delenv("MITOSEG_PRECISION", raising=False)
     assert precision.resolve_precision("auto") in ("float32", "mixed_bfloat16", "mixed_float16")
