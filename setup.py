@@ -24,7 +24,7 @@ setup(
     ],
     extras_require={
         # jax lets the tests prove the zoo runs on a second backend without TensorFlow.
-        "test": ["pytest", "pytest-timeout", "jax", "nbclient", "nbformat", "ipykernel"],
+        "test": ["pytest", "pytest-timeout", "pytest-xdist", "jax", "nbclient", "nbformat", "ipykernel"],
         "bench": ["torch"],
     },
     entry_points={"console_scripts": ["mitoseg=mitoseg_tf.cli.main:main"]},

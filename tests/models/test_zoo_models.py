@@ -15,7 +15,7 @@ from mitoseg_tf.training import compile_model, output_roles
 from mitoseg_tf.zoo import build, get_card, list_models
 
 MODELS = list_models()
-# The two training tests (a traced train step each, ~10 s a model on 2 cores) run once per distinct
+# The two training tests (a few eager train steps each, 1-3 s a model on 2 cores) run once per distinct
 # code path: the U-Net ablations that only pair switches are covered by the single-switch variants
 # and "mcsa_unet" (all switches on); every model still gets the build, naming, round-trip and
 # input-size tests.
@@ -102,6 +102,10 @@ class TestZooModelTraining:
     def test_one_training_step_lowers_the_loss(self, name):
         keras.utils.set_random_seed(0)
         model = compile_model(tiny(name), optimizer=keras.optimizers.Adam(1e-2), metrics=None)
+        # Eager: six steps run faster than tracing one (10-20 s a model on 2 cores). The traced
+        # step is what the fit tests run (CLI and helper runs, deep supervision, the detector's
+        # overfit, Res-UNet at 64 pixels).
+        model.run_eagerly = True
         images, targets = fixed_batch(model)
         losses = [float(np.ravel(model.train_on_batch(images, targets))[0]) for _ in range(6)]
         assert np.isfinite(losses).all()
@@ -114,6 +118,7 @@ class TestZooModelTraining:
         for out in keras.tree.flatten(model(images, training=False)):
             assert keras.backend.standardize_dtype(out.dtype) == "float32"
         assert any(l.compute_dtype == "bfloat16" for l in model.layers if l.weights)
-        compile_model(model, metrics=None)
+        # Eager for the same reason (tracing one bfloat16 step: 15-25 s a model).
+        compile_model(model, metrics=None).run_eagerly = True
         loss = float(np.ravel(model.train_on_batch(images, targets))[0])
         assert np.isfinite(loss)
