@@ -1,0 +1,132 @@
+"""Can inference alone close the gap to F1 0.75? Checks on the shipped mitosis U-Net, MITOS-2012 validation fields.
+
+    python docs/results/mitosis_inference_checks.py ../shared/data     # about 6 min on 2 cores
+
+Each row changes one thing about how the 5 fields are predicted (plain maps, no
+flip averaging), then chooses the minimum figure size and score threshold on the
+same fields, as the recipe does. ``blind`` counts true figures whose highest
+probability within 5 um stays under 0.5: no threshold can find those. Results
+and what they mean: docs/RESULTS.md, "What inference alone can and cannot do".
+"""
+
+import glob
+import os
+import sys
+import warnings
+
+import keras
+import numpy as np
+from skimage.color import lab2rgb, rgb2lab
+from skimage.transform import resize
+
+from mitoseg_tf.data.formats.mitos12 import MPP, read_centre_list
+from mitoseg_tf.data.images import read_image
+from mitoseg_tf.detection.evaluation import calibrate
+from mitoseg_tf.inference import predict_image
+from mitoseg_tf.zoo import build
+
+# Stretched LAB values fall a little outside sRGB; clipping them is the intended result.
+warnings.filterwarnings("ignore", message="Conversion from CIE-LAB")
+TISSUE_MAX_L = 90.0  # LAB lightness above this is glass, left out of the stain statistics
+ADAPT_STEPS, ADAPT_BATCH, ADAPT_TILE = 60, 16, 128
+
+
+def lab_statistics(images):
+    lab = np.concatenate([rgb2lab(image).reshape(-1, 3) for image in images])
+    lab = lab[lab[:, 0] < TISSUE_MAX_L]
+    return lab.mean(0), lab.std(0)
+
+
+def reinhard(image, target):
+    """Reinhard et al. 2001: match the tissue's LAB mean and spread to ``target``'s."""
+    mean, std = lab_statistics([image])
+    lab = (rgb2lab(image) - mean) / std * target[1] + target[0]
+    lab[..., 0] = np.clip(lab[..., 0], 0.0, 100.0)
+    return (np.clip(lab2rgb(lab), 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def random_tiles(images, rng, count, side):
+    tiles = []
+    for index in rng.integers(0, len(images), count):
+        image = images[index]
+        row, col = rng.integers(0, image.shape[0] - side + 1), rng.integers(0, image.shape[1] - side + 1)
+        tiles.append(image[row : row + side, col : col + side])
+    return np.stack(tiles).astype(np.float32)
+
+
+def batchnorm_statistics(model, pools, seed=0):
+    """Moving mean/variance of every BatchNorm after running unaugmented tiles of ``pools`` (in turn) in training mode.
+
+    Restores the model's own statistics before returning. Dropout is off while
+    the statistics move, so they describe the network as inference runs it.
+    """
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    saved = [(n.moving_mean.numpy(), n.moving_variance.numpy()) for n in norms]
+    rates = [d.rate for d in dropouts]
+    for d in dropouts:
+        d.rate = 0.0
+    rng = np.random.default_rng(seed)
+    for step in range(ADAPT_STEPS):
+        model(random_tiles(pools[step % len(pools)], rng, ADAPT_BATCH, ADAPT_TILE), training=True)
+    moved = [(n.moving_mean.numpy(), n.moving_variance.numpy()) for n in norms]
+    for n, (mean, variance) in zip(norms, saved):
+        n.moving_mean.assign(mean)
+        n.moving_variance.assign(variance)
+    for d, rate in zip(dropouts, rates):
+        d.rate = rate
+    return norms, saved, moved
+
+
+def blend_statistics(norms, saved, moved, weight):
+    for n, (mean, variance), (new_mean, new_variance) in zip(norms, saved, moved):
+        n.moving_mean.assign((1 - weight) * mean + weight * new_mean)
+        n.moving_variance.assign((1 - weight) * variance + weight * new_variance)
+
+
+def score(model, fields, truth, transform=lambda image: image, scale=1.0):
+    mpp, maps, peaks = MPP["A"], [], []
+    reach = round(5.0 / mpp)
+    for stem, image in fields.items():
+        image = transform(image)
+        if scale != 1.0:
+            size = (round(image.shape[0] * scale), round(image.shape[1] * scale))
+            image = resize(image, size, order=1, preserve_range=True, anti_aliasing=scale < 1).round().astype(np.uint8)
+        probability = predict_image(model, image)
+        probability = resize(probability.astype(np.float32), fields[stem].shape[:2], order=1)
+        centres = np.asarray(truth[stem], np.float32).reshape(-1, 2)
+        peaks += [probability[max(int(r) - reach, 0) : int(r) + reach + 1, max(int(c) - reach, 0) : int(c) + reach + 1].max() for r, c in centres]
+        maps.append((probability.astype(np.float16), centres, mpp))
+    settings = calibrate(maps)
+    v = settings["validation"]
+    return f"{v['tp']:>3} {v['fp']:>3} {v['fn']:>3}  {v['f1']:.3f}  {settings['min_area_um2']:>4g} {settings['score_threshold']:.3f}  {sum(p < 0.5 for p in peaks):>5}"
+
+
+def main(data_root):
+    root = os.path.join(data_root, "mitos12_dev")
+    truth = read_centre_list(os.path.join(root, "mitoses.csv"))
+    fields = {stem: read_image(os.path.join(root, "images", f"{stem}.jpg"))[..., :3] for stem in sorted(truth)}
+    amibr = [read_image(f)[..., :3] for f in sorted(glob.glob(os.path.join(data_root, "amibr", "patches", "*", "*.png")))]
+    monuseg = [read_image(f)[..., :3] for f in sorted(glob.glob(os.path.join(data_root, "monuseg", "train", "images", "*.tif")))]
+    model = build("unet", weights="mitosis", input_shape=(None, None, 3))
+    amibr_stain = lab_statistics(amibr[::10])
+
+    print(f"{'maps (plain, no flip averaging)':<58} {'TP':>3} {'FP':>3} {'FN':>3}  F1     min  thresh  blind")
+    print(f"{'shipped, as predicted by default minus TTA':<58} {score(model, fields, truth)}")
+    print(f"{'stain normalised to AMi-Br (Reinhard LAB)':<58} {score(model, fields, truth, lambda i: reinhard(i, amibr_stain))}")
+    for scale in (0.8, 1.25):
+        print(f"{f'fields rescaled x{scale} (figure size)':<58} {score(model, fields, truth, scale=scale)}")
+    # BatchNorm statistics re-estimated on unaugmented training tissue (training ran them under colour jitter)
+    norms, saved, moved = batchnorm_statistics(model, [amibr, monuseg])
+    blend_statistics(norms, saved, moved, 1.0)
+    print(f"{'BatchNorm statistics from unaugmented training tissue':<58} {score(model, fields, truth)}")
+    blend_statistics(norms, saved, moved, 0.0)  # back to the shipped statistics
+    # ... and from the validation fields themselves (unlabelled test-time adaptation, AdaBN)
+    norms, saved, moved = batchnorm_statistics(model, [list(fields.values())])
+    for weight in (0.2, 1.0):
+        blend_statistics(norms, saved, moved, weight)
+        print(f"{f'BatchNorm statistics {weight:.0%} from the validation fields':<58} {score(model, fields, truth)}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
