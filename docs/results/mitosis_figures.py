@@ -22,6 +22,15 @@ from mitoseg_tf.zoo import build
 from mitoseg_tf.zoo.pretrained import weights_entry
 
 
+def peak_near(probability, centres, radius_px):
+    """The highest probability within a square of ``radius_px`` around each (row, col) centre."""
+    reach = round(radius_px)
+    return [
+        float(probability[max(int(r) - reach, 0) : int(r) + reach + 1, max(int(c) - reach, 0) : int(c) + reach + 1].max())
+        for r, c in centres
+    ]
+
+
 def main(data_root, name="unet"):
     root = os.path.join(data_root, "mitos12_dev")
     truth = read_centre_list(os.path.join(root, "mitoses.csv"))
@@ -32,12 +41,8 @@ def main(data_root, name="unet"):
     for stem in sorted(truth):
         image = read_image(os.path.join(root, "images", f"{stem}.jpg"))
         probability = predict_image(model, image, tta=settings.get("tta", False))  # the maps its settings came from
-        # the highest probability within 5 um of each true centre: is a miss a threshold or a blind spot?
-        reach = int(round(5.0 / mpp))
-        peaks += [
-            float(probability[max(int(r) - reach, 0) : int(r) + reach + 1, max(int(c) - reach, 0) : int(c) + reach + 1].max())
-            for r, c in truth[stem]
-        ]
+        # is a miss a threshold or a blind spot?
+        peaks += peak_near(probability, truth[stem], 5.0 / mpp)
         figures = extract_figures(
             probability, mpp=mpp, threshold=settings["pixel_threshold"], min_area_um2=settings["min_area_um2"]
         )

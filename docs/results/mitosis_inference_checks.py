@@ -25,22 +25,33 @@ from mitoseg_tf.detection.evaluation import calibrate
 from mitoseg_tf.inference import predict_image
 from mitoseg_tf.zoo import build
 
+from mitosis_figures import peak_near  # this folder: the script runs as a file
+
 # Stretched LAB values fall a little outside sRGB; clipping them is the intended result.
 warnings.filterwarnings("ignore", message="Conversion from CIE-LAB")
 TISSUE_MAX_L = 90.0  # LAB lightness above this is glass, left out of the stain statistics
 ADAPT_STEPS, ADAPT_BATCH, ADAPT_TILE = 60, 16, 128
 
 
+def _tissue_statistics(lab):
+    tissue = lab.reshape(-1, 3)
+    tissue = tissue[tissue[:, 0] < TISSUE_MAX_L]
+    return tissue.mean(0), tissue.std(0)
+
+
 def lab_statistics(images):
-    lab = np.concatenate([rgb2lab(image).reshape(-1, 3) for image in images])
-    lab = lab[lab[:, 0] < TISSUE_MAX_L]
-    return lab.mean(0), lab.std(0)
+    return _tissue_statistics(np.concatenate([rgb2lab(image).reshape(-1, 3) for image in images]))
 
 
 def reinhard(image, target):
-    """Reinhard et al. 2001: match the tissue's LAB mean and spread to ``target``'s."""
-    mean, std = lab_statistics([image])
-    lab = (rgb2lab(image) - mean) / std * target[1] + target[0]
+    """Reinhard et al. 2001: match the tissue's LAB mean and spread to ``target``'s.
+
+    Not the package's ``stain_normalise``: that one maps to a fixed H&E reference, and this
+    check asks whether matching the training crops' own colour helps.
+    """
+    lab = rgb2lab(image)
+    mean, std = _tissue_statistics(lab)
+    lab = (lab - mean) / std * target[1] + target[0]
     lab[..., 0] = np.clip(lab[..., 0], 0.0, 100.0)
     return (np.clip(lab2rgb(lab), 0.0, 1.0) * 255).round().astype(np.uint8)
 
@@ -55,47 +66,56 @@ def random_tiles(images, rng, count, side):
 
 
 def batchnorm_statistics(model, pools, seed=0):
-    """Moving mean/variance of every BatchNorm after running unaugmented tiles of ``pools`` (in turn) in training mode.
+    """Per BatchNorm ``(moving mean, moving variance)`` after running unaugmented tiles of ``pools`` (in turn) in training mode.
 
-    Restores the model's own statistics before returning. Dropout is off while
-    the statistics move, so they describe the network as inference runs it.
+    Leaves the model's own statistics as they were. Dropout is off while the
+    statistics move, so they describe the network as inference runs it.
     """
-    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    shipped = statistics(model)
     dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
-    saved = [(n.moving_mean.numpy(), n.moving_variance.numpy()) for n in norms]
     rates = [d.rate for d in dropouts]
     for d in dropouts:
         d.rate = 0.0
     rng = np.random.default_rng(seed)
     for step in range(ADAPT_STEPS):
         model(random_tiles(pools[step % len(pools)], rng, ADAPT_BATCH, ADAPT_TILE), training=True)
-    moved = [(n.moving_mean.numpy(), n.moving_variance.numpy()) for n in norms]
-    for n, (mean, variance) in zip(norms, saved):
-        n.moving_mean.assign(mean)
-        n.moving_variance.assign(variance)
+    moved = statistics(model)
+    set_statistics(model, shipped)
     for d, rate in zip(dropouts, rates):
         d.rate = rate
-    return norms, saved, moved
+    return moved
 
 
-def blend_statistics(norms, saved, moved, weight):
-    for n, (mean, variance), (new_mean, new_variance) in zip(norms, saved, moved):
-        n.moving_mean.assign((1 - weight) * mean + weight * new_mean)
-        n.moving_variance.assign((1 - weight) * variance + weight * new_variance)
+def _norms(model):
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def statistics(model):
+    return [(n.moving_mean.numpy(), n.moving_variance.numpy()) for n in _norms(model)]
+
+
+def set_statistics(model, values):
+    for n, (mean, variance) in zip(_norms(model), values):
+        n.moving_mean.assign(mean)
+        n.moving_variance.assign(variance)
+
+
+def blend(base, other, weight):
+    return [((1 - weight) * m0 + weight * m1, (1 - weight) * v0 + weight * v1) for (m0, v0), (m1, v1) in zip(base, other)]
 
 
 def score(model, fields, truth, transform=lambda image: image, scale=1.0):
     mpp, maps, peaks = MPP["A"], [], []
-    reach = round(5.0 / mpp)
     for stem, image in fields.items():
         image = transform(image)
         if scale != 1.0:
             size = (round(image.shape[0] * scale), round(image.shape[1] * scale))
             image = resize(image, size, order=1, preserve_range=True, anti_aliasing=scale < 1).round().astype(np.uint8)
         probability = predict_image(model, image)
-        probability = resize(probability.astype(np.float32), fields[stem].shape[:2], order=1)
+        if scale != 1.0:
+            probability = resize(probability.astype(np.float32), fields[stem].shape[:2], order=1)
         centres = np.asarray(truth[stem], np.float32).reshape(-1, 2)
-        peaks += [probability[max(int(r) - reach, 0) : int(r) + reach + 1, max(int(c) - reach, 0) : int(c) + reach + 1].max() for r, c in centres]
+        peaks += peak_near(probability, centres, 5.0 / mpp)
         maps.append((probability.astype(np.float16), centres, mpp))
     settings = calibrate(maps)
     v = settings["validation"]
@@ -116,16 +136,17 @@ def main(data_root):
     print(f"{'stain normalised to AMi-Br (Reinhard LAB)':<58} {score(model, fields, truth, lambda i: reinhard(i, amibr_stain))}")
     for scale in (0.8, 1.25):
         print(f"{f'fields rescaled x{scale} (figure size)':<58} {score(model, fields, truth, scale=scale)}")
-    # BatchNorm statistics re-estimated on unaugmented training tissue (training ran them under colour jitter)
-    norms, saved, moved = batchnorm_statistics(model, [amibr, monuseg])
-    blend_statistics(norms, saved, moved, 1.0)
-    print(f"{'BatchNorm statistics from unaugmented training tissue':<58} {score(model, fields, truth)}")
-    blend_statistics(norms, saved, moved, 0.0)  # back to the shipped statistics
-    # ... and from the validation fields themselves (unlabelled test-time adaptation, AdaBN)
-    norms, saved, moved = batchnorm_statistics(model, [list(fields.values())])
-    for weight in (0.2, 1.0):
-        blend_statistics(norms, saved, moved, weight)
-        print(f"{f'BatchNorm statistics {weight:.0%} from the validation fields':<58} {score(model, fields, truth)}")
+    shipped = statistics(model)
+    # training ran its statistics under colour jitter: re-estimated on unaugmented training tissue,
+    # and from the validation fields themselves (unlabelled test-time adaptation, AdaBN)
+    clean = batchnorm_statistics(model, [amibr, monuseg])
+    from_fields = batchnorm_statistics(model, [list(fields.values())])
+    rows = [("BatchNorm statistics from unaugmented training tissue", clean)]
+    rows += [(f"BatchNorm statistics {w:.0%} from the validation fields", blend(shipped, from_fields, w)) for w in (0.2, 1.0)]
+    for label, values in rows:
+        set_statistics(model, values)
+        print(f"{label:<58} {score(model, fields, truth)}")
+    set_statistics(model, shipped)
 
 
 if __name__ == "__main__":
