@@ -7,6 +7,12 @@ back and returns, at the input size::
     probability  float32 (B, H, W)  per-pixel mitosis probability
     mask         uint8   (B, H, W)  1 where probability > threshold
 
+A detector (``ms_rcnn``) also serves its instances, under the model's own
+output names: ``det_boxes`` float32 (B, D, 4) as x1, y1, x2, y2 pixels of the
+input image (shifted back from the padded frame, clipped to the image),
+``det_classes``, ``det_scores``, ``det_maskiou``, ``det_mask_scores`` (B, D) and
+``det_masks`` (B, D, 28, 28) per box; padding detections have score 0.
+
 Two signatures, both with the outputs above:
 
 - ``serving_default``: ``images`` uint8 ``[None, None, None, 3]``, RGB 0-255
@@ -38,10 +44,14 @@ import tempfile
 import numpy as np
 
 from mitoseg_tf import __version__
+from mitoseg_tf.training.targets import output_names
 
 CARD_FILE = "model_card.json"
 PRIMARY_OUTPUT = "mask"
 MITOSIS_CLASS = 1
+# A detector's per-instance outputs are served too; its boxes move back to the unpadded image.
+INSTANCE_PREFIX = "det_"
+BOXES = "det_boxes"
 
 
 def _tf():
@@ -65,6 +75,11 @@ def network_stride(model):
 
     multiples = [layer.multiple for layer in _all_layers(model) if isinstance(layer, InputSizeCheck)]
     return math.lcm(*multiples) if multiples else 1
+
+
+def _instance_outputs(model):
+    """The detector outputs (``det_*``) the export serves besides the probability and mask."""
+    return [name for name in output_names(model) if name.startswith(INSTANCE_PREFIX)]
 
 
 def _output_activation(model):
@@ -159,25 +174,29 @@ def reflect_pad_indices(size, multiple):
 
 
 def _pad_crop_predict(model, images, stride, activation, class_axis_size):
-    """Float 0-255 images (B, H, W, 3) -> mitosis probability (B, H, W) at the input size."""
+    """Float 0-255 images (B, H, W, 3) -> (mitosis probability (B, H, W) at the input size, detector outputs)."""
     tf = _tf()
     height, width = tf.shape(images)[1], tf.shape(images)[2]
     rows, top = reflect_pad_indices(height, stride)
     cols, left = reflect_pad_indices(width, stride)
     padded = tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
     outputs = model(padded, training=False)
-    if isinstance(outputs, dict):
-        scores = outputs[PRIMARY_OUTPUT]
-    elif isinstance(outputs, (list, tuple)):
-        names = [tensor._keras_history.operation.name for tensor in model.outputs]
-        scores = outputs[names.index(PRIMARY_OUTPUT)]
-    else:
-        scores = outputs
+    if not isinstance(outputs, (dict, list, tuple)):
+        outputs = [outputs]
+    if not isinstance(outputs, dict):
+        outputs = dict(zip(output_names(model), outputs))
+    scores = outputs[PRIMARY_OUTPUT]
+    instances = {name: tf.cast(outputs[name], tf.float32) for name in _instance_outputs(model)}
+    if BOXES in instances:
+        # Boxes found in the reflected margin are clipped to the image like the mask is cropped.
+        shift = tf.cast(tf.stack([left, top, left, top]), tf.float32)
+        limit = tf.cast(tf.stack([width, height, width, height]), tf.float32)
+        instances[BOXES] = tf.minimum(tf.maximum(instances[BOXES] - shift, 0.0), limit)
     scores = tf.cast(scores, tf.float32)
     if activation == "linear":
         scores = tf.nn.softmax(scores, axis=-1) if class_axis_size > 1 else tf.sigmoid(scores)
     probability = scores[..., MITOSIS_CLASS] if class_axis_size > 1 else scores[..., 0]
-    return probability[:, top : top + height, left : left + width]
+    return probability[:, top : top + height, left : left + width], instances
 
 
 def _json_safe(value):
@@ -237,6 +256,12 @@ def build_card(model, *, stride, threshold, activation, card=None):
             "probability": "float32 [batch, height, width]: mitosis-class probability",
             "mask": f"uint8 [batch, height, width]: probability > {float(threshold)}",
             "network_output_activation": activation,
+            **{
+                name: "float32 [batch, detections, 4]: x1, y1, x2, y2 pixels of the input image"
+                if name == BOXES
+                else "float32 [batch, detections, ...]: per-detection output of the network (padding has score 0)"
+                for name in _instance_outputs(model)
+            },
         },
         "sliding_window": "not available in the SavedModel: use mitoseg_tf.inference.predict_image / mitoseg predict",
     }
@@ -256,8 +281,8 @@ class _Server:
         # One trace of the network, shared by both signatures (tracing dominates export time).
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
         def predict_0_255(images):
-            probability = _pad_crop_predict(model, images, stride, activation, class_axis_size)
-            return {"probability": probability, "mask": tf.cast(probability > threshold, tf.uint8)}
+            probability, instances = _pad_crop_predict(model, images, stride, activation, class_axis_size)
+            return {"probability": probability, "mask": tf.cast(probability > threshold, tf.uint8), **instances}
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
         def serve_uint8(images):
@@ -284,7 +309,8 @@ def export(model, out_dir, *, card=None, threshold=0.5, stride=None):
 
     Args:
         model: a zoo model (Keras, TensorFlow backend); the primary ``mask``
-            output is served, extra ``mask_*``/``cls`` outputs are dropped.
+            output is served, with a detector's ``det_*`` outputs; deep-supervision
+            ``mask_*`` and ``cls`` outputs are training aids and are not served.
             A fixed-size functional model is rebuilt for any input size.
         out_dir: the SavedModel folder (created; must not hold a file).
         card: extra model-card entries (e.g. ``training_data``, ``metrics``)

@@ -59,8 +59,8 @@ LOADER = textwrap.dedent(
             from_uint8 = serve_uint8(images=tf.constant(images))
             from_float = serve_float(images=tf.constant(images.astype(np.float32) / np.float32(255.0)))
             for kind, out in (("uint8", from_uint8), ("float", from_float)):
-                results[f"{name}|{key}|{kind}|probability"] = out["probability"].numpy()
-                results[f"{name}|{key}|{kind}|mask"] = out["mask"].numpy()
+                for output, value in out.items():
+                    results[f"{name}|{key}|{kind}|{output}"] = value.numpy()
         cards[name] = json.loads(tf.io.read_file(loaded.model_card.asset_path).numpy())
     np.savez(out_path, **results)
     with open(out_path + ".json", "w") as fh:
@@ -96,6 +96,16 @@ def keras_probability(model, images):
     return probability[:, top : top + images.shape[1], left : left + images.shape[2]]
 
 
+def keras_instances(model, images):
+    """A detector's ``det_*`` outputs with boxes moved from the padded frame to the image's, clipped to it."""
+    padded, top, left = reflect_pad_reference(images.astype(np.float32), network_stride(model))
+    outputs = model(padded, training=False)
+    got = {k: np.asarray(keras.ops.convert_to_numpy(v), np.float32) for k, v in outputs.items() if k.startswith("det_")}
+    height, width = images.shape[1:3]
+    got["det_boxes"] = np.clip(got["det_boxes"] - [left, top, left, top], 0, [width, height, width, height])
+    return got
+
+
 def tiny_any_size(name, **overrides):
     return build(name, **{**get_card(name).tiny, "input_shape": (None, None, 3), **overrides})
 
@@ -119,6 +129,8 @@ def served(tmp_path_factory):
             strides[key] = network_stride(model)
             for size, images in inputs.items():
                 expected[(key, size)] = keras_probability(model, images)
+                if "detector" in get_card(name).tags:
+                    expected[(key, size, "instances")] = keras_instances(model, images)
         finally:
             keras.mixed_precision.set_global_policy("float32")
 
@@ -155,6 +167,31 @@ def test_outputs_match_keras_at_every_size(served, name):
         assert np.abs(got_float - got).max() <= bound, (size, float(np.abs(got_float - got).max()))
         np.testing.assert_array_equal(mask, (got > 0.5).astype(np.uint8))
         assert ((got >= 0) & (got <= 1)).all()
+
+
+DETECTORS = [name for name in MODELS if "detector" in get_card(name).tags]
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_detector_serves_its_instances_in_image_coordinates(served, name):
+    want_keys = {"det_boxes", "det_classes", "det_scores", "det_maskiou", "det_mask_scores", "det_masks"}
+    found_any = False
+    for size, images in served["inputs"].items():
+        want = served["expected"][(name, size, "instances")]
+        assert set(want) == want_keys
+        for key, value in want.items():
+            got = served["results"][f"{name}|{size}|uint8|{key}"]
+            assert got.shape == value.shape and got.dtype == np.float32, (size, key, got.shape)
+            np.testing.assert_allclose(got, value, atol=1e-4, err_msg=f"{size} {key}")
+        boxes = served["results"][f"{name}|{size}|uint8|det_boxes"]
+        height, width = images.shape[1:3]
+        assert (boxes >= 0).all() and (boxes[..., 0::2] <= width).all() and (boxes[..., 1::2] <= height).all()
+        found_any |= bool((served["results"][f"{name}|{size}|uint8|det_scores"] > 0).any())
+    assert found_any, "no detections at any size: the comparison above checked only padding"
+    assert want_keys <= set(served["cards"][name]["output"])
+    # Segmentation networks serve the probability and mask only.
+    assert not [k for k in served["results"] if k.startswith("unet|") and "|det_" in k]
+    assert not want_keys & set(served["cards"]["unet"]["output"])
 
 
 def test_card_is_readable_from_the_saved_model_alone(served):
