@@ -8,10 +8,7 @@ import keras
 
 def load_checkpoint(path, compile=False):
     """Load a ``.keras`` file written by the zoo (custom layers are registered on import)."""
-    import mitoseg_tf.layers  # noqa: F401  (registers the serializable layers)
-    import mitoseg_tf.losses  # noqa: F401
-    import mitoseg_tf.metrics  # noqa: F401
-    import mitoseg_tf.models.ms_rcnn  # noqa: F401  (registers the detector's model class and layers)
+    import mitoseg_tf.zoo  # noqa: F401  (registers every serializable layer, model, loss and metric)
 
     path = os.fspath(path)
     if not os.path.isfile(path):

@@ -435,6 +435,30 @@ def test_load_checkpoint_rejects_truncated_archives(trained_run, tmp_path):
     assert load_checkpoint(copy).name == "unet"
 
 
+def test_plain_keras_loads_a_compiled_checkpoint_once_the_zoo_is_imported(tmp_path):
+    """A notebook's ``keras.models.load_model("best.keras")`` after ``import mitoseg_tf.zoo``.
+
+    A fresh process: in this one every test has already registered the losses and metrics.
+    """
+    import subprocess
+    import sys
+
+    path = tmp_path / "compiled.keras"
+    model = compile_model(tiny_unet(), "ce_dice")
+    model.save(path)
+    script = (
+        "import keras, mitoseg_tf.zoo, sys\n"
+        "m = keras.models.load_model(sys.argv[1])\n"
+        "import numpy as np\n"
+        "scores = m.evaluate(np.zeros((1, 32, 32, 3)), np.zeros((1, 32, 32, 1)), verbose=0, return_dict=True)\n"
+        "print(type(m.loss).__name__, sorted(scores))"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loss, metrics = proc.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert loss == "CEDice" and "'mean_dice'" in metrics and "'mitosis_dice'" in metrics, proc.stdout
+
+
 def test_load_checkpoint_wraps_a_broken_archive_in_a_clear_error(tmp_path):
     import zipfile
 
