@@ -23,7 +23,8 @@ def test_shipped_recipes_load(name):
 
 
 @pytest.mark.parametrize(
-    "name", ["mitosis_unet", "mitosis_mcsa_unet", "mitosis_unet_dev_negatives", "mitosis_unet_continued"]
+    "name",
+    ["mitosis_unet", "mitosis_mcsa_unet", "mitosis_unet_dev_negatives", "mitosis_unet_continued", "mitosis_unet_mild_colour"],
 )
 def test_mitosis_recipes_train_on_a_mixture_and_validate_on_the_mitos12_fields(name):
     from mitoseg_tf.data.mixture import check_spec
@@ -55,6 +56,17 @@ def test_the_dev_negatives_recipe_continues_the_first_stage():
     first = load_recipe(os.path.join(RECIPES, "mitosis_unet.yaml"))
     second = load_recipe(os.path.join(RECIPES, "mitosis_unet_dev_negatives.yaml"))
     assert second.init_weights == "runs/mitosis_unet/best.keras" and second.learning_rate < first.learning_rate
+    assert first.budget_minutes + second.budget_minutes <= 120 and second.tta
+
+
+def test_the_mild_colour_recipe_continues_the_shipped_weights_with_less_jitter():
+    first = load_recipe(os.path.join(RECIPES, "mitosis_unet.yaml"))
+    second = load_recipe(os.path.join(RECIPES, "mitosis_unet_mild_colour.yaml"))
+    # The shipped tag, so the stage runs from a fresh clone; only the colour jitter (and rate, seed) changes.
+    assert second.init_weights == "mitosis" and second.data_options == first.data_options
+    assert set(second.augment) == set(first.augment)
+    assert all(0 < second.augment[k] <= first.augment[k] / 4 for k in first.augment)
+    assert second.learning_rate < first.learning_rate and second.seed != first.seed
     assert first.budget_minutes + second.budget_minutes <= 120 and second.tta
 
 
