@@ -181,10 +181,10 @@ def _pad_crop_predict(model, images, stride, activation, class_axis_size):
     cols, left = reflect_pad_indices(width, stride)
     padded = tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
     outputs = model(padded, training=False)
-    if not isinstance(outputs, (dict, list, tuple)):
-        outputs = [outputs]
-    if not isinstance(outputs, dict):
+    if isinstance(outputs, (list, tuple)):
         outputs = dict(zip(output_names(model), outputs))
+    elif not isinstance(outputs, dict):
+        outputs = {PRIMARY_OUTPUT: outputs}  # a single output is the map, whatever its layer is called
     scores = outputs[PRIMARY_OUTPUT]
     instances = {name: tf.cast(outputs[name], tf.float32) for name in _instance_outputs(model)}
     if BOXES in instances:
