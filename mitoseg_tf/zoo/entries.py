@@ -153,7 +153,9 @@ def _register_detectors():
             "The `mask` output pastes the instances whose mask score (class score x MaskIoU) reaches "
             "`mask_score_threshold` (tune it on validation data). Anchors 8..128 px on P2..P6 for 15-40 px "
             "figures. ResNet-50 from keras.applications, random init unless `backbone_weights` names the "
-            "ImageNet `*_notop.h5` file; `frozen_bn` follows the official recipe (meant for pretrained weights)."
+            "ImageNet `*_notop.h5` file; `frozen_bn` follows the official recipe (meant for pretrained weights). "
+            "`mitoseg export` serves the instances as well as the mask (`det_boxes` in input-image pixels, "
+            "`det_scores`, `det_mask_scores`, `det_masks`)."
         ),
         tags=("comparison", "table2", "detector", "instances"),
         tiny=dict(
