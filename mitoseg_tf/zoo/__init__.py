@@ -11,6 +11,6 @@ from mitoseg_tf.zoo import entries as _entries  # noqa: F401  (registers the bui
 
 # A compiled .keras checkpoint names the package's losses and metrics as well as its layers: registering
 # them here lets plain keras.models.load_model open a run's best.keras once the zoo is imported.
-from mitoseg_tf import losses as _losses, metrics as _metrics  # noqa: F401,E402
+from mitoseg_tf import losses as _losses, metrics as _metrics  # noqa: F401
 
 __all__ = ["ModelCard", "build", "get_card", "list_models", "register"]

@@ -78,32 +78,30 @@ def reflect_pad_reference(images, stride):
     return padded, top, left
 
 
-def keras_probability(model, images):
-    """Mitosis probability of the Keras model at the input size, padded the way the export pads."""
+def keras_outputs(model, images):
+    """What the export should serve, from the Keras model on images padded the way the export pads.
+
+    The mitosis probability at the input size, and a detector's ``det_*`` outputs with boxes moved
+    from the padded frame to the image's and clipped to it.
+    """
     padded, top, left = reflect_pad_reference(images.astype(np.float32), network_stride(model))
     outputs = model(padded, training=False)
     if isinstance(outputs, (list, tuple)):
-        names = [t._keras_history.operation.name for t in model.outputs]
-        outputs = outputs[names.index("mask")]
-    elif isinstance(outputs, dict):
-        outputs = outputs["mask"]
-    scores = np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float32)
+        outputs = dict(zip([t._keras_history.operation.name for t in model.outputs], outputs))
+    elif not isinstance(outputs, dict):
+        outputs = {"mask": outputs}
+    outputs = {k: np.asarray(keras.ops.convert_to_numpy(v), np.float32) for k, v in outputs.items()}
+    scores = outputs["mask"]
     activation = model.get_layer("mask").get_config().get("activation") or "linear"
     if activation == "linear":
         ops = keras.ops
         scores = ops.convert_to_numpy(ops.softmax(scores, axis=-1) if scores.shape[-1] > 1 else ops.sigmoid(scores))
     probability = scores[..., 1] if scores.shape[-1] > 1 else scores[..., 0]
-    return probability[:, top : top + images.shape[1], left : left + images.shape[2]]
-
-
-def keras_instances(model, images):
-    """A detector's ``det_*`` outputs with boxes moved from the padded frame to the image's, clipped to it."""
-    padded, top, left = reflect_pad_reference(images.astype(np.float32), network_stride(model))
-    outputs = model(padded, training=False)
-    got = {k: np.asarray(keras.ops.convert_to_numpy(v), np.float32) for k, v in outputs.items() if k.startswith("det_")}
     height, width = images.shape[1:3]
-    got["det_boxes"] = np.clip(got["det_boxes"] - [left, top, left, top], 0, [width, height, width, height])
-    return got
+    instances = {k: v for k, v in outputs.items() if k.startswith("det_")}
+    if instances:
+        instances["det_boxes"] = np.clip(instances["det_boxes"] - [left, top, left, top], 0, [width, height, width, height])
+    return probability[:, top : top + height, left : left + width], instances
 
 
 def tiny_any_size(name, **overrides):
@@ -128,9 +126,7 @@ def served(tmp_path_factory):
             export(model, root / key, threshold=0.5)
             strides[key] = network_stride(model)
             for size, images in inputs.items():
-                expected[(key, size)] = keras_probability(model, images)
-                if "detector" in get_card(name).tags:
-                    expected[(key, size, "instances")] = keras_instances(model, images)
+                expected[(key, size)], expected[(key, size, "instances")] = keras_outputs(model, images)
         finally:
             keras.mixed_precision.set_global_policy("float32")
 
@@ -237,7 +233,7 @@ def test_fixed_size_model_is_served_at_any_size(tmp_path):
     # The same weights at a size the fixed model takes directly.
     square = images[:, :32, :32]
     direct = tf.saved_model.load(str(tmp_path / "fixed")).signatures["serving_default"](images=tf.constant(square))
-    assert np.abs(direct["probability"].numpy() - keras_probability(model, square)).max() <= FLOAT32_BOUND
+    assert np.abs(direct["probability"].numpy() - keras_outputs(model, square)[0]).max() <= FLOAT32_BOUND
 
 
 def test_export_rejects_bad_arguments(tmp_path):
