@@ -15,7 +15,7 @@ import numpy as np
 from mitoseg_tf.data.formats.mitos12 import MPP, read_centre_list
 from mitoseg_tf.data.images import read_image
 from mitoseg_tf.detection import extract_figures, score_images
-from mitoseg_tf.detection.evaluation import REPORT_DISTANCES_UM
+from mitoseg_tf.detection.evaluation import REPORT_DISTANCES_UM, calibrate
 from mitoseg_tf.inference import predict_image
 from mitoseg_tf.training.report import plot_detections
 from mitoseg_tf.zoo import build
@@ -29,6 +29,21 @@ def peak_near(probability, centres, radius_px):
         float(probability[max(int(r) - reach, 0) : int(r) + reach + 1, max(int(c) - reach, 0) : int(c) + reach + 1].max())
         for r, c in centres
     ]
+
+
+def validation_fields(data_root):
+    """The mitos12_dev fields, in name order: ``(RGB images, true (row, col) centres float32 (K, 2))``."""
+    root = os.path.join(data_root, "mitos12_dev")
+    truth = read_centre_list(os.path.join(root, "mitoses.csv"))
+    images = [read_image(os.path.join(root, "images", f"{stem}.jpg"))[..., :3] for stem in sorted(truth)]
+    return images, [np.asarray(truth[stem], np.float32).reshape(-1, 2) for stem in sorted(truth)]
+
+
+def calibrated_row(maps, centres):
+    """``TP FP FN  F1  min-size threshold`` at the size and score threshold chosen on these maps, as the recipe does."""
+    settings = calibrate([(m.astype(np.float16), c, MPP["A"]) for m, c in zip(maps, centres)])
+    v = settings["validation"]
+    return f"{v['tp']:>3} {v['fp']:>3} {v['fn']:>3}  {v['f1']:.3f}  {settings['min_area_um2']:>4g} {settings['score_threshold']:.3f}"
 
 
 def main(data_root, name="unet"):

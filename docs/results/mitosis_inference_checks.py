@@ -19,13 +19,12 @@ import numpy as np
 from skimage.color import lab2rgb, rgb2lab
 from skimage.transform import resize
 
-from mitoseg_tf.data.formats.mitos12 import MPP, read_centre_list
+from mitoseg_tf.data.formats.mitos12 import MPP
 from mitoseg_tf.data.images import read_image
-from mitoseg_tf.detection.evaluation import calibrate
 from mitoseg_tf.inference import predict_image
 from mitoseg_tf.zoo import build
 
-from mitosis_figures import peak_near  # this folder: the script runs as a file
+from mitosis_figures import calibrated_row, peak_near, validation_fields  # this folder: the script runs as a file
 
 # Stretched LAB values fall a little outside sRGB; clipping them is the intended result.
 warnings.filterwarnings("ignore", message="Conversion from CIE-LAB")
@@ -105,27 +104,22 @@ def blend(base, other, weight):
 
 
 def score(model, fields, truth, transform=lambda image: image, scale=1.0):
-    mpp, maps, peaks = MPP["A"], [], []
-    for stem, image in fields.items():
-        image = transform(image)
+    maps, peaks = [], []
+    for field, centres in zip(fields, truth):
+        image = transform(field)
         if scale != 1.0:
             size = (round(image.shape[0] * scale), round(image.shape[1] * scale))
             image = resize(image, size, order=1, preserve_range=True, anti_aliasing=scale < 1).round().astype(np.uint8)
         probability = predict_image(model, image)
         if scale != 1.0:
-            probability = resize(probability.astype(np.float32), fields[stem].shape[:2], order=1)
-        centres = np.asarray(truth[stem], np.float32).reshape(-1, 2)
-        peaks += peak_near(probability, centres, 5.0 / mpp)
-        maps.append((probability.astype(np.float16), centres, mpp))
-    settings = calibrate(maps)
-    v = settings["validation"]
-    return f"{v['tp']:>3} {v['fp']:>3} {v['fn']:>3}  {v['f1']:.3f}  {settings['min_area_um2']:>4g} {settings['score_threshold']:.3f}  {sum(p < 0.5 for p in peaks):>5}"
+            probability = resize(probability, field.shape[:2], order=1)
+        peaks += peak_near(probability, centres, 5.0 / MPP["A"])
+        maps.append(probability)
+    return f"{calibrated_row(maps, truth)}  {sum(p < 0.5 for p in peaks):>5}"
 
 
 def main(data_root):
-    root = os.path.join(data_root, "mitos12_dev")
-    truth = read_centre_list(os.path.join(root, "mitoses.csv"))
-    fields = {stem: read_image(os.path.join(root, "images", f"{stem}.jpg"))[..., :3] for stem in sorted(truth)}
+    fields, truth = validation_fields(data_root)
     amibr = [read_image(f)[..., :3] for f in sorted(glob.glob(os.path.join(data_root, "amibr", "patches", "*", "*.png")))]
     monuseg = [read_image(f)[..., :3] for f in sorted(glob.glob(os.path.join(data_root, "monuseg", "train", "images", "*.tif")))]
     model = build("unet", weights="mitosis", input_shape=(None, None, 3))
@@ -140,7 +134,7 @@ def main(data_root):
     # training ran its statistics under colour jitter: re-estimated on unaugmented training tissue,
     # and from the validation fields themselves (unlabelled test-time adaptation, AdaBN)
     clean = batchnorm_statistics(model, [amibr, monuseg])
-    from_fields = batchnorm_statistics(model, [list(fields.values())])
+    from_fields = batchnorm_statistics(model, [fields])
     rows = [("BatchNorm statistics from unaugmented training tissue", clean)]
     rows += [(f"BatchNorm statistics {w:.0%} from the validation fields", blend(shipped, from_fields, w)) for w in (0.2, 1.0)]
     for label, values in rows:
