@@ -91,7 +91,7 @@ def _keras_worker(cfg):
         model, labels = _detector_setup(cfg["model"], size, batch, rng)
     else:
         model = build(
-            cfg["model"], base_filters=cfg["width"], input_shape=(size, size, 3), batch_norm=cfg["bn"] != "none"
+            cfg["model"], base_filters=cfg["width"], input_shape=(size, size, 3), norm=None if cfg["bn"] == "none" else "batch"
         )
         # jit_compile=False is what "auto" resolves to on CPU; XLA was slower here in bf16.
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=False)

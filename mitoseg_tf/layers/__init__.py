@@ -2,7 +2,7 @@
 
 from mitoseg_tf.layers.attention import CBAM, CSA, ChannelAttention, SpatialAttention
 from mitoseg_tf.layers.checks import InputSizeCheck
-from mitoseg_tf.layers.conv import conv_bn_act, double_conv, up_conv
+from mitoseg_tf.layers.conv import NORMS, conv_bn_act, double_conv, normalization, up_conv
 from mitoseg_tf.layers.heads import MapAverage, TileGate
 from mitoseg_tf.layers.norm import BatchNorm
 
@@ -12,10 +12,12 @@ __all__ = [
     "CSA",
     "ChannelAttention",
     "InputSizeCheck",
+    "NORMS",
     "MapAverage",
     "SpatialAttention",
     "TileGate",
     "conv_bn_act",
     "double_conv",
+    "normalization",
     "up_conv",
 ]

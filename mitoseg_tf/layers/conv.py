@@ -5,38 +5,66 @@ from ``prefix`` so that a model's layer names are deterministic and readable
 (``enc2_conv1``, ``enc2_bn1``, ``enc2_relu1``...).
 """
 
+import math
+
 import keras
 
 from mitoseg_tf.layers.norm import BatchNorm
 
 KERNEL_INIT = "he_normal"
+NORMS = ("batch", "group", None)
+# GroupNorm groups (fewer where a layer has fewer channels than this, e.g. tiny test widths).
+GROUPS = 8
 
 
-def conv_bn_act(x, filters, prefix, *, kernel_size=3, strides=1, batch_norm=True, activation="relu", index=""):
-    """Conv -> (BatchNorm) -> activation. The conv has no bias when BN follows (BN's beta replaces it)."""
+def check_norm(name, norm):
+    """One clear error for a ``norm`` that no block understands."""
+    if norm not in NORMS:
+        raise ValueError(
+            f"{name}: norm must be 'batch' (BatchNorm), 'group' (GroupNorm, {GROUPS} groups) or None; got {norm!r}."
+        )
+
+
+def normalization(x, norm, prefix, index=""):
+    """Apply the chosen normalisation: ``<prefix>_bn<index>``, ``<prefix>_gn<index>`` or nothing.
+
+    GroupNorm normalises each image by its own statistics, so unlike BatchNorm's
+    moving averages it cannot carry the training set's colour statistics to a
+    scanner whose activations sit elsewhere (the mitosis recipe's problem; see
+    docs/RESULTS.md).
+    """
+    if norm == "batch":
+        return BatchNorm(name=f"{prefix}_bn{index}")(x)
+    if norm == "group":
+        groups = math.gcd(GROUPS, x.shape[-1])
+        return keras.layers.GroupNormalization(groups=groups, epsilon=1e-5, name=f"{prefix}_gn{index}")(x)
+    return x
+
+
+def conv_bn_act(x, filters, prefix, *, kernel_size=3, strides=1, norm="batch", activation="relu", index=""):
+    """Conv -> (normalisation) -> activation. The conv has no bias when a norm follows (its beta replaces it)."""
     x = keras.layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,
         padding="same",
-        use_bias=not batch_norm,
+        use_bias=norm is None,
         kernel_initializer=KERNEL_INIT,
         name=f"{prefix}_conv{index}",
     )(x)
-    if batch_norm:
-        x = BatchNorm(name=f"{prefix}_bn{index}")(x)
+    x = normalization(x, norm, prefix, index)
     if activation:
         x = keras.layers.Activation(activation, name=f"{prefix}_{activation}{index}")(x)
     return x
 
 
-def double_conv(x, filters, prefix, *, batch_norm=True):
-    """The U-Net unit: two 3x3 conv -> (BN) -> ReLU."""
-    x = conv_bn_act(x, filters, prefix, batch_norm=batch_norm, index=1)
-    return conv_bn_act(x, filters, prefix, batch_norm=batch_norm, index=2)
+def double_conv(x, filters, prefix, *, norm="batch"):
+    """The U-Net unit: two 3x3 conv -> (norm) -> ReLU."""
+    x = conv_bn_act(x, filters, prefix, norm=norm, index=1)
+    return conv_bn_act(x, filters, prefix, norm=norm, index=2)
 
 
-def up_conv(x, filters, prefix, *, batch_norm=True):
+def up_conv(x, filters, prefix, *, norm="batch"):
     """U-Net "up-conv": nearest x2 upsampling then a 2x2 conv (the common Keras U-Net form)."""
     x = keras.layers.UpSampling2D(2, name=f"{prefix}_upsample")(x)
-    return conv_bn_act(x, filters, f"{prefix}_up", kernel_size=2, batch_norm=batch_norm)
+    return conv_bn_act(x, filters, f"{prefix}_up", kernel_size=2, norm=norm)

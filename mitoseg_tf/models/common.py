@@ -71,10 +71,10 @@ def output_is_logits(model, output_name="mask"):
     return activation in (None, "linear")
 
 
-def unet_decoder(x, skips, base_filters, block, *, batch_norm):
+def unet_decoder(x, skips, base_filters, block, *, norm):
     """The U-Net expanding path: per level, up-conv, concat ``[skip, up]``, then ``block``.
 
-    ``block(x, filters, prefix, batch_norm=...)`` is the level's unit (a double
+    ``block(x, filters, prefix, norm=...)`` is the level's unit (a double
     conv for U-Net, a residual block for the 5-level Res-UNet), so networks that
     differ only in their unit share one decoder.
     """
@@ -83,7 +83,7 @@ def unet_decoder(x, skips, base_filters, block, *, batch_norm):
     for level in reversed(range(len(skips))):
         prefix = f"dec{level + 1}"
         filters = base_filters * 2**level
-        x = up_conv(x, filters, prefix, batch_norm=batch_norm)
+        x = up_conv(x, filters, prefix, norm=norm)
         x = keras.layers.Concatenate(name=f"{prefix}_concat")([skips[level], x])
-        x = block(x, filters, prefix, batch_norm=batch_norm)
+        x = block(x, filters, prefix, norm=norm)
     return x

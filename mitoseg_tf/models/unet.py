@@ -18,13 +18,13 @@ row identical to its Res-Unet, which is this kind of block).
 import keras
 
 from mitoseg_tf.layers.attention import CSA
-from mitoseg_tf.layers.conv import conv_bn_act, double_conv
+from mitoseg_tf.layers.conv import check_norm, conv_bn_act, double_conv
 from mitoseg_tf.models.common import check_common_args, image_input, segmentation_head, unet_decoder
 
 
-def _encoder_level(x, filters, prefix, *, batch_norm, channel_attention, spatial_attention, residual, attention):
+def _encoder_level(x, filters, prefix, *, norm, channel_attention, spatial_attention, residual, attention):
     level_input = x
-    x = double_conv(x, filters, prefix, batch_norm=batch_norm)
+    x = double_conv(x, filters, prefix, norm=norm)
     if channel_attention or spatial_attention:
         x = CSA(
             residual=residual,
@@ -35,7 +35,7 @@ def _encoder_level(x, filters, prefix, *, batch_norm, channel_attention, spatial
         )(x)
     elif residual:
         shortcut = conv_bn_act(
-            level_input, filters, f"{prefix}_shortcut", kernel_size=1, batch_norm=batch_norm, activation=None
+            level_input, filters, f"{prefix}_shortcut", kernel_size=1, norm=norm, activation=None
         )
         x = keras.layers.Add(name=f"{prefix}_res_add")([x, shortcut])
     return x
@@ -46,7 +46,7 @@ def build_unet(
     num_classes=2,
     base_filters=64,
     depth=4,
-    batch_norm=True,
+    norm="batch",
     dropout=0.5,
     channel_attention=False,
     spatial_attention=False,
@@ -66,8 +66,10 @@ def build_unet(
         num_classes: output channels (2 = background / mitosis with softmax).
         base_filters: width of the first level; level k has base_filters * 2**k.
         depth: number of downsamplings (4 in the paper: 5 levels).
-        batch_norm: BN after every conv (the paper does not say; on by default
-            because it makes short CPU schedules train reliably).
+        norm: normalisation after every conv: "batch" (the default: the paper
+            does not say, and BN makes short CPU schedules train reliably),
+            "group" (GroupNorm, per-image statistics) or None (the reference
+            Keras U-Net).
         dropout: rate after the deepest encoder level and the bottleneck, as in
             the reference Keras U-Net (0 disables).
         channel_attention, spatial_attention, residual: the CSA switches.
@@ -83,11 +85,12 @@ def build_unet(
         (None, 64, 64, 2)
     """
     multiple = check_common_args(name, input_shape, num_classes, base_filters, depth, output_activation, dropout)
+    check_norm(name, norm)
     attention = dict(
         reduction=reduction, kernel_size=spatial_kernel, spatial_bn=spatial_bn, variant=attention_variant
     )
     switches = dict(
-        batch_norm=batch_norm,
+        norm=norm,
         channel_attention=channel_attention,
         spatial_attention=spatial_attention,
         residual=residual,
@@ -111,7 +114,7 @@ def build_unet(
     if dropout:
         x = keras.layers.Dropout(dropout, name="bottleneck_dropout")(x)
 
-    x = unet_decoder(x, skips, base_filters, double_conv, batch_norm=batch_norm)
+    x = unet_decoder(x, skips, base_filters, double_conv, norm=norm)
 
     outputs = segmentation_head(x, num_classes, output_activation)
     return keras.Model(inputs, outputs, name=name)

@@ -38,14 +38,14 @@ and the CGM); the paper and the official code give 26.97 M (27.0 M).
 
 import keras
 
-from mitoseg_tf.layers.conv import KERNEL_INIT, conv_bn_act, double_conv
+from mitoseg_tf.layers.conv import KERNEL_INIT, check_norm, conv_bn_act, double_conv
 from mitoseg_tf.layers.heads import TileGate
 from mitoseg_tf.models.common import check_common_args, image_input
 
 _LEVELS = 5
 
 
-def _aggregate(stage, encoders, decoders, skip_filters, batch_norm):
+def _aggregate(stage, encoders, decoders, skip_filters, norm):
     """Decoder stage ``hd{stage}`` from all five scales (full-scale skip connections)."""
     parts = []
     for source in range(1, _LEVELS + 1):
@@ -60,9 +60,9 @@ def _aggregate(stage, encoders, decoders, skip_filters, batch_norm):
             prefix = f"hd{stage}_from_{tag}"
             factor = 2 ** (source - stage)
             x = keras.layers.UpSampling2D(factor, interpolation="bilinear", name=f"{prefix}_upsample")(x)
-        parts.append(conv_bn_act(x, skip_filters, prefix, batch_norm=batch_norm))
+        parts.append(conv_bn_act(x, skip_filters, prefix, norm=norm))
     x = keras.layers.Concatenate(name=f"hd{stage}_concat")(parts)
-    return conv_bn_act(x, skip_filters * _LEVELS, f"hd{stage}_fuse", batch_norm=batch_norm)
+    return conv_bn_act(x, skip_filters * _LEVELS, f"hd{stage}_fuse", norm=norm)
 
 
 def _map(x, stage, num_classes, output_activation, output_name):
@@ -87,7 +87,7 @@ def build_unet_3plus(
     cgm_gate=True,
     cgm_threshold=0.5,
     cgm_dropout=0.5,
-    batch_norm=True,
+    norm="batch",
     output_activation="softmax",
     name="unet_3plus",
 ):
@@ -105,7 +105,7 @@ def build_unet_3plus(
             inference (see ``TileGate``); needs a softmax or sigmoid output.
         cgm_threshold: ``cls`` probability from which a tile counts as positive.
         cgm_dropout: dropout before the CGM's 1x1 conv (0.5 officially).
-        batch_norm: BN after every conv (the official code has it).
+        norm: "batch" after every conv (the official code has it), "group" or None.
         output_activation: "softmax", "sigmoid" or None (logits); float32 always.
 
     Example:
@@ -113,6 +113,7 @@ def build_unet_3plus(
         >>> model.output_names   # mask, mask_hd2 ... mask_hd5, cls
     """
     multiple = check_common_args(name, input_shape, num_classes, base_filters, 4, output_activation, cgm_dropout)
+    check_norm(name, norm)
     if not isinstance(skip_filters, int) or skip_filters < 1:
         raise ValueError(f"{name}: skip_filters must be a positive integer; got {skip_filters!r}.")
     gate = cgm and cgm_gate
@@ -129,11 +130,11 @@ def build_unet_3plus(
     for level in range(1, _LEVELS + 1):
         if level > 1:
             x = keras.layers.MaxPooling2D(2, name=f"enc{level - 1}_pool")(x)
-        x = double_conv(x, base_filters * 2 ** (level - 1), f"enc{level}", batch_norm=batch_norm)
+        x = double_conv(x, base_filters * 2 ** (level - 1), f"enc{level}", norm=norm)
         encoders[level] = x
     decoders = {_LEVELS: encoders[_LEVELS]}
     for stage in range(_LEVELS - 1, 0, -1):
-        decoders[stage] = _aggregate(stage, encoders, decoders, skip_filters, batch_norm)
+        decoders[stage] = _aggregate(stage, encoders, decoders, skip_filters, norm)
 
     probability = None
     if cgm:

@@ -11,7 +11,7 @@ Node X^{i,j} (i = level, j = column). X^{i,0} is the encoder; for j >= 1
 
 with ``Up`` a 2x2 stride-2 transposed conv to F[i] channels and ``unit`` two
 3x3 conv-ReLU (each followed by dropout 0.5 and with L2 1e-4 on the kernels in
-the official code; ``batch_norm=True`` gives the conv-BN-ReLU unit of the
+the official code; ``norm="batch"`` gives the conv-BN-ReLU unit of the
 widely used PyTorch variant). 1x1 heads sit on X^{0,1..4}.
 
 Outputs (names follow ``mitoseg_tf.training.targets``):
@@ -38,9 +38,8 @@ sigmoid class.
 
 import keras
 
-from mitoseg_tf.layers.conv import KERNEL_INIT
+from mitoseg_tf.layers.conv import KERNEL_INIT, check_norm, normalization
 from mitoseg_tf.layers.heads import MapAverage
-from mitoseg_tf.layers.norm import BatchNorm
 from mitoseg_tf.models.common import check_common_args, image_input
 
 MODES = ("accurate", "fast")
@@ -67,20 +66,19 @@ def transfer_weights(source, target):
     return copied
 
 
-def _conv_unit(x, filters, prefix, *, batch_norm, dropout, regularizer):
-    """The official ``standard_unit``: (Conv3x3 -> [BN] -> ReLU -> [Dropout]) x 2."""
+def _conv_unit(x, filters, prefix, *, norm, dropout, regularizer):
+    """The official ``standard_unit``: (Conv3x3 -> [norm] -> ReLU -> [Dropout]) x 2."""
     for index in (1, 2):
         x = keras.layers.Conv2D(
             filters,
             3,
             padding="same",
-            use_bias=not batch_norm,
+            use_bias=norm is None,
             kernel_initializer=KERNEL_INIT,
             kernel_regularizer=regularizer(),
             name=f"{prefix}_conv{index}",
         )(x)
-        if batch_norm:
-            x = BatchNorm(name=f"{prefix}_bn{index}")(x)
+        x = normalization(x, norm, prefix, index)
         x = keras.layers.Activation("relu", name=f"{prefix}_relu{index}")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"{prefix}_dropout{index}")(x)
@@ -123,7 +121,7 @@ def build_unet_plus_plus(
     deep_supervision=True,
     mode="accurate",
     fast_head=4,
-    batch_norm=False,
+    norm=None,
     dropout=0.5,
     kernel_l2=1e-4,
     upsampling="transpose",
@@ -144,8 +142,8 @@ def build_unet_plus_plus(
         fast_head: the column k (1..depth) of the head X^{0,k} that "fast"
             mode keeps; unused in "accurate" mode, whose ``mask`` without deep
             supervision is the last head, X^{0,depth}.
-        batch_norm: conv-BN-ReLU units (the PyTorch variant) instead of the
-            official conv-ReLU.
+        norm: None (the official conv-ReLU units), "batch" (the conv-BN-ReLU
+            units of the PyTorch variant) or "group".
         dropout: rate after every conv of every unit (0.5 officially; 0 disables).
         kernel_l2: L2 weight decay on every conv kernel (1e-4 officially; 0 disables).
         upsampling: "transpose" (official 2x2 transposed conv to F[i]) or
@@ -164,6 +162,7 @@ def build_unet_plus_plus(
         raise ValueError(f"{name}: depth (number of downsamplings) must be an integer in 1..6; got {depth!r}.")
     if mode == "fast" and (not isinstance(fast_head, int) or not 1 <= fast_head <= depth):
         raise ValueError(f"{name}: fast_head must be a column in 1..{depth}; got {fast_head!r}.")
+    check_norm(name, norm)
     if kernel_l2 < 0:
         raise ValueError(f"{name}: kernel_l2 must be >= 0; got {kernel_l2!r}.")
     # The pruned network L^k downsamples only k times.
@@ -175,7 +174,7 @@ def build_unet_plus_plus(
     def regularizer():
         return keras.regularizers.L2(kernel_l2) if kernel_l2 else None
 
-    unit = dict(batch_norm=batch_norm, dropout=dropout, regularizer=regularizer)
+    unit = dict(norm=norm, dropout=dropout, regularizer=regularizer)
     inputs, x = image_input(input_shape, name, multiple)
 
     # nodes[i][j] = X^{i,j}; only nodes with i + j <= last_column are needed.

@@ -31,7 +31,7 @@ _NOTES = (
     "the default follows CBAM. With attention off, the `residual` switch adds a 1x1-projected "
     "shortcut of the level input (a residual unit): `F1 + F1` would only rescale the features. "
     "Not stated in the paper, chosen here: BatchNorm after every conv (on by default; "
-    "`batch_norm=False` gives the reference 31.0 M-parameter Keras U-Net), dropout 0.5 after the "
+    "`norm=None` gives the reference 31.0 M-parameter Keras U-Net), dropout 0.5 after the "
     "deepest encoder level and the bottleneck, Adam with weight EMA (decay 0.99) for training. "
     "Model input is RGB in [0, 255]; the model rescales it itself."
 )

@@ -101,10 +101,10 @@ def test_unet_plus_plus_nodes_concatenate_every_earlier_node_of_their_row():
         assert sources[1:] == [f"x{i}_{k}_relu2" for k in range(j)]
 
 
-@pytest.mark.parametrize("batch_norm", [False, True])
+@pytest.mark.parametrize("norm", [None, "batch"])
 @pytest.mark.parametrize("fast_head", [2, 4])
-def test_fast_mode_equals_the_chosen_head_of_the_full_network(fast_head, batch_norm):
-    options = dict(input_shape=(None, None, 3), base_filters=4, batch_norm=batch_norm, dropout=0.0)
+def test_fast_mode_equals_the_chosen_head_of_the_full_network(fast_head, norm):
+    options = dict(input_shape=(None, None, 3), base_filters=4, norm=norm, dropout=0.0)
     full = build_unet_plus_plus(**options)
     _randomise(full)
     fast = build_unet_plus_plus(**options, mode="fast", fast_head=fast_head, deep_supervision=False)

@@ -56,7 +56,7 @@ def train(strategy_name, run_dir=None):
     strategy = strategies.get(strategy_name) or distribute.make_strategy(strategy_name)
     keras.utils.set_random_seed(5)
     with distribute.scope(strategy):
-        model = build("unet", base_filters=4, depth=2, batch_norm=False, dropout=0.0, input_shape=(None, None, 3))
+        model = build("unet", base_filters=4, depth=2, norm=None, dropout=0.0, input_shape=(None, None, 3))
         compile_model(model)
     train_ds = make_pipeline(load_source("synthetic", "train", num_examples=4, size=64, seed=5),
                              training=True, batch_size=4, crop_size=32, seed=5)
