@@ -104,10 +104,12 @@ def _add_models(sub):
 
 
 def _add_export(sub):
-    p = sub.add_parser("export", help="write a checkpoint as a SavedModel that serves whole images of any size")
+    p = sub.add_parser("export", help="write a checkpoint as a SavedModel that serves images of any size, whole or tiled")
     p.add_argument("--checkpoint", required=True, help="a .keras file, e.g. runs/NAME/best.keras")
     p.add_argument("--out", required=True, help="folder for the SavedModel")
     p.add_argument("--threshold", type=float, default=0.5, help="probability above which the mask is 1")
+    p.add_argument("--tile", type=int, default=512, help="tile side of the serving_tiled signature")
+    p.add_argument("--overlap", type=float, default=0.25, help="tile overlap (fraction) of serving_tiled")
     p.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
 
 
@@ -243,7 +245,7 @@ def _export(args):
     card = card_from_run(run_dir)
     # Run folder and file name only: an absolute path would leak the exporting machine's layout.
     card["checkpoint"] = f"{os.path.basename(run_dir)}/{checkpoint}"
-    written = export(model, args.out, card=card, threshold=args.threshold)
+    written = export(model, args.out, card=card, threshold=args.threshold, tile=args.tile, overlap=args.overlap)
     print(
         f"SavedModel of {written['name']} written to {args.out} (stride {written['input']['stride']}, "
         f"threshold {written['threshold']}); model card: {os.path.join(args.out, 'assets', 'model_card.json')}"

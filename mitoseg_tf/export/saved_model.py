@@ -13,12 +13,17 @@ input image (shifted back from the padded frame, clipped to the image),
 ``det_classes``, ``det_scores``, ``det_maskiou``, ``det_mask_scores`` (B, D) and
 ``det_masks`` (B, D, 28, 28) per box; padding detections have score 0.
 
-Two signatures, both with the outputs above:
+Three signatures:
 
 - ``serving_default``: ``images`` uint8 ``[None, None, None, 3]``, RGB 0-255
   (what ``tf.io.decode_png`` gives).
 - ``serving_float``: ``images`` float32 ``[None, None, None, 3]``, RGB 0-1
   (multiplied by 255 in the graph; values are not clipped).
+- ``serving_tiled``: uint8 images like ``serving_default``, predicted by
+  sliding window (``tile`` and ``overlap`` fixed at export, 512 and 0.25 by
+  default) with the Gaussian blending of ``mitoseg_tf.inference.predict_image``,
+  whose maps it reproduces; memory for the network is bounded by one tile per
+  image, whatever the image size. ``probability`` and ``mask`` only.
 
 The model's own normalisation stays inside the model (zoo models take 0-255).
 Loading needs TensorFlow only, not this package::
@@ -29,10 +34,10 @@ Loading needs TensorFlow only, not this package::
     card = json.loads(tf.io.read_file(loaded.model_card.asset_path).numpy())
     # or, without TensorFlow: json.load(open(f"{export_dir}/assets/model_card.json"))
 
-The SavedModel runs a whole image through the network in one pass (memory
-grows with the image area). Sliding-window inference with Gaussian blending for
-very large images is in Python (``mitoseg_tf.inference.predict_image``,
-``mitoseg predict``); it is not yet a SavedModel signature.
+``serving_default`` runs a whole image through the network in one pass
+(memory grows with the image area); ``serving_tiled`` is the one for large
+fields. Test-time augmentation is not exported: serve the plain maps, or run
+``mitoseg predict --tta`` in Python.
 """
 
 import datetime
@@ -156,6 +161,14 @@ def _graph_safe(model):
     return keras.models.clone_model(model, clone_function=clone)
 
 
+def _reflect(position, size):
+    """Source index of each position, mirrored about the edge pixels as often as needed (NumPy's ``reflect``)."""
+    tf = _tf()
+    period = tf.maximum(2 * size - 2, 1)
+    folded = tf.math.floormod(position, period)
+    return tf.where(folded < size, folded, period - folded)
+
+
 def reflect_pad_indices(size, multiple):
     """Source index of every padded row/column and the offset of the original start.
 
@@ -167,10 +180,7 @@ def reflect_pad_indices(size, multiple):
     tf = _tf()
     total = tf.math.floormod(-size, multiple)
     before = total // 2
-    position = tf.range(size + total) - before
-    period = tf.maximum(2 * size - 2, 1)
-    folded = tf.math.floormod(position, period)
-    return tf.where(folded < size, folded, period - folded), before
+    return _reflect(tf.range(size + total) - before, size), before
 
 
 def _pad_crop_predict(model, images, stride, activation, class_axis_size):
@@ -199,6 +209,74 @@ def _pad_crop_predict(model, images, stride, activation, class_axis_size):
     return probability[:, top : top + height, left : left + width], instances
 
 
+def _tile_starts(length, tile, overlap):
+    """``inference.tiling.tile_starts`` in graph ops: evenly spread starts, the last flush with the end."""
+    tf = _tf()
+    step = tf.maximum(tf.cast(tf.cast(tile, tf.float64) * (1.0 - overlap), tf.int32), 1)
+    count = tf.where(length <= tile, 1, (length - tile + step - 1) // step + 1)
+    starts = tf.linspace(tf.constant(0.0, tf.float64), tf.cast(length - tile, tf.float64), count)
+    return tf.cast(tf.round(starts), tf.int32)  # tf.round, like np.round, rounds halves to even
+
+
+def _gaussian(height, width):
+    """``inference.tiling.gaussian_weights`` (sigma = tile / 8, peak 1, floor 1e-4) for a dynamic tile shape."""
+    tf = _tf()
+
+    def axis(n):
+        n_float = tf.cast(n, tf.float64)
+        x = (tf.range(n_float, dtype=tf.float64) - (n_float - 1.0) / 2.0) / tf.maximum(n_float * 0.125, 1e-6)
+        return tf.exp(-0.5 * x * x)
+
+    weights = tf.cast(axis(height)[:, None] * axis(width)[None, :], tf.float32)
+    return tf.maximum(weights / tf.reduce_max(weights), 1e-4)
+
+
+def _tiled_predict(predict_tiles, images, stride, tile, overlap):
+    """Sliding-window mitosis probability (B, H, W), the plan and blending of ``inference.predict_image``.
+
+    ``predict_tiles(tiles (B, h, w, 3)) -> (B, h, w)``. Tiles are reflect-padded
+    by ``tile // 16`` at the image border, shrink to the image (rounded up to
+    ``stride``) when it is smaller than a tile, and are blended with Gaussian
+    weights; one tile per image goes through the network at a time.
+    """
+    tf = _tf()
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    margin = tile // 16
+
+    def round_up(size):
+        return (size + stride - 1) // stride * stride
+
+    tile_h = tf.minimum(tile, round_up(height + 2 * margin))
+    tile_w = tf.minimum(tile, round_up(width + 2 * margin))
+    padded_h = tf.maximum(height + 2 * margin, tile_h)
+    padded_w = tf.maximum(width + 2 * margin, tile_w)
+    rows = _reflect(tf.range(padded_h) - margin, height)
+    cols = _reflect(tf.range(padded_w) - margin, width)
+    padded = tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
+    row_starts = _tile_starts(padded_h, tile_h, overlap)
+    col_starts = _tile_starts(padded_w, tile_w, overlap)
+    num_cols = tf.size(col_starts)
+    weights = _gaussian(tile_h, tile_w)
+    batch = tf.shape(images)[0]
+
+    def step(index, accumulated, weight_sum):
+        top, left = row_starts[index // num_cols], col_starts[index % num_cols]
+        probability = predict_tiles(padded[:, top : top + tile_h, left : left + tile_w])
+        # Scatter the tile into the padded frame by padding it with zeros.
+        place = [[top, padded_h - top - tile_h], [left, padded_w - left - tile_w]]
+        accumulated += tf.pad(probability * weights, [[0, 0]] + place)
+        weight_sum += tf.pad(weights, place)
+        return index + 1, accumulated, weight_sum
+
+    _, accumulated, weight_sum = tf.while_loop(
+        lambda index, *_: index < tf.size(row_starts) * num_cols,
+        step,
+        (tf.constant(0), tf.zeros([batch, padded_h, padded_w]), tf.zeros([padded_h, padded_w])),
+    )
+    blended = accumulated / weight_sum
+    return blended[:, margin : margin + height, margin : margin + width]
+
+
 def _json_safe(value):
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
@@ -211,7 +289,7 @@ def _json_safe(value):
     return repr(value)
 
 
-def build_card(model, *, stride, threshold, activation, card=None):
+def build_card(model, *, stride, threshold, activation, card=None, tile=512, overlap=0.25):
     """The model card stored with the export: what the model is, what it takes and how it scored.
 
     Keys the caller passes in ``card`` (e.g. ``training_data``, ``metrics`` from
@@ -245,6 +323,7 @@ def build_card(model, *, stride, threshold, activation, card=None):
             "signatures": {
                 "serving_default": "images: uint8 [batch, height, width, 3], RGB 0-255",
                 "serving_float": "images: float32 [batch, height, width, 3], RGB 0-1 (not clipped)",
+                "serving_tiled": "images: uint8 [batch, height, width, 3], RGB 0-255; sliding window",
             },
             "any_size": True,
             "stride": int(stride),
@@ -263,7 +342,14 @@ def build_card(model, *, stride, threshold, activation, card=None):
                 for name in _instance_outputs(model)
             },
         },
-        "sliding_window": "not available in the SavedModel: use mitoseg_tf.inference.predict_image / mitoseg predict",
+        "sliding_window": {
+            "signature": "serving_tiled",
+            "tile": int(tile),
+            "overlap": float(overlap),
+            "margin": int(tile) // 16,
+            "blending": "Gaussian, sigma = tile / 8 (as mitoseg_tf.inference.predict_image)",
+            "outputs": ["probability", "mask"],
+        },
     }
     result.update(card or {})
     return _json_safe(result)
@@ -272,7 +358,7 @@ def build_card(model, *, stride, threshold, activation, card=None):
 class _Server:
     """Holds the model and the tf.functions; ``module`` is what gets saved."""
 
-    def __init__(self, model, stride, threshold, card_path):
+    def __init__(self, model, stride, threshold, card_path, tile, overlap):
         tf = _tf()
         activation = _output_activation(model)
         class_axis_size = int(model.get_layer(PRIMARY_OUTPUT).output.shape[-1])
@@ -292,6 +378,14 @@ class _Server:
         def serve_float(images):
             return predict_0_255(images * 255.0)
 
+        def predict_tiles(tiles):
+            return _pad_crop_predict(model, tiles, stride, activation, class_axis_size)[0]
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+        def serve_tiled(images):
+            probability = _tiled_predict(predict_tiles, tf.cast(images, tf.float32), stride, tile, overlap)
+            return {"probability": probability, "mask": tf.cast(probability > threshold, tf.uint8)}
+
         module = tf.Module()
         # The tf.Variables under the Keras variables, not the Keras model: tracking the
         # model saves every layer as an object too, which doubles the export time.
@@ -299,12 +393,13 @@ class _Server:
         module.predict_0_255 = predict_0_255
         module.serve_uint8 = serve_uint8
         module.serve_float = serve_float
+        module.serve_tiled = serve_tiled
         module.model_card = tf.saved_model.Asset(card_path)
         self.module = module
-        self.signatures = {"serving_default": serve_uint8, "serving_float": serve_float}
+        self.signatures = {"serving_default": serve_uint8, "serving_float": serve_float, "serving_tiled": serve_tiled}
 
 
-def export(model, out_dir, *, card=None, threshold=0.5, stride=None):
+def export(model, out_dir, *, card=None, threshold=0.5, stride=None, tile=512, overlap=0.25):
     """Write ``model`` as a SavedModel in ``out_dir`` (see the module docstring for the signatures).
 
     Args:
@@ -318,12 +413,14 @@ def export(model, out_dir, *, card=None, threshold=0.5, stride=None):
         threshold: probability above which ``mask`` is 1.
         stride: the size multiple to pad to; default read from the model's
             ``InputSizeCheck`` layer(s).
+        tile, overlap: the sliding window of ``serving_tiled`` (``tile`` a
+            multiple of the stride; ``overlap`` the fraction neighbours share).
 
     Returns:
         The model card written as ``assets/model_card.json`` (a dict).
 
-    Each image is processed in one pass; for very large images use
-    ``mitoseg_tf.inference.predict_image`` (sliding window) instead.
+    ``serving_default`` processes each image in one pass; ``serving_tiled``
+    by sliding window, for fields too large for that.
     """
     import keras
 
@@ -347,7 +444,14 @@ def export(model, out_dir, *, card=None, threshold=0.5, stride=None):
     stride = network_stride(model) if stride is None else int(stride)
     if stride < 1:
         raise ValueError(f"export: stride must be a positive integer; got {stride!r}.")
-    model_card = build_card(model, stride=stride, threshold=threshold, activation=_output_activation(model), card=card)
+    if not isinstance(tile, int) or tile < stride or tile % stride:
+        raise ValueError(f"export: tile must be a positive multiple of the network stride {stride}; got {tile!r}.")
+    if not 0.0 <= float(overlap) < 1.0:
+        raise ValueError(f"export: overlap must be a fraction in [0, 1); got {overlap!r}.")
+    model_card = build_card(
+        model, stride=stride, threshold=threshold, activation=_output_activation(model), card=card,
+        tile=tile, overlap=overlap,
+    )  # fmt: skip
 
     tf = _tf()
     with tempfile.TemporaryDirectory() as scratch:
@@ -355,7 +459,7 @@ def export(model, out_dir, *, card=None, threshold=0.5, stride=None):
         card_path = os.path.join(scratch, CARD_FILE)
         with open(card_path, "w") as fh:
             json.dump(model_card, fh, indent=2)
-        server = _Server(model, stride, threshold, card_path)
+        server = _Server(model, stride, threshold, card_path, tile, float(overlap))
         tf.saved_model.save(server.module, out_dir, signatures=server.signatures)
     return model_card
 

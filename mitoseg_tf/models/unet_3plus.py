@@ -40,6 +40,7 @@ import keras
 
 from mitoseg_tf.layers.conv import KERNEL_INIT, check_norm, conv_bn_act, double_conv
 from mitoseg_tf.layers.heads import TileGate
+from mitoseg_tf.layers.upsampling import BilinearUpSampling2D
 from mitoseg_tf.models.common import check_common_args, image_input
 
 _LEVELS = 5
@@ -59,7 +60,7 @@ def _aggregate(stage, encoders, decoders, skip_filters, norm):
             x, tag = decoders[source], f"hd{source}"
             prefix = f"hd{stage}_from_{tag}"
             factor = 2 ** (source - stage)
-            x = keras.layers.UpSampling2D(factor, interpolation="bilinear", name=f"{prefix}_upsample")(x)
+            x = BilinearUpSampling2D(factor, name=f"{prefix}_upsample")(x)
         parts.append(conv_bn_act(x, skip_filters, prefix, norm=norm))
     x = keras.layers.Concatenate(name=f"hd{stage}_concat")(parts)
     return conv_bn_act(x, skip_filters * _LEVELS, f"hd{stage}_fuse", norm=norm)
@@ -71,9 +72,7 @@ def _map(x, stage, num_classes, output_activation, output_name):
         num_classes, 3, padding="same", kernel_initializer=KERNEL_INIT, dtype="float32", name=f"head_hd{stage}"
     )(x)
     if stage > 1:
-        x = keras.layers.UpSampling2D(
-            2 ** (stage - 1), interpolation="bilinear", dtype="float32", name=f"head_hd{stage}_upsample"
-        )(x)
+        x = BilinearUpSampling2D(2 ** (stage - 1), dtype="float32", name=f"head_hd{stage}_upsample")(x)
     return keras.layers.Activation(output_activation or "linear", dtype="float32", name=output_name)(x)
 
 

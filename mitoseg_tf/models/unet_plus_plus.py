@@ -40,6 +40,7 @@ import keras
 
 from mitoseg_tf.layers.conv import KERNEL_INIT, check_norm, normalization
 from mitoseg_tf.layers.heads import MapAverage
+from mitoseg_tf.layers.upsampling import BilinearUpSampling2D
 from mitoseg_tf.models.common import check_common_args, image_input
 
 MODES = ("accurate", "fast")
@@ -96,7 +97,7 @@ def _up(x, filters, prefix, *, upsampling, regularizer):
             kernel_regularizer=regularizer(),
             name=f"{prefix}_up",
         )(x)
-    return keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"{prefix}_up")(x)
+    return BilinearUpSampling2D(2, name=f"{prefix}_up")(x)
 
 
 def _head(x, column, num_classes, output_activation, output_name, regularizer):

@@ -197,13 +197,14 @@ def test_card_is_readable_from_the_saved_model_alone(served):
         assert card["threshold"] == 0.5
         assert card["input"]["stride"] == served["strides"][name]
         assert card["package_version"]
-        assert card["sliding_window"].startswith("not available in the SavedModel")
+        assert card["sliding_window"]["signature"] == "serving_tiled"
+        assert (card["sliding_window"]["tile"], card["sliding_window"]["overlap"]) == (512, 0.25)
         with open(os.path.join(served["root"], name, "assets", CARD_FILE)) as fh:
             assert json.load(fh) == card
     assert served["cards"][MIXED]["dtype_policy"] == "mixed_bfloat16"
 
 
-def test_saved_model_cli_lists_both_signatures(served):
+def test_saved_model_cli_lists_every_signature(served):
     command = shutil.which("saved_model_cli")
     if command is None:
         pytest.skip("saved_model_cli is not on PATH")
@@ -214,7 +215,8 @@ def test_saved_model_cli_lists_both_signatures(served):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
-    assert "signature_def['serving_default']" in text and "signature_def['serving_float']" in text
+    for signature in ("serving_default", "serving_float", "serving_tiled"):
+        assert f"signature_def['{signature}']" in text
     assert "dtype: DT_UINT8" in text and "shape: (-1, -1, -1, 3)" in text
     for output in ("probability", "mask"):
         assert f"outputs['{output}']" in text
@@ -236,10 +238,43 @@ def test_fixed_size_model_is_served_at_any_size(tmp_path):
     assert np.abs(direct["probability"].numpy() - keras_outputs(model, square)[0]).max() <= FLOAT32_BOUND
 
 
+@pytest.mark.parametrize("name, overlap", [("unet", 0.25), ("unet_3plus", 0.5)])
+def test_tiled_signature_reproduces_python_sliding_window(tmp_path, name, overlap):
+    """serving_tiled gives predict_image's map: same tiles, margins, shrinking and Gaussian blending."""
+    import tensorflow as tf
+
+    from mitoseg_tf.inference import predict_image
+
+    keras.utils.set_random_seed(3)
+    model = tiny_any_size(name)
+    tile = 2 * network_stride(model)
+    export(model, tmp_path / "tiled", tile=tile, overlap=overlap)
+    serve = tf.saved_model.load(str(tmp_path / "tiled")).signatures["serving_tiled"]
+    rng = np.random.default_rng(4)
+    # Several tiles each way with uneven last steps; one side below a tile; smaller than the stride.
+    for height, width in [(70, 90), (37, 50), (5, 7)]:
+        images = rng.integers(0, 256, (2, height, width, 3), dtype=np.uint8)
+        out = serve(images=tf.constant(images))
+        assert out["probability"].shape == (2, height, width)
+        for got, image in zip(out["probability"].numpy(), images):
+            want = predict_image(model, image, tile=tile, overlap=overlap)
+            assert np.abs(got - want).max() <= FLOAT32_BOUND, (height, width, float(np.abs(got - want).max()))
+        np.testing.assert_array_equal(out["mask"].numpy(), (out["probability"].numpy() > 0.5).astype(np.uint8))
+    # The blending matters: the whole-image pass differs from the tiled map on a multi-tile field.
+    big = rng.integers(0, 256, (1, 70, 90, 3), dtype=np.uint8)
+    whole = tf.saved_model.load(str(tmp_path / "tiled")).signatures["serving_default"](images=tf.constant(big))
+    assert np.abs(whole["probability"].numpy() - serve(images=tf.constant(big))["probability"].numpy()).max() > 1e-3
+
+
 def test_export_rejects_bad_arguments(tmp_path):
     model = tiny_any_size("unet")
     with pytest.raises(ValueError, match="threshold"):
         export(model, tmp_path / "a", threshold=1.5)
+    stride = network_stride(model)
+    with pytest.raises(ValueError, match=f"tile must be a positive multiple of the network stride {stride}"):
+        export(model, tmp_path / "a", tile=stride + 1)
+    with pytest.raises(ValueError, match=r"overlap must be a fraction in \[0, 1\)"):
+        export(model, tmp_path / "a", overlap=1.0)
     plain = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(2, 1, name="scores")])
     with pytest.raises(ValueError, match="'mask'"):
         export(plain, tmp_path / "b")
