@@ -32,11 +32,11 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRECISIONS = ("float32", "mixed_bfloat16")
-BN_LABELS = {"zoo": "zoo BN", "stock": "stock BN", "none": "no BN"}
+BN_LABELS = {"zoo": "zoo BN", "stock": "stock BN", "none": "no BN", "group": "GroupNorm"}
 TORCH_BN_LABELS = {"zoo": "BatchNorm2d", "none": "no BN"}
 # Below this share of the machine's cores the process was competing with other load.
 CONTENDED = 0.8
-BN_VARIANTS = ("zoo", "stock", "none")  # zoo BatchNorm, keras.layers.BatchNormalization, no BN
+BN_VARIANTS = ("zoo", "stock", "none", "group")  # zoo BatchNorm, keras BatchNormalization, none, GroupNorm
 
 # --------------------------------------------------------------------------- workers
 
@@ -91,7 +91,7 @@ def _keras_worker(cfg):
         model, labels = _detector_setup(cfg["model"], size, batch, rng)
     else:
         model = build(
-            cfg["model"], base_filters=cfg["width"], input_shape=(size, size, 3), norm=None if cfg["bn"] == "none" else "batch"
+            cfg["model"], base_filters=cfg["width"], input_shape=(size, size, 3), norm={"none": None, "group": "group"}.get(cfg["bn"], "batch")
         )
         # jit_compile=False is what "auto" resolves to on CPU; XLA was slower here in bf16.
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=False)
@@ -271,7 +271,7 @@ def _configs(args):
             for precision in args.precisions:
                 configs.append(dict(common, framework="keras", model=model, precision=precision, bn=bn))
     if args.torch and "unet" in args.models:
-        for bn in [b for b in bn_variants if b != "stock"]:
+        for bn in [b for b in bn_variants if b not in ("stock", "group")]:
             for precision in args.precisions:
                 configs.append(
                     dict(
@@ -295,7 +295,7 @@ def _fmt(value, digits=2):
 
 
 def _table(configs, results):
-    bn_names = {"zoo": "zoo BatchNorm", "stock": "keras BatchNormalization", "none": "no BN"}
+    bn_names = {"zoo": "zoo BatchNorm", "stock": "keras BatchNormalization", "none": "no BN", "group": "keras GroupNormalization"}
     torch_bn_names = TORCH_BN_LABELS
     lines = [
         "| framework | model | normalisation | precision | train img/s | infer img/s | train s/step | cpu train / infer |",
@@ -362,13 +362,12 @@ def _ratios(args, results):
             ("torch", "unet", bn, "mixed_bfloat16"),
             ("torch", "unet", bn, "float32"),
         )
+    # Each other normalisation against the zoo's BatchNorm (the default).
+    versus_zoo = (("zoo", "stock", "zoo BatchNorm / keras BatchNormalization"), ("group", "zoo", "GroupNorm / zoo BatchNorm"))
     for model in args.models:
-        for precision in args.precisions:
-            add(
-                f"{model} zoo BatchNorm / keras BatchNormalization speed, {precision}",
-                ("keras", model, "zoo", precision),
-                ("keras", model, "stock", precision),
-            )
+        for num, den, label in versus_zoo:
+            for precision in args.precisions:
+                add(f"{model} {label} speed, {precision}", ("keras", model, num, precision), ("keras", model, den, precision))
     for precision in args.precisions:
         for bn in ("zoo", "none"):
             add(
@@ -415,8 +414,8 @@ def _parse_args(argv=None):
     parser.add_argument(
         "--bn",
         default="zoo,stock",
-        help="BatchNorm variants: zoo (mitoseg_tf BatchNorm), stock (keras.layers.BatchNormalization), "
-        "none (default: %(default)s)",
+        help="normalisation variants: zoo (mitoseg_tf BatchNorm), stock (keras.layers.BatchNormalization), "
+        "none, group (norm='group': keras GroupNormalization) (default: %(default)s)",
     )
     parser.add_argument("--no-bn", action="store_true", help="also run every network without BatchNorm")
     parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch peer")
