@@ -143,7 +143,11 @@ def _graph_safe_upsampling_class():
 
 
 def _graph_safe(model):
-    """``model``, or a clone sharing its weights whose interpolating ``UpSampling2D`` layers trace on any size."""
+    """``model``, or a clone sharing its weights whose interpolating ``UpSampling2D`` layers trace on any size.
+
+    Zoo networks use ``layers.BilinearUpSampling2D`` and need no clone; this is
+    for users' own models built with Keras' stock layer.
+    """
     import keras
 
     def interpolating(layer):
@@ -183,6 +187,22 @@ def reflect_pad_indices(size, multiple):
     return _reflect(tf.range(size + total) - before, size), before
 
 
+def _network_probability(model, images, activation, class_axis_size):
+    """Float 0-255 images whose sides are stride multiples -> (mitosis probability (B, H, W), detector outputs)."""
+    tf = _tf()
+    outputs = model(images, training=False)
+    if isinstance(outputs, (list, tuple)):
+        outputs = dict(zip(output_names(model), outputs))
+    elif not isinstance(outputs, dict):
+        outputs = {PRIMARY_OUTPUT: outputs}  # a single output is the map, whatever its layer is called
+    instances = {name: tf.cast(outputs[name], tf.float32) for name in _instance_outputs(model)}
+    scores = tf.cast(outputs[PRIMARY_OUTPUT], tf.float32)
+    if activation == "linear":
+        scores = tf.nn.softmax(scores, axis=-1) if class_axis_size > 1 else tf.sigmoid(scores)
+    probability = scores[..., MITOSIS_CLASS] if class_axis_size > 1 else scores[..., 0]
+    return probability, instances
+
+
 def _pad_crop_predict(model, images, stride, activation, class_axis_size):
     """Float 0-255 images (B, H, W, 3) -> (mitosis probability (B, H, W) at the input size, detector outputs)."""
     tf = _tf()
@@ -190,22 +210,12 @@ def _pad_crop_predict(model, images, stride, activation, class_axis_size):
     rows, top = reflect_pad_indices(height, stride)
     cols, left = reflect_pad_indices(width, stride)
     padded = tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
-    outputs = model(padded, training=False)
-    if isinstance(outputs, (list, tuple)):
-        outputs = dict(zip(output_names(model), outputs))
-    elif not isinstance(outputs, dict):
-        outputs = {PRIMARY_OUTPUT: outputs}  # a single output is the map, whatever its layer is called
-    scores = outputs[PRIMARY_OUTPUT]
-    instances = {name: tf.cast(outputs[name], tf.float32) for name in _instance_outputs(model)}
+    probability, instances = _network_probability(model, padded, activation, class_axis_size)
     if BOXES in instances:
         # Boxes found in the reflected margin are clipped to the image like the mask is cropped.
         shift = tf.cast(tf.stack([left, top, left, top]), tf.float32)
         limit = tf.cast(tf.stack([width, height, width, height]), tf.float32)
         instances[BOXES] = tf.minimum(tf.maximum(instances[BOXES] - shift, 0.0), limit)
-    scores = tf.cast(scores, tf.float32)
-    if activation == "linear":
-        scores = tf.nn.softmax(scores, axis=-1) if class_axis_size > 1 else tf.sigmoid(scores)
-    probability = scores[..., MITOSIS_CLASS] if class_axis_size > 1 else scores[..., 0]
     return probability[:, top : top + height, left : left + width], instances
 
 
@@ -379,7 +389,8 @@ class _Server:
             return predict_0_255(images * 255.0)
 
         def predict_tiles(tiles):
-            return _pad_crop_predict(model, tiles, stride, activation, class_axis_size)[0]
+            # Tiles are stride multiples already: no padding to gather.
+            return _network_probability(model, tiles, activation, class_axis_size)[0]
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
         def serve_tiled(images):

@@ -1,8 +1,9 @@
 """Batch normalisation used by every zoo block (``norm="batch"``, the default).
 
 One class so that speed work on normalisation (see benchmarks/) lands in every
-network at once; ``layers.conv.normalization`` picks it, GroupNorm or nothing. Defaults follow the PyTorch reference implementations of the
-zoo's networks: momentum 0.9 (torch's 0.1) and epsilon 1e-5.
+network at once; ``layers.conv.normalization`` picks it, GroupNorm or nothing.
+Defaults follow the PyTorch reference implementations of the zoo's networks:
+momentum 0.9 (torch's 0.1) and epsilon 1e-5.
 
 Why not plain ``keras.layers.BatchNormalization``: without XLA (the TensorFlow
 CPU default) every op writes its full-size result to memory, and the stock

@@ -21,11 +21,13 @@ from keras import ops
 
 
 def _upsample_axis(x, factor, axis):
-    first = x[:, :1] if axis == 1 else x[:, :, :1]
-    last = x[:, -1:] if axis == 1 else x[:, :, -1:]
-    padded = ops.concatenate([first, x, last], axis=axis)
-    previous = padded[:, :-2] if axis == 1 else padded[:, :, :-2]
-    following = padded[:, 2:] if axis == 1 else padded[:, :, 2:]
+    def cut(tensor, start, stop):
+        index = [slice(None)] * 4
+        index[axis] = slice(start, stop)
+        return tensor[tuple(index)]
+
+    padded = ops.concatenate([cut(x, 0, 1), x, cut(x, -1, None)], axis=axis)
+    previous, following = cut(padded, None, -2), cut(padded, 2, None)
     phases = []
     for phase in range(factor):
         # Source coordinate of output pixel factor * i + phase is i + offset.
@@ -34,11 +36,9 @@ def _upsample_axis(x, factor, axis):
             phases.append(x * (1.0 - offset) + following * offset if offset else x)
         else:
             phases.append(previous * -offset + x * (1.0 + offset))
-    stacked = ops.stack(phases, axis=axis + 1)
-    shape = ops.shape(stacked)
-    merged = [shape[0], shape[1], shape[2], shape[3], shape[4]]
-    merged[axis : axis + 2] = [shape[axis] * factor]
-    return ops.reshape(stacked, merged)
+    shape = list(ops.shape(x))
+    shape[axis] = shape[axis] * factor
+    return ops.reshape(ops.stack(phases, axis=axis + 1), shape)
 
 
 @keras.saving.register_keras_serializable(package="mitoseg_tf")

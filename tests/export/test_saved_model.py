@@ -249,7 +249,8 @@ def test_tiled_signature_reproduces_python_sliding_window(tmp_path, name, overla
     model = tiny_any_size(name)
     tile = 2 * network_stride(model)
     export(model, tmp_path / "tiled", tile=tile, overlap=overlap)
-    serve = tf.saved_model.load(str(tmp_path / "tiled")).signatures["serving_tiled"]
+    loaded = tf.saved_model.load(str(tmp_path / "tiled"))
+    serve = loaded.signatures["serving_tiled"]
     rng = np.random.default_rng(4)
     # Several tiles each way with uneven last steps; one side below a tile; smaller than the stride.
     for height, width in [(70, 90), (37, 50), (5, 7)]:
@@ -262,8 +263,30 @@ def test_tiled_signature_reproduces_python_sliding_window(tmp_path, name, overla
         np.testing.assert_array_equal(out["mask"].numpy(), (out["probability"].numpy() > 0.5).astype(np.uint8))
     # The blending matters: the whole-image pass differs from the tiled map on a multi-tile field.
     big = rng.integers(0, 256, (1, 70, 90, 3), dtype=np.uint8)
-    whole = tf.saved_model.load(str(tmp_path / "tiled")).signatures["serving_default"](images=tf.constant(big))
+    whole = loaded.signatures["serving_default"](images=tf.constant(big))
     assert np.abs(whole["probability"].numpy() - serve(images=tf.constant(big))["probability"].numpy()).max() > 1e-3
+
+
+def test_user_model_with_stock_bilinear_upsampling_is_served_at_any_size(tmp_path):
+    """Keras' own bilinear UpSampling2D cannot trace for unknown sizes (keras-team/keras#22079); the export
+    swaps in a graph-safe copy for users' models (zoo networks use BilinearUpSampling2D instead)."""
+    import tensorflow as tf
+
+    inputs = keras.Input((None, None, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.MaxPooling2D(2, name="pool")(x)
+    x = keras.layers.UpSampling2D(2, interpolation="bilinear", name="up")(x)
+    x = keras.layers.Conv2D(2, 1, name="scores")(x)
+    model = keras.Model(inputs, keras.layers.Activation("softmax", name="mask")(x))
+    export(model, tmp_path / "user", stride=2)
+    serve = tf.saved_model.load(str(tmp_path / "user")).signatures["serving_default"]
+    rng = np.random.default_rng(5)
+    for height, width in [(16, 20), (9, 13)]:
+        images = rng.integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+        got = serve(images=tf.constant(images))["probability"].numpy()
+        padded, top, left = reflect_pad_reference(images.astype(np.float32), 2)
+        want = np.asarray(model(padded))[..., 1][:, top : top + height, left : left + width]
+        assert np.abs(got - want).max() <= FLOAT32_BOUND, (height, width)
 
 
 def test_export_rejects_bad_arguments(tmp_path):
