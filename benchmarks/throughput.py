@@ -32,11 +32,11 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRECISIONS = ("float32", "mixed_bfloat16")
-BN_LABELS = {"zoo": "zoo BN", "stock": "stock BN", "none": "no BN", "group": "GroupNorm"}
+BN_LABELS = {"zoo": "zoo BN", "stock": "stock BN", "none": "no BN", "group": "zoo GN", "stock_group": "stock GN"}
 TORCH_BN_LABELS = {"zoo": "BatchNorm2d", "none": "no BN"}
 # Below this share of the machine's cores the process was competing with other load.
 CONTENDED = 0.8
-BN_VARIANTS = ("zoo", "stock", "none", "group")  # zoo BatchNorm, keras BatchNormalization, none, GroupNorm
+BN_VARIANTS = ("zoo", "stock", "none", "group", "stock_group")  # zoo/keras BatchNorm, none, zoo/keras GroupNorm
 
 # --------------------------------------------------------------------------- workers
 
@@ -82,6 +82,10 @@ def _keras_worker(cfg):
         # The blocks look the class up in their module globals at build time.
         conv.BatchNorm = StockBatchNorm
         attention.BatchNorm = StockBatchNorm
+    if cfg["bn"] == "stock_group":
+        from mitoseg_tf.layers import conv
+
+        conv.GroupNorm = keras.layers.GroupNormalization
     from mitoseg_tf.zoo import build
 
     size, batch = cfg["size"], cfg["batch"]
@@ -91,7 +95,7 @@ def _keras_worker(cfg):
         model, labels = _detector_setup(cfg["model"], size, batch, rng)
     else:
         model = build(
-            cfg["model"], base_filters=cfg["width"], input_shape=(size, size, 3), norm={"none": None, "group": "group"}.get(cfg["bn"], "batch")
+            cfg["model"], base_filters=cfg["width"], input_shape=(size, size, 3), norm={"none": None, "group": "group", "stock_group": "group"}.get(cfg["bn"], "batch")
         )
         # jit_compile=False is what "auto" resolves to on CPU; XLA was slower here in bf16.
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=False)
@@ -271,7 +275,7 @@ def _configs(args):
             for precision in args.precisions:
                 configs.append(dict(common, framework="keras", model=model, precision=precision, bn=bn))
     if args.torch and "unet" in args.models:
-        for bn in [b for b in bn_variants if b not in ("stock", "group")]:
+        for bn in [b for b in bn_variants if b not in ("stock", "group", "stock_group")]:
             for precision in args.precisions:
                 configs.append(
                     dict(
@@ -295,7 +299,7 @@ def _fmt(value, digits=2):
 
 
 def _table(configs, results):
-    bn_names = {"zoo": "zoo BatchNorm", "stock": "keras BatchNormalization", "none": "no BN", "group": "keras GroupNormalization"}
+    bn_names = {"zoo": "zoo BatchNorm", "stock": "keras BatchNormalization", "none": "no BN", "group": "zoo GroupNorm", "stock_group": "keras GroupNormalization"}
     torch_bn_names = TORCH_BN_LABELS
     lines = [
         "| framework | model | normalisation | precision | train img/s | infer img/s | train s/step | cpu train / infer |",
@@ -363,7 +367,11 @@ def _ratios(args, results):
             ("torch", "unet", bn, "float32"),
         )
     # Each other normalisation against the zoo's BatchNorm (the default).
-    versus_zoo = (("zoo", "stock", "zoo BatchNorm / keras BatchNormalization"), ("group", "zoo", "GroupNorm / zoo BatchNorm"))
+    versus_zoo = (
+        ("zoo", "stock", "zoo BatchNorm / keras BatchNormalization"),
+        ("group", "zoo", "zoo GroupNorm / zoo BatchNorm"),
+        ("group", "stock_group", "zoo GroupNorm / keras GroupNormalization"),
+    )
     for model in args.models:
         for num, den, label in versus_zoo:
             for precision in args.precisions:

@@ -9,7 +9,7 @@ import math
 
 import keras
 
-from mitoseg_tf.layers.norm import BatchNorm
+from mitoseg_tf.layers.norm import BatchNorm, GroupNorm
 
 KERNEL_INIT = "he_normal"
 NORMS = ("batch", "group", None)
@@ -31,15 +31,16 @@ def normalization(x, norm, prefix, index=""):
     GroupNorm normalises each image by its own statistics, so unlike BatchNorm's
     moving averages it cannot carry the training set's colour statistics to a
     scanner whose activations sit elsewhere (the mitosis recipe's problem; see
-    docs/RESULTS.md). It is Keras' own layer, which computes in float32: under
-    mixed bfloat16 a GroupNorm U-Net trains at 0.44x the speed of the
-    BatchNorm one on CPU (benchmarks/README.md).
+    docs/RESULTS.md). Both are the zoo's fast versions of Keras' layers
+    (``layers.norm``): under mixed bfloat16 a GroupNorm U-Net trains at 0.90x
+    the speed of the BatchNorm one on CPU, where Keras' own GroupNormalization
+    managed 0.44x (benchmarks/README.md).
     """
     if norm == "batch":
         return BatchNorm(name=f"{prefix}_bn{index}")(x)
     if norm == "group":
         groups = math.gcd(GROUPS, x.shape[-1])
-        return keras.layers.GroupNormalization(groups=groups, epsilon=1e-5, name=f"{prefix}_gn{index}")(x)
+        return GroupNorm(groups=groups, epsilon=1e-5, name=f"{prefix}_gn{index}")(x)
     return x
 
 
