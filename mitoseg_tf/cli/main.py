@@ -110,6 +110,9 @@ def _add_export(sub):
     p.add_argument("--threshold", type=float, default=0.5, help="probability above which the mask is 1")
     p.add_argument("--tile", type=int, default=512, help="tile side of the serving_tiled signature")
     p.add_argument("--overlap", type=float, default=0.25, help="tile overlap (fraction) of serving_tiled")
+    p.add_argument(
+        "--tta", action="store_true", help="average every signature over the 8 flips / quarter turns (8x slower)"
+    )
     p.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
 
 
@@ -245,7 +248,9 @@ def _export(args):
     card = card_from_run(run_dir)
     # Run folder and file name only: an absolute path would leak the exporting machine's layout.
     card["checkpoint"] = f"{os.path.basename(run_dir)}/{checkpoint}"
-    written = export(model, args.out, card=card, threshold=args.threshold, tile=args.tile, overlap=args.overlap)
+    written = export(
+        model, args.out, card=card, threshold=args.threshold, tile=args.tile, overlap=args.overlap, tta=args.tta
+    )
     print(
         f"SavedModel of {written['name']} written to {args.out} (stride {written['input']['stride']}, "
         f"threshold {written['threshold']}); model card: {os.path.join(args.out, 'assets', 'model_card.json')}"

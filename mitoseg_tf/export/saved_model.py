@@ -36,8 +36,11 @@ Loading needs TensorFlow only, not this package::
 
 ``serving_default`` runs a whole image through the network in one pass
 (memory grows with the image area); ``serving_tiled`` is the one for large
-fields. Test-time augmentation is not exported: serve the plain maps, or run
-``mitoseg predict --tta`` in Python.
+fields. ``export(..., tta=True)`` (``mitoseg export --tta``) averages every
+signature's probability over the 8 flips and quarter turns, as
+``mitoseg predict --tta`` does (on each tile for ``serving_tiled``, so it
+reproduces ``predict_image(..., tta=True)``); 8x the inference time, and not
+for detectors, whose instances cannot be averaged that way.
 """
 
 import datetime
@@ -49,6 +52,7 @@ import tempfile
 import numpy as np
 
 from mitoseg_tf import __version__
+from mitoseg_tf.inference.tta import NUM_TRANSFORMS
 from mitoseg_tf.training.targets import output_names
 
 CARD_FILE = "model_card.json"
@@ -187,9 +191,27 @@ def reflect_pad_indices(size, multiple):
     return _reflect(tf.range(size + total) - before, size), before
 
 
-def _network_probability(model, images, activation, class_axis_size):
+def _tta_probability(model, images, activation, class_axis_size):
+    """``_network_probability``'s map averaged over the 8 transforms of ``inference.tta`` (same order and meaning)."""
+    tf = _tf()
+    total = 0.0
+    for k in range(NUM_TRANSFORMS):
+        # inference.tta.forward: k % 4 counter-clockwise quarter turns, then a mirror along the width if k >= 4.
+        transformed = tf.image.rot90(images, k % 4)
+        if k >= 4:
+            transformed = tf.reverse(transformed, axis=[2])
+        probability = _network_probability(model, transformed, activation, class_axis_size)[0][..., None]
+        if k >= 4:
+            probability = tf.reverse(probability, axis=[2])
+        total += tf.image.rot90(probability, (4 - k % 4) % 4)[..., 0]
+    return total / NUM_TRANSFORMS
+
+
+def _network_probability(model, images, activation, class_axis_size, tta=False):
     """Float 0-255 images whose sides are stride multiples -> (mitosis probability (B, H, W), detector outputs)."""
     tf = _tf()
+    if tta:
+        return _tta_probability(model, images, activation, class_axis_size), {}
     outputs = model(images, training=False)
     if isinstance(outputs, (list, tuple)):
         outputs = dict(zip(output_names(model), outputs))
@@ -203,14 +225,14 @@ def _network_probability(model, images, activation, class_axis_size):
     return probability, instances
 
 
-def _pad_crop_predict(model, images, stride, activation, class_axis_size):
+def _pad_crop_predict(model, images, stride, activation, class_axis_size, tta=False):
     """Float 0-255 images (B, H, W, 3) -> (mitosis probability (B, H, W) at the input size, detector outputs)."""
     tf = _tf()
     height, width = tf.shape(images)[1], tf.shape(images)[2]
     rows, top = reflect_pad_indices(height, stride)
     cols, left = reflect_pad_indices(width, stride)
     padded = tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
-    probability, instances = _network_probability(model, padded, activation, class_axis_size)
+    probability, instances = _network_probability(model, padded, activation, class_axis_size, tta)
     if BOXES in instances:
         # Boxes found in the reflected margin are clipped to the image like the mask is cropped.
         shift = tf.cast(tf.stack([left, top, left, top]), tf.float32)
@@ -299,7 +321,7 @@ def _json_safe(value):
     return repr(value)
 
 
-def build_card(model, *, stride, threshold, activation, card=None, tile=512, overlap=0.25):
+def build_card(model, *, stride, threshold, activation, card=None, tile=512, overlap=0.25, tta=False):
     """The model card stored with the export: what the model is, what it takes and how it scored.
 
     Keys the caller passes in ``card`` (e.g. ``training_data``, ``metrics`` from
@@ -360,6 +382,10 @@ def build_card(model, *, stride, threshold, activation, card=None, tile=512, ove
             "blending": "Gaussian, sigma = tile / 8 (as mitoseg_tf.inference.predict_image)",
             "outputs": ["probability", "mask"],
         },
+        "tta": bool(tta),
+        "tta_transforms": "probability averaged over the 8 flips / quarter turns (per tile in serving_tiled)"
+        if tta
+        else None,
     }
     result.update(card or {})
     return _json_safe(result)
@@ -368,7 +394,7 @@ def build_card(model, *, stride, threshold, activation, card=None, tile=512, ove
 class _Server:
     """Holds the model and the tf.functions; ``module`` is what gets saved."""
 
-    def __init__(self, model, stride, threshold, card_path, tile, overlap):
+    def __init__(self, model, stride, threshold, card_path, tile, overlap, tta):
         tf = _tf()
         activation = _output_activation(model)
         class_axis_size = int(model.get_layer(PRIMARY_OUTPUT).output.shape[-1])
@@ -377,7 +403,7 @@ class _Server:
         # One trace of the network, shared by both signatures (tracing dominates export time).
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
         def predict_0_255(images):
-            probability, instances = _pad_crop_predict(model, images, stride, activation, class_axis_size)
+            probability, instances = _pad_crop_predict(model, images, stride, activation, class_axis_size, tta)
             return {"probability": probability, "mask": tf.cast(probability > threshold, tf.uint8), **instances}
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
@@ -390,7 +416,7 @@ class _Server:
 
         def predict_tiles(tiles):
             # Tiles are stride multiples already: no padding to gather.
-            return _network_probability(model, tiles, activation, class_axis_size)[0]
+            return _network_probability(model, tiles, activation, class_axis_size, tta)[0]
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
         def serve_tiled(images):
@@ -410,7 +436,7 @@ class _Server:
         self.signatures = {"serving_default": serve_uint8, "serving_float": serve_float, "serving_tiled": serve_tiled}
 
 
-def export(model, out_dir, *, card=None, threshold=0.5, stride=None, tile=512, overlap=0.25):
+def export(model, out_dir, *, card=None, threshold=0.5, stride=None, tile=512, overlap=0.25, tta=False):
     """Write ``model`` as a SavedModel in ``out_dir`` (see the module docstring for the signatures).
 
     Args:
@@ -426,6 +452,8 @@ def export(model, out_dir, *, card=None, threshold=0.5, stride=None, tile=512, o
             ``InputSizeCheck`` layer(s).
         tile, overlap: the sliding window of ``serving_tiled`` (``tile`` a
             multiple of the stride; ``overlap`` the fraction neighbours share).
+        tta: average the probability over the 8 flips / quarter turns in
+            every signature (segmentation models only).
 
     Returns:
         The model card written as ``assets/model_card.json`` (a dict).
@@ -447,6 +475,13 @@ def export(model, out_dir, *, card=None, threshold=0.5, stride=None, tile=512, o
         raise ValueError(f"export: {model.name!r} has no output layer named 'mask'.") from err
     if model.inputs and tuple(model.inputs[0].shape)[-1] != 3:
         raise ValueError(f"export: the model must take RGB images (3 channels); input is {model.inputs[0].shape}.")
+    if not isinstance(tta, bool):
+        raise ValueError(f"export: tta must be True or False; got {tta!r}.")
+    if tta and _instance_outputs(model):
+        raise ValueError(
+            f"export: tta averages probability maps over flips and rotations; {model.name!r} is a detector whose "
+            f"instances ({', '.join(_instance_outputs(model))}) cannot be averaged that way. Export it with tta=False."
+        )
     out_dir = os.fspath(out_dir)
     if os.path.isfile(out_dir):
         raise ValueError(f"export: {out_dir!r} is a file; give a folder for the SavedModel.")
@@ -461,7 +496,7 @@ def export(model, out_dir, *, card=None, threshold=0.5, stride=None, tile=512, o
         raise ValueError(f"export: overlap must be a fraction in [0, 1); got {overlap!r}.")
     model_card = build_card(
         model, stride=stride, threshold=threshold, activation=_output_activation(model), card=card,
-        tile=tile, overlap=overlap,
+        tile=tile, overlap=overlap, tta=tta,
     )  # fmt: skip
 
     tf = _tf()
@@ -470,7 +505,7 @@ def export(model, out_dir, *, card=None, threshold=0.5, stride=None, tile=512, o
         card_path = os.path.join(scratch, CARD_FILE)
         with open(card_path, "w") as fh:
             json.dump(model_card, fh, indent=2)
-        server = _Server(model, stride, threshold, card_path, tile, float(overlap))
+        server = _Server(model, stride, threshold, card_path, tile, float(overlap), tta)
         tf.saved_model.save(server.module, out_dir, signatures=server.signatures)
     return model_card
 

@@ -267,6 +267,47 @@ def test_tiled_signature_reproduces_python_sliding_window(tmp_path, name, overla
     assert np.abs(whole["probability"].numpy() - serve(images=tf.constant(big))["probability"].numpy()).max() > 1e-3
 
 
+def test_tta_export_reproduces_python_tta(tmp_path):
+    """tta=True: serving_tiled gives predict_image(..., tta=True), serving_default the 8 transforms' mean."""
+    import tensorflow as tf
+
+    from mitoseg_tf.inference import predict_image
+
+    keras.utils.set_random_seed(6)
+    model = tiny_any_size("unet")
+    stride = network_stride(model)
+    tile = 2 * stride
+    card = export(model, tmp_path / "tta", tile=tile, tta=True)
+    assert card["tta"] is True
+    loaded = tf.saved_model.load(str(tmp_path / "tta"))
+    rng = np.random.default_rng(7)
+    # Non-square tiles on the small field: the rotated tiles are (w, h) and must come back as (h, w).
+    for height, width in [(70, 90), (37, 50)]:
+        image = rng.integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+        got = loaded.signatures["serving_tiled"](images=tf.constant(image))["probability"].numpy()[0]
+        want = predict_image(model, image[0], tile=tile, tta=True)
+        assert np.abs(got - want).max() <= FLOAT32_BOUND, (height, width)
+        assert np.abs(got - predict_image(model, image[0], tile=tile)).max() > 1e-3  # TTA changed the map
+    # Whole-image pass on a field needing no padding: the mean of the 8 transformed maps, by NumPy.
+    image = rng.integers(0, 256, (1, 2 * stride, 3 * stride, 3), dtype=np.uint8)
+    got = loaded.signatures["serving_default"](images=tf.constant(image))["probability"].numpy()
+    maps = []
+    for k in range(8):
+        turned = np.rot90(image.astype(np.float32), k % 4, axes=(1, 2))
+        turned = turned[:, :, ::-1] if k >= 4 else turned
+        out = np.asarray(model(np.ascontiguousarray(turned), training=False))[..., 1]
+        out = out[:, :, ::-1] if k >= 4 else out
+        maps.append(np.rot90(out, -(k % 4), axes=(1, 2)))
+    assert np.abs(got - np.mean(maps, axis=0)).max() <= FLOAT32_BOUND
+
+
+def test_tta_export_refuses_detectors(tmp_path):
+    with pytest.raises(ValueError, match="is a detector whose instances"):
+        export(tiny_any_size("ms_rcnn"), tmp_path / "det", tta=True)
+    with pytest.raises(ValueError, match="tta must be True or False"):
+        export(tiny_any_size("unet"), tmp_path / "x", tta="yes")
+
+
 def test_user_model_with_stock_bilinear_upsampling_is_served_at_any_size(tmp_path):
     """Keras' own bilinear UpSampling2D cannot trace for unknown sizes (keras-team/keras#22079); the export
     swaps in a graph-safe copy for users' models (zoo networks use BilinearUpSampling2D instead)."""
