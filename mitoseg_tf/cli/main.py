@@ -105,14 +105,21 @@ def _add_models(sub):
 
 def _add_export(sub):
     p = sub.add_parser("export", help="write a checkpoint as a SavedModel that serves images of any size, whole or tiled")
-    p.add_argument("--checkpoint", required=True, help="a .keras file, e.g. runs/NAME/best.keras")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a .keras file, e.g. runs/NAME/best.keras")
+    source.add_argument("--weights", help="weights shipped with the package, MODEL/TAG, e.g. unet/mitosis")
     p.add_argument("--out", required=True, help="folder for the SavedModel")
-    p.add_argument("--threshold", type=float, default=0.5, help="probability above which the mask is 1")
+    p.add_argument(
+        "--threshold", type=float, default=None,
+        help="probability above which the mask is 1 (default: the shipped weights' pixel threshold, else 0.5)",
+    )  # fmt: skip
     p.add_argument("--tile", type=int, default=512, help="tile side of the serving_tiled signature")
     p.add_argument("--overlap", type=float, default=0.25, help="tile overlap (fraction) of serving_tiled")
     p.add_argument(
-        "--tta", action="store_true", help="average every signature over the 8 flips / quarter turns (8x slower)"
-    )
+        "--tta", action=argparse.BooleanOptionalAction, default=None,
+        help="average every signature over the 8 flips / quarter turns (8x slower; default: as the shipped "
+        "weights' detection settings say, else off)",
+    )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
 
 
@@ -236,21 +243,49 @@ def _models(args):
         print(f"| {name} | {params} | {get_card(name).summary} |")
 
 
+def _shipped_for_export(key):
+    """Model, model-card entries and detection settings of shipped weights ``MODEL/TAG``."""
+    from mitoseg_tf.zoo import build
+    from mitoseg_tf.zoo.pretrained import available_weights, weights_entry
+
+    shipped = available_weights()
+    if key not in shipped:
+        raise ValueError(f"--weights {key!r} is not shipped; shipped: {', '.join(sorted(shipped)) or 'none'}.")
+    name, tag = key.split("/")
+    entry = weights_entry(name, tag)
+    model = build(name, weights=tag, input_shape=(None, None, 3))
+    settings = entry.get("detection") or {"pixel_threshold": entry.get("threshold", 0.5)}
+    card = {
+        "weights": key,
+        "training_data": entry.get("data"),
+        "licence": entry.get("licence"),
+        "recipe": entry.get("recipe"),
+        "metrics": {"validation": entry.get("validation")},
+        "detection": entry.get("detection"),
+    }
+    return model, card, settings
+
+
 def _export(args):
     from mitoseg_tf.export import card_from_run, export
     from mitoseg_tf.training.checkpoint import load_checkpoint
 
     if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
         raise ValueError(f"{args.out!r} exists and is not empty; pass --overwrite or choose another folder.")
-    model = load_checkpoint(args.checkpoint)
-    # A run folder keeps config.json / metrics.json beside best.keras; they fill the model card.
-    run_dir, checkpoint = os.path.split(os.path.abspath(args.checkpoint))
-    card = card_from_run(run_dir)
-    # Run folder and file name only: an absolute path would leak the exporting machine's layout.
-    card["checkpoint"] = f"{os.path.basename(run_dir)}/{checkpoint}"
-    written = export(
-        model, args.out, card=card, threshold=args.threshold, tile=args.tile, overlap=args.overlap, tta=args.tta
-    )
+    if args.weights:
+        model, card, settings = _shipped_for_export(args.weights)
+    else:
+        model = load_checkpoint(args.checkpoint)
+        # A run folder keeps config.json / metrics.json beside best.keras; they fill the model card.
+        run_dir, checkpoint = os.path.split(os.path.abspath(args.checkpoint))
+        card = card_from_run(run_dir)
+        # Run folder and file name only: an absolute path would leak the exporting machine's layout.
+        card["checkpoint"] = f"{os.path.basename(run_dir)}/{checkpoint}"
+        settings = {}
+    threshold = args.threshold if args.threshold is not None else float(settings.get("pixel_threshold", 0.5))
+    # Settings chosen on averaged maps hold for averaged maps only, so TTA follows them unless told.
+    tta = args.tta if args.tta is not None else bool(settings.get("tta", False))
+    written = export(model, args.out, card=card, threshold=threshold, tile=args.tile, overlap=args.overlap, tta=tta)
     print(
         f"SavedModel of {written['name']} written to {args.out} (stride {written['input']['stride']}, "
         f"threshold {written['threshold']}); model card: {os.path.join(args.out, 'assets', 'model_card.json')}"

@@ -73,3 +73,33 @@ def test_non_empty_output_folder_needs_overwrite(run_dir, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main(["export", "--checkpoint", str(run_dir / "best.keras"), "--out", str(out), "--overwrite"]) == 0
     assert (out / "saved_model.pb").exists()
+
+
+def test_shipped_mitosis_weights_export_with_their_detection_settings(tmp_path, capsys):
+    """--weights: the shipped card's settings travel, and TTA follows them (they were chosen on averaged maps)."""
+    import tensorflow as tf
+
+    from mitoseg_tf.inference import predict_image
+    from mitoseg_tf.zoo.pretrained import weights_entry
+
+    entry = weights_entry("unet", "mitosis")
+    out = tmp_path / "shipped"
+    assert main(["export", "--weights", "unet/mitosis", "--out", str(out), "--tile", "64"]) == 0
+    card = json.loads((out / "assets" / "model_card.json").read_text())
+    assert card["weights"] == "unet/mitosis" and card["tta"] is entry["detection"]["tta"] is True
+    assert card["threshold"] == entry["detection"]["pixel_threshold"]
+    assert card["detection"]["min_area_um2"] == entry["detection"]["min_area_um2"]
+    assert "non-commercial" in card["licence"] and card["recipe"] == "zoo/recipes/mitosis_unet.yaml"
+    image = np.random.default_rng(1).integers(0, 256, (1, 40, 72, 3), dtype=np.uint8)
+    got = tf.saved_model.load(str(out)).signatures["serving_tiled"](images=tf.constant(image))["probability"]
+    model = build("unet", weights="mitosis", input_shape=(None, None, 3))
+    np.testing.assert_allclose(got.numpy()[0], predict_image(model, image[0], tile=64, tta=True), atol=1e-5)
+
+
+def test_export_source_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit):  # argparse: exactly one of --checkpoint / --weights
+        main(["export", "--checkpoint", "a.keras", "--weights", "unet/mitosis", "--out", str(tmp_path / "o")])
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert main(["export", "--weights", "unet/nope", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "'unet/nope' is not shipped" in err and "unet/mitosis" in err
