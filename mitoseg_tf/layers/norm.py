@@ -261,7 +261,9 @@ class GroupNorm(keras.layers.GroupNormalization):
         >>> y = gn(keras.ops.ones((2, 8, 8, 16)))
     """
 
-    def call(self, inputs):
+    def call(self, inputs, mask=None):
+        # ``mask`` is ignored, as by the stock layer; it stays in the signature because functional
+        # models saved with this layer record it in their call arguments and would not load without it.
         # The stock layer casts its input to the compute dtype itself (Keras does not autocast here).
         inputs = ops.cast(inputs, self.compute_dtype)
         dtype = keras.backend.standardize_dtype(inputs.dtype)
