@@ -78,6 +78,7 @@ RECORDED_EPOCHS = {
     "mitosis_mcsa_unet": 21,
     "mitosis_unet_dev_negatives": 22,
     "mitosis_unet_mild_colour": 15,
+    "mitosis_unet_group_norm": 29,
     "monuseg_unet": 80,
     "monuseg_mcsa_unet": 60,
 }
