@@ -111,14 +111,15 @@ def _add_export(sub):
     p.add_argument("--out", required=True, help="folder for the SavedModel")
     p.add_argument(
         "--threshold", type=float, default=None,
-        help="probability above which the mask is 1 (default: the shipped weights' pixel threshold, else 0.5)",
+        help="probability above which the mask is 1 (default: the pixel threshold of the run's detection.json "
+        "or the shipped weights' card, else 0.5)",
     )  # fmt: skip
     p.add_argument("--tile", type=int, default=512, help="tile side of the serving_tiled signature")
     p.add_argument("--overlap", type=float, default=0.25, help="tile overlap (fraction) of serving_tiled")
     p.add_argument(
         "--tta", action=argparse.BooleanOptionalAction, default=None,
-        help="average every signature over the 8 flips / quarter turns (8x slower; default: as the shipped "
-        "weights' detection settings say, else off)",
+        help="average every signature over the 8 flips / quarter turns (8x slower; default: as the run's "
+        "detection.json or the shipped weights' card say, else off)",
     )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
 
@@ -267,6 +268,7 @@ def _shipped_for_export(key):
 
 
 def _export(args):
+    from mitoseg_tf.detection.evaluation import load_detection_settings
     from mitoseg_tf.export import card_from_run, export
     from mitoseg_tf.training.checkpoint import load_checkpoint
 
@@ -281,7 +283,9 @@ def _export(args):
         card = card_from_run(run_dir)
         # Run folder and file name only: an absolute path would leak the exporting machine's layout.
         card["checkpoint"] = f"{os.path.basename(run_dir)}/{checkpoint}"
-        settings = {}
+        settings = load_detection_settings(run_dir) or {}
+        if settings:
+            card["detection"] = settings
     threshold = args.threshold if args.threshold is not None else float(settings.get("pixel_threshold", 0.5))
     # Settings chosen on averaged maps hold for averaged maps only, so TTA follows them unless told.
     tta = args.tta if args.tta is not None else bool(settings.get("tta", False))

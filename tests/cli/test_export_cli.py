@@ -103,3 +103,19 @@ def test_export_source_errors(tmp_path, capsys):
     assert main(["export", "--weights", "unet/nope", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "'unet/nope' is not shipped" in err and "unet/mitosis" in err
+
+
+def test_run_detection_settings_set_threshold_and_tta(run_dir, tmp_path):
+    """A run whose thresholds were chosen on averaged maps exports averaged maps with its pixel threshold."""
+    run = tmp_path / "run"
+    run.mkdir()
+    os.link(run_dir / "best.keras", run / "best.keras")
+    settings = {"score_threshold": 0.6, "pixel_threshold": 0.35, "min_area_um2": 20.0, "tta": True}
+    (run / "detection.json").write_text(json.dumps(settings))
+    assert main(["export", "--checkpoint", str(run / "best.keras"), "--out", str(tmp_path / "a")]) == 0
+    card = json.loads((tmp_path / "a" / "assets" / "model_card.json").read_text())
+    assert card["tta"] is True and card["threshold"] == 0.35 and card["detection"]["min_area_um2"] == 20.0
+    argv = ["export", "--checkpoint", str(run / "best.keras"), "--out", str(tmp_path / "b"), "--no-tta", "--threshold", "0.5"]
+    assert main(argv) == 0
+    card = json.loads((tmp_path / "b" / "assets" / "model_card.json").read_text())
+    assert card["tta"] is False and card["threshold"] == 0.5
