@@ -24,6 +24,7 @@ from mitoseg_tf.detection.figures import (
 )
 from mitoseg_tf.detection.matching import (
     DEFAULT_MATCH_DISTANCE_UM,
+    detection_scores,
     score_images,
     select_threshold,
 )
@@ -159,23 +160,48 @@ MIN_AREA_CHOICES_UM2 = (0.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0)
 REPORT_DISTANCES_UM = (5.0, 8.0)
 
 
+def _choose(maps, tables, match_distance_um, min_areas_um2):
+    """``(min size, select_threshold's choice, records)`` with the best pooled F1 over ``maps``."""
+    best = None
+    for area in min_areas_um2:
+        records = _records(maps, tables, match_distance_um, area)
+        chosen = select_threshold(records)
+        if best is None or chosen["f1"] > best[1]["f1"]:
+            best = (area, chosen, records)
+    return best
+
+
+def _held_out(maps, tables, match_distance_um, min_areas_um2):
+    """Pooled scores when each image is scored at the size and threshold chosen on all the others.
+
+    The F1 ``calibrate`` reports is measured on the images its two settings
+    were chosen on, so it is optimistic; leaving each image out of its own
+    choice says by how much, with no extra data. None for fewer than 2 images.
+    """
+    if len(maps) < 2:
+        return None
+    tp = fp = fn = 0
+    for i in range(len(maps)):
+        others = [j for j in range(len(maps)) if j != i]
+        area, chosen, _ = _choose([maps[j] for j in others], [tables[j] for j in others], match_distance_um, min_areas_um2)
+        result = score_images(_records([maps[i]], [tables[i]], match_distance_um, area), None, chosen["threshold"])
+        tp, fp, fn = tp + result["tp"], fp + result["fp"], fn + result["fn"]
+    return detection_scores(tp, fp, fn)
+
+
 def calibrate(val_maps, *, truth="points", match_distance_um=DEFAULT_MATCH_DISTANCE_UM, pixel_threshold=0.5, score="mean",
               min_areas_um2=MIN_AREA_CHOICES_UM2, report_distances_um=REPORT_DISTANCES_UM):  # fmt: skip
     """Minimum figure size and figure-score threshold maximising pooled F1 on validation maps (``predict_maps``).
 
     Ties go to the smaller minimum size, then the lower threshold. Returns the
     settings (what ``detection.json`` holds) with the validation scores under
-    the choosing rule and under each of ``report_distances_um``; score a test
-    split at them with ``score_settings``.
+    the choosing rule and under each of ``report_distances_um``, and
+    ``validation_held_out``: the same choice made leaving each image out and
+    scored on it (the honest estimate when there is no test split). Score a
+    test split at the settings with ``score_settings``.
     """
-    best = None
     tables = _figure_tables(val_maps, pixel_threshold, score)  # the sizes only filter the same figures
-    for area in min_areas_um2:
-        records = _records(val_maps, tables, match_distance_um, area)
-        chosen = select_threshold(records)
-        if best is None or chosen["f1"] > best[1]["f1"]:
-            best = (area, chosen, records)
-    area, chosen, records = best
+    area, chosen, records = _choose(val_maps, tables, match_distance_um, min_areas_um2)
     settings = {
         "score_threshold": chosen["threshold"],
         "min_area_um2": float(area),
@@ -185,6 +211,7 @@ def calibrate(val_maps, *, truth="points", match_distance_um=DEFAULT_MATCH_DISTA
         "truth": truth,
         "min_area_choices_um2": [float(a) for a in min_areas_um2],
         "validation": {k: v for k, v in chosen.items() if k != "threshold"},
+        "validation_held_out": _held_out(val_maps, tables, match_distance_um, min_areas_um2),
     }
     settings["validation_by_distance"] = _by_distance(records, settings, report_distances_um)
     return settings

@@ -303,4 +303,10 @@ def train_run(config: RunConfig, log=print, callbacks=()):
         f"\nValidation mitosis Dice (pooled): {val_dice:.4f}  vs all-background prediction: {base_dice:.4f}"
         f"   (training took {train_seconds / 60:.1f} min)"
     )
+    if detection:
+        held_out = detection.get("validation_held_out")
+        log(
+            f"Validation detection F1 at the size and threshold chosen there: {detection['validation']['f1']:.3f}"
+            + (f"; each image at those chosen on the others: {held_out['f1']:.3f}" if held_out else "")
+        )
     return run_dir, metrics

@@ -92,7 +92,7 @@ def test_unknown_augmentation_is_refused(root):
         make_data("mixture", "train", training=True, batch_size=8, crop_size=32, data_dir=root, augment={"hue": 0.1}, **_spec())
 
 
-def test_a_recipe_trains_on_a_mixture_and_calibrates_detection_on_its_validation(root, tmp_path):
+def test_a_recipe_trains_on_a_mixture_and_calibrates_detection_on_its_validation(root, tmp_path, capsys):
     from mitoseg_tf.cli.main import main
 
     recipe = tmp_path / "mix.yaml"
@@ -112,3 +112,7 @@ def test_a_recipe_trains_on_a_mixture_and_calibrates_detection_on_its_validation
     detection = json.loads((run / "detection.json").read_text())
     assert detection["min_area_um2"] in detection["min_area_choices_um2"] and detection["test"] is None
     assert set(detection["validation_by_distance"]) == {"5um", "8um"}
+    # two validation images: each is also scored at the settings chosen on the other, over the same true figures
+    held_out, chosen = detection["validation_held_out"], detection["validation"]
+    assert held_out["tp"] + held_out["fn"] == chosen["tp"] + chosen["fn"]
+    assert f"each image at those chosen on the others: {held_out['f1']:.3f}" in capsys.readouterr().out

@@ -63,6 +63,35 @@ def test_records_rescale_to_another_matching_distance():
     assert wider == pytest.approx(16.0)
 
 
+def _two_fields():
+    """Two 60x60 maps at 0.5 um/px, each with one true figure (found) and one false one, 8x8 px blobs.
+
+    Field A: true figure scores 0.9, false 0.7. Field B: true 0.6, false 0.8.
+    """
+    maps = []
+    for true_score, false_score in ((0.9, 0.7), (0.6, 0.8)):
+        probability = np.zeros((60, 60), np.float32)
+        _blob(probability, (15, 15), 8, true_score)
+        _blob(probability, (45, 45), 8, false_score)
+        maps.append((probability, np.array([[14.5, 14.5]], np.float32), 0.5))
+    return maps
+
+
+def test_held_out_scores_each_field_at_the_settings_chosen_on_the_others():
+    settings = calibrate(_two_fields(), min_areas_um2=(0.0,))
+    # Pooled, thresholds 0 and 0.6 keep all four: tp 2, fp 2 -> F1 4/6; 0.9 keeps A's true one only:
+    # tp 1, fn 1 -> 2/3 as well, and ties keep the lowest threshold.
+    assert settings["score_threshold"] == 0.0 and settings["validation"]["f1"] == pytest.approx(2 / 3)
+    held_out = settings["validation_held_out"]
+    # A at B's choice (0: B alone gives 2/3 at 0 and 0 at 0.8): tp 1, fp 1.
+    # B at A's choice (0.9: A alone gives F1 1 there): nothing kept, fn 1.  Pooled: tp 1, fp 1, fn 1 -> 1/2.
+    assert (held_out["tp"], held_out["fp"], held_out["fn"]) == (1, 1, 1) and held_out["f1"] == pytest.approx(0.5)
+
+
+def test_one_field_has_no_held_out_estimate():
+    assert calibrate(_two_fields()[:1], min_areas_um2=(0.0,))["validation_held_out"] is None
+
+
 @pytest.mark.parametrize("tta, expected", [(False, (0, 1, 1)), (True, (1, 0, 0))])
 def test_calibration_on_averaged_maps_finds_the_figure_a_shifted_map_misses(tta, expected):
     image = np.full((96, 96, 3), 230, np.uint8)
