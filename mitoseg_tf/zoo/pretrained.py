@@ -129,6 +129,8 @@ def ship_run(run_dir, tag, *, data, licence, weights_dir=None, extra=None, detec
         manifest[f"{name}/{tag}"]["detection"] = {
             **{k: settings[k] for k in keep if k in settings},
             "validation": settings.get("validation_by_distance") or settings.get("validation"),
+            # the in-sample score above flatters; the card carries the leave-one-image-out one beside it
+            "validation_held_out": settings.get("validation_held_out"),
         }
     with open(os.path.join(weights_dir, MANIFEST), "w") as fh:
         json.dump(manifest, fh, indent=2, sort_keys=True)

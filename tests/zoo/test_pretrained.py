@@ -48,3 +48,38 @@ def test_unknown_tag_and_architecture_changes_are_refused(shipped):
         build("unet", weights="demo", base_filters=8)
     with pytest.raises(FileNotFoundError, match="not found"):
         build("unet", weights="/no/such.weights.h5")
+
+
+def test_ship_run_writes_float16_weights_and_a_card_with_the_runs_detection_settings(tmp_path):
+    from mitoseg_tf.detection.evaluation import calibrate, save_detection_settings
+
+    run = tmp_path / "run"
+    run.mkdir()
+    model = build("unet", base_filters=4, input_shape=(None, None, 3))
+    model.save(str(run / "best.keras"))
+    (run / "config.json").write_text(json.dumps({"model": "unet", "base_filters": 4, "recipe": "zoo/recipes/x.yaml"}))
+    (run / "metrics.json").write_text(json.dumps({"train_seconds": 12.5, "validation": {"model": {"pooled": {"dice": 0.5}}}}))
+    # two 40x40 validation maps at 0.5 um/px, one true figure each: found in the first, a false one in the second
+    first, second = np.zeros((40, 40), np.float32), np.zeros((40, 40), np.float32)
+    first[10:18, 10:18], second[25:33, 25:33] = 0.9, 0.8
+    truth = np.array([[13.5, 13.5]], np.float32)
+    settings = {**calibrate([(first, truth, 0.5), (second, truth, 0.5)], min_areas_um2=(0.0,)), "mpp": 0.5, "tta": True}
+    save_detection_settings(str(run), settings)
+
+    weights_dir = tmp_path / "weights"
+    path = pretrained.ship_run(str(run), "demo", data="toy", licence="CC0", weights_dir=str(weights_dir), detection=True)
+    assert os.path.basename(path) == "unet_demo.weights.h5" and os.path.isfile(path)
+    entry = pretrained.weights_entry("unet", "demo", weights_dir=str(weights_dir))
+    assert entry["arguments"] == {"base_filters": 4} and entry["recipe"] == "zoo/recipes/x.yaml" and entry["data"] == "toy"
+    assert entry["validation"] == {"pooled": {"dice": 0.5}} and entry["train_seconds"] == 12.5
+    card = entry["detection"]
+    # pooled: threshold 0.8 keeps both (tp 1, fp 1, fn 1 -> 1/2), 0.9 keeps the true one only (2/3): 0.9 is chosen
+    assert card["score_threshold"] == pytest.approx(0.9) and card["tta"] is True and card["mpp"] == 0.5
+    assert card["validation"]["5um"]["f1"] == pytest.approx(2 / 3)
+    # held out: alone, either map scores the same at every threshold, so each chooses the lowest (0) for the
+    # other; then the first finds its figure and the second keeps its false one and misses its own: tp 1, fp 1, fn 1
+    held_out = card["validation_held_out"]
+    assert (held_out["tp"], held_out["fp"], held_out["fn"]) == (1, 1, 1) and held_out["f1"] == pytest.approx(0.5)
+    loaded = build("unet", weights=path, base_filters=4, input_shape=(16, 16, 3))
+    x = np.random.default_rng(0).uniform(0, 255, (1, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(loaded.predict_on_batch(x), model.predict_on_batch(x), atol=2e-2)
