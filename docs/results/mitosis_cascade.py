@@ -1,6 +1,6 @@
 """Does a second-stage figure classifier rescue the shipped mitosis U-Net's false figures? A cascade experiment.
 
-    python docs/results/mitosis_cascade.py ../shared/data [CACHE_DIR [SEED]]   # default runs/mitosis_cascade 0
+    python docs/results/mitosis_cascade.py ../shared/data [CACHE_DIR [SEED [CROP]]]   # default runs/mitosis_cascade 0 48
 
 The shipped U-Net already finds 25 of the 32 validation mitoses among its 67
 candidate blobs (TTA maps, pixel threshold 0.5, no size floor), so a perfect
@@ -40,8 +40,8 @@ from mitoseg_tf.zoo import build
 
 from mitosis_figures import validation_fields  # this folder: the script runs as a file
 
-WINDOW = 64  # stored window, px
-CROP = 48  # classifier input, px: 12 um, one figure and its rim
+CROP = 48  # classifier input, px: 12 um, one figure and its rim (a command-line argument)
+WINDOW = CROP + 16  # stored window, px: room for the random crop
 CANDIDATE_THRESHOLDS = (0.5, 0.3, 0.2)
 MIN_AREAS_UM2 = (0, 5, 10, 15, 20, 25, 30, 40, 50, 60)
 MAX_NUCLEI_PER_IMAGE = 250
@@ -56,9 +56,9 @@ def cached(path, make):
     return dict(np.load(path, allow_pickle=False))
 
 
-def window(image, centre, size=WINDOW):
-    """The ``size`` x ``size`` window of ``image`` at (row, col) ``centre``, reflect-padded at the border."""
-    half = size // 2
+def window(image, centre):
+    """The ``WINDOW`` x ``WINDOW`` window of ``image`` at (row, col) ``centre``, reflect-padded at the border."""
+    half = WINDOW // 2
     padded = np.pad(image, ((half, half), (half, half), (0, 0)), mode="reflect")
     r, c = (int(round(v)) + half for v in centre)
     return padded[r - half : r + half, c - half : c + half].copy()
@@ -218,14 +218,16 @@ SCORES = {
 }
 
 
-def main(data_root, cache="runs/mitosis_cascade", seed="0"):
+def main(data_root, cache="runs/mitosis_cascade", seed="0", crop=str(CROP)):
+    global CROP, WINDOW  # one experiment per process; the helpers read the sizes from here
+    CROP, WINDOW = int(crop), int(crop) + 16
     os.makedirs(cache, exist_ok=True)
     maps = cached(os.path.join(cache, "maps.npz"), lambda: make_maps(data_root))
-    windows = cached(os.path.join(cache, "windows.npz"), lambda: make_windows(data_root, maps))
+    windows = cached(os.path.join(cache, f"windows_{WINDOW}.npz"), lambda: make_windows(data_root, maps))
     counts = np.bincount(windows["negative_kind"], minlength=3)
     print(f"windows: {len(windows['positives'])} positives; negatives {counts[0]} AMi-Br dark blobs, "
           f"{counts[1]} MoNuSeg nuclei, {counts[2]} U-Net candidates on MoNuSeg")  # fmt: skip
-    model = train(windows, os.path.join(cache, f"classifier_seed{seed}.keras"), int(seed))
+    model = train(windows, os.path.join(cache, f"classifier_{CROP}px_seed{seed}.keras"), int(seed))
     fields, truth = validation_fields(data_root)
     print("\ncandidates  score                             F1     TP  FP  FN  size  threshold | held out: F1    TP  FP  FN")
     for threshold in CANDIDATE_THRESHOLDS:
