@@ -34,8 +34,10 @@ from mitoseg_tf.data.formats.mitos12 import MPP
 from mitoseg_tf.data.formats.record import load_example
 from mitoseg_tf.data.images import read_image
 from mitoseg_tf.detection import extract_figures
-from mitoseg_tf.detection.matching import score_images, select_threshold
+from mitoseg_tf.detection.evaluation import choose_settings, held_out_scores
+from mitoseg_tf.detection.matching import score_images
 from mitoseg_tf.inference import predict_image
+from mitoseg_tf.inference.tiling import reflect_indices
 from mitoseg_tf.zoo import build
 
 from mitosis_figures import validation_fields  # this folder: the script runs as a file
@@ -56,12 +58,14 @@ def cached(path, make):
     return dict(np.load(path, allow_pickle=False))
 
 
-def window(image, centre):
-    """The ``WINDOW`` x ``WINDOW`` window of ``image`` at (row, col) ``centre``, reflect-padded at the border."""
-    half = WINDOW // 2
-    padded = np.pad(image, ((half, half), (half, half), (0, 0)), mode="reflect")
-    r, c = (int(round(v)) + half for v in centre)
-    return padded[r - half : r + half, c - half : c + half].copy()
+def windows(image, centres):
+    """``(K, WINDOW, WINDOW, 3)``: the window of ``image`` at each (row, col) centre, mirrored at the border."""
+    offsets = np.arange(WINDOW) - WINDOW // 2
+    out = np.empty((len(centres), WINDOW, WINDOW, image.shape[-1]), image.dtype)
+    for i, (r, c) in enumerate(np.round(np.asarray(centres, np.float64).reshape(-1, 2)).astype(int)):
+        rows, cols = reflect_indices(r + offsets, image.shape[0]), reflect_indices(c + offsets, image.shape[1])
+        out[i] = image[rows[:, None], cols[None, :]]
+    return out
 
 
 def unet_maps(model, images, tta):
@@ -94,23 +98,18 @@ def make_windows(data_root, maps):
     positives, negatives, kinds = [], [], []
     for record in read_records("amibr", os.path.join(data_root, "amibr")):
         image = read_image(record.image)[..., :3]
-        centre = record.points[0]
-        positives.append(window(image, centre))
-        for blob in dark_blobs(image, centre, 40):
-            negatives.append(window(image, blob))
-            kinds.append(0)
+        positives.append(windows(image, record.points[:1]))
+        negatives.append(windows(image, dark_blobs(image, record.points[0], 40)))
+    kinds = [0] * sum(map(len, negatives))
     records = read_records("monuseg", os.path.join(data_root, "monuseg", "train"))
     for record, probability in zip(records, maps["monuseg"]):
         example = load_example(record)
         image = example["image"][..., :3]
-        nuclei = example["points"]
-        for centre in nuclei[rng.permutation(len(nuclei))[:MAX_NUCLEI_PER_IMAGE]]:
-            negatives.append(window(image, centre))
-            kinds.append(1)
-        for figure in extract_figures(probability, mpp=record.mpp, threshold=0.2, min_area_um2=0, outlines=False):
-            negatives.append(window(image, figure.centroid))
-            kinds.append(2)
-    return {"positives": np.stack(positives), "negatives": np.stack(negatives), "negative_kind": np.asarray(kinds)}
+        nuclei = example["points"][rng.permutation(len(example["points"]))[:MAX_NUCLEI_PER_IMAGE]]
+        figures = [f.centroid for f in extract_figures(probability, mpp=record.mpp, threshold=0.2, min_area_um2=0, outlines=False)]
+        negatives += [windows(image, nuclei), windows(image, figures)]
+        kinds += [1] * len(nuclei) + [2] * len(figures)
+    return {"positives": np.concatenate(positives), "negatives": np.concatenate(negatives), "negative_kind": np.asarray(kinds)}
 
 
 def augment(batch, rng):
@@ -170,7 +169,7 @@ def classify(model, image, centres):
     if not len(centres):
         return np.zeros(0)
     start = (WINDOW - CROP) // 2
-    crops = np.stack([window(image, c)[start : start + CROP, start : start + CROP] for c in centres]) / 255.0
+    crops = windows(image, centres)[:, start : start + CROP, start : start + CROP] / 255.0
     views = [np.rot90(crops, k, axes=(1, 2)) for k in range(4)]
     views += [v[:, :, ::-1] for v in views]
     return np.mean([model.predict(np.ascontiguousarray(v, np.float32), verbose=0)[:, 0] for v in views], axis=0)
@@ -186,29 +185,23 @@ def candidates(model, maps, fields, threshold):
     return out
 
 
-def scored(per_field, truth, score, floor):
-    return [(c[a >= floor], score(u, k)[a >= floor], t) for (c, a, u, k), t in zip(per_field, truth)]
+def settings(per_field, truth, score):
+    """``choose_settings``' arguments for candidates scored by ``score(unet, classifier)``."""
+    images = [(None, t, MPP["A"]) for t in truth]
+    tables = [(c, a, score(u, k)) for c, a, u, k in per_field]
+    return images, tables, 5.0, MIN_AREAS_UM2
 
 
 def best(per_field, truth, score):
     """(F1, TP, FP, FN, size floor, threshold) at the size floor and score threshold best on these fields."""
-    rows = []
-    for floor in MIN_AREAS_UM2:
-        choice = select_threshold(scored(per_field, truth, score, floor), REACH)
-        rows.append((choice["f1"], choice["tp"], choice["fp"], choice["fn"], floor, choice["threshold"]))
-    return max(rows, key=lambda r: (r[0], -r[4]))
+    floor, choice, _ = choose_settings(*settings(per_field, truth, score))
+    return choice["f1"], choice["tp"], choice["fp"], choice["fn"], floor, choice["threshold"]
 
 
 def held_out(per_field, truth, score):
     """Pooled (F1, TP, FP, FN) when each field is scored at the size and threshold chosen on the other four."""
-    counts = np.zeros(3, int)
-    for i in range(len(per_field)):
-        others = [j for j in range(len(per_field)) if j != i]
-        *_, floor, threshold = best([per_field[j] for j in others], [truth[j] for j in others], score)
-        result = score_images(scored([per_field[i]], [truth[i]], score, floor), REACH, threshold)
-        counts += [result["tp"], result["fp"], result["fn"]]
-    tp, fp, fn = counts
-    return 2 * tp / (2 * tp + fp + fn), tp, fp, fn
+    result = held_out_scores(*settings(per_field, truth, score))
+    return result["f1"], result["tp"], result["fp"], result["fn"]
 
 
 SCORES = {

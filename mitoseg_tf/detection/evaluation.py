@@ -160,31 +160,37 @@ MIN_AREA_CHOICES_UM2 = (0.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0)
 REPORT_DISTANCES_UM = (5.0, 8.0)
 
 
-def _choose(maps, tables, match_distance_um, min_areas_um2):
-    """``(min size, select_threshold's choice, records)`` with the best pooled F1 over ``maps``."""
+def choose_settings(images, tables, match_distance_um, min_areas_um2):
+    """``(min size, select_threshold's choice, records)`` with the best pooled F1 over ``images``.
+
+    ``images``: per image ``(probability map or None, true centres, mpp)``, as
+    ``predict_maps`` gives; ``tables``: per image ``(centres (N, 2), areas um^2 (N,),
+    scores (N,))`` of every candidate figure, whatever scored them (the map's own
+    blob score in ``calibrate``, a second-stage classifier in an experiment).
+    """
     best = None
     for area in min_areas_um2:
-        records = _records(maps, tables, match_distance_um, area)
+        records = _records(images, tables, match_distance_um, area)
         chosen = select_threshold(records)
         if best is None or chosen["f1"] > best[1]["f1"]:
             best = (area, chosen, records)
     return best
 
 
-def _held_out(maps, tables, match_distance_um, min_areas_um2):
-    """Pooled scores when each image is scored at the size and threshold chosen on all the others.
+def held_out_scores(images, tables, match_distance_um, min_areas_um2):
+    """Pooled scores when each image is scored at the size and threshold ``choose_settings`` picks on all the others.
 
     The F1 ``calibrate`` reports is measured on the images its two settings
     were chosen on, so it is optimistic; leaving each image out of its own
     choice says by how much, with no extra data. None for fewer than 2 images.
     """
-    if len(maps) < 2:
+    if len(images) < 2:
         return None
     tp = fp = fn = 0
-    for i in range(len(maps)):
-        others = [j for j in range(len(maps)) if j != i]
-        area, chosen, _ = _choose([maps[j] for j in others], [tables[j] for j in others], match_distance_um, min_areas_um2)
-        result = score_images(_records([maps[i]], [tables[i]], match_distance_um, area), None, chosen["threshold"])
+    for i in range(len(images)):
+        others = [j for j in range(len(images)) if j != i]
+        area, chosen, _ = choose_settings([images[j] for j in others], [tables[j] for j in others], match_distance_um, min_areas_um2)
+        result = score_images(_records([images[i]], [tables[i]], match_distance_um, area), None, chosen["threshold"])
         tp, fp, fn = tp + result["tp"], fp + result["fp"], fn + result["fn"]
     return detection_scores(tp, fp, fn)
 
@@ -201,7 +207,7 @@ def calibrate(val_maps, *, truth="points", match_distance_um=DEFAULT_MATCH_DISTA
     test split at the settings with ``score_settings``.
     """
     tables = _figure_tables(val_maps, pixel_threshold, score)  # the sizes only filter the same figures
-    area, chosen, records = _choose(val_maps, tables, match_distance_um, min_areas_um2)
+    area, chosen, records = choose_settings(val_maps, tables, match_distance_um, min_areas_um2)
     settings = {
         "score_threshold": chosen["threshold"],
         "min_area_um2": float(area),
@@ -211,7 +217,7 @@ def calibrate(val_maps, *, truth="points", match_distance_um=DEFAULT_MATCH_DISTA
         "truth": truth,
         "min_area_choices_um2": [float(a) for a in min_areas_um2],
         "validation": {k: v for k, v in chosen.items() if k != "threshold"},
-        "validation_held_out": _held_out(val_maps, tables, match_distance_um, min_areas_um2),
+        "validation_held_out": held_out_scores(val_maps, tables, match_distance_um, min_areas_um2),
     }
     settings["validation_by_distance"] = _by_distance(records, settings, report_distances_um)
     return settings
