@@ -1,9 +1,11 @@
 """Score the shipped mitosis weights on the 5 MITOS-2012 validation fields and draw docs/results/mitosis_*.png.
 
-    python docs/results/mitosis_figures.py ../shared/data [MODEL]   # MODEL/mitosis from the manifest (default unet)
+    python docs/results/mitosis_figures.py ../shared/data [MODEL] [--no-rescore]   # MODEL/mitosis (default unet)
 
 Uses exactly what ``mitoseg predict`` uses: the float16 weights shipped in the
-package and the figure settings chosen on these fields (never on anything else).
+package, the second-stage figure classifier shipped beside them (unless
+``--no-rescore``) and the figure settings chosen on these fields (never on
+anything else). The drawing is of what ``mitoseg predict`` gives by default.
 """
 
 import json
@@ -16,10 +18,11 @@ from mitoseg_tf.data.formats.mitos12 import MPP, read_centre_list
 from mitoseg_tf.data.images import read_image
 from mitoseg_tf.detection import extract_figures, score_images
 from mitoseg_tf.detection.evaluation import REPORT_DISTANCES_UM, calibrate
+from mitoseg_tf.detection.rescoring import rescore_figures
 from mitoseg_tf.inference import predict_image
 from mitoseg_tf.training.report import plot_detections
 from mitoseg_tf.zoo import build
-from mitoseg_tf.zoo.pretrained import weights_entry
+from mitoseg_tf.zoo.pretrained import load_rescorer, weights_entry
 
 
 def peak_near(probability, centres, radius_px):
@@ -46,10 +49,14 @@ def calibrated_row(maps, centres):
     return f"{v['tp']:>3} {v['fp']:>3} {v['fn']:>3}  {v['f1']:.3f}  {settings['min_area_um2']:>4g} {settings['score_threshold']:.3f}"
 
 
-def main(data_root, name="unet"):
+def main(data_root, name="unet", rescore=True):
     root = os.path.join(data_root, "mitos12_dev")
     truth = read_centre_list(os.path.join(root, "mitoses.csv"))
-    settings = weights_entry(name, "mitosis")["detection"]
+    entry = weights_entry(name, "mitosis")
+    rescore = rescore and "rescorer" in entry
+    # as mitoseg predict: the classifier's settings replace the map's own, the maps stay the same
+    settings = {**entry["detection"], **(entry["rescorer"]["detection"] if rescore else {})}
+    classifier = load_rescorer(name, "mitosis") if rescore else None
     model = build(name, weights="mitosis", input_shape=(None, None, 3))
     mpp = MPP["A"]
     fields, per_image, peaks = [], {}, []
@@ -61,6 +68,7 @@ def main(data_root, name="unet"):
         figures = extract_figures(
             probability, mpp=mpp, threshold=settings["pixel_threshold"], min_area_um2=settings["min_area_um2"]
         )
+        figures = rescore_figures(classifier, image, figures) if rescore else figures
         centres = np.array([f.centroid for f in figures if f.score >= settings["score_threshold"]]).reshape(-1, 2)
         fields.append((stem, image, truth[stem], centres))
         per_image[stem] = score_images([(centres, np.ones(len(centres)), truth[stem])], 5.0 / mpp)
@@ -70,12 +78,12 @@ def main(data_root, name="unet"):
     here = os.path.dirname(os.path.abspath(__file__))
     plot_detections(
         [(stem, image, t, c, 5.0 / mpp) for stem, image, t, c in fields],
-        os.path.join(here, f"mitosis_{name}_detections.png"),
-        title=f"{name} (shipped weights) on the MITOS-2012 validation fields, 5-um rule",
+        os.path.join(here, f"mitosis_{name}_detections{'' if rescore else '_unrescored'}.png"),
+        title=f"{name} (shipped weights{', candidates rescored' if rescore else ''}) on the MITOS-2012 validation fields, 5-um rule",
     )
     peaks = np.sort(peaks)
     print(json.dumps({"pooled": pooled, "per_image_5um": per_image, "peak_probability_at_true_centres": np.round(peaks, 3).tolist()}, indent=1))
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main(*[a for a in sys.argv[1:] if not a.startswith("--")], rescore="--no-rescore" not in sys.argv)

@@ -39,6 +39,14 @@ def add_parser(subparsers):
         help="average over the 8 flips / rotations (default: as the thresholds were chosen, per detection.json "
         "or the shipped weights' card, else off)",
     )
+    p.add_argument(
+        "--rescore",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="rescore the candidate figures with the second-stage figure classifier shipped with the weights, at "
+        "its own settings (default: on when the weights ship one, as the mitosis weights do; --no-rescore gives "
+        "the network's own figure scores and settings)",
+    )
     p.add_argument("--threshold", type=float, default=None, help="pixel probability for the mask (default: run's or 0.5)")
     p.add_argument(
         "--score-threshold", type=float, default=None,
@@ -121,22 +129,33 @@ def _settings(args, shipped):
     from mitoseg_tf.detection.evaluation import load_detection_settings
     from mitoseg_tf.zoo.pretrained import weights_entry
 
+    rescore = bool(args.rescore)
     if shipped:
         entry = weights_entry(*shipped)
         # Detection weights carry the settings chosen on their validation images; others only a pixel threshold.
         saved = entry.get("detection") or {"pixel_threshold": entry.get("threshold", 0.5)}
+        rescore = "rescorer" in entry if args.rescore is None else args.rescore
+        if rescore and "rescorer" not in entry:
+            raise ValueError(f"--rescore: weights {'/'.join(shipped)} ship without a figure classifier; drop --rescore.")
+        if rescore:
+            # The classifier's settings were chosen on its own scores of candidates from these maps (same TTA).
+            saved = {**saved, **entry["rescorer"]["detection"]}
     else:
+        if rescore:
+            raise ValueError("--rescore needs shipped weights with a figure classifier (the default unet/mitosis); "
+                             "a --checkpoint has none.")  # fmt: skip
         saved = load_detection_settings(os.path.dirname(os.path.abspath(args.checkpoint))) or {}
     score_threshold = args.score_threshold if args.score_threshold is not None else saved.get("score_threshold", 0.0)
     pixel_threshold = args.threshold if args.threshold is not None else saved.get("pixel_threshold", 0.5)
     min_area = args.min_area_um2 if args.min_area_um2 is not None else saved.get("min_area_um2", DEFAULT_MIN_AREA_UM2)
     source = (
         "command line" if args.score_threshold is not None
-        else "shipped weights' card" if shipped else "detection.json" if saved else "default"
+        else "figure classifier's card" if rescore else "shipped weights' card" if shipped
+        else "detection.json" if saved else "default"
     )  # fmt: skip
     # Thresholds chosen on averaged maps only hold for averaged maps, so TTA follows the settings unless told.
     tta = args.tta if args.tta is not None else bool(saved.get("tta", False))
-    return float(score_threshold), float(pixel_threshold), float(min_area), tta, source
+    return float(score_threshold), float(pixel_threshold), float(min_area), tta, source, rescore
 
 
 def run(args):
@@ -150,11 +169,13 @@ def run(args):
         image_area_mm2,
         write_geojson,
     )
+    from mitoseg_tf.detection.rescoring import rescore_figures
     from mitoseg_tf.inference import predict_image
     from mitoseg_tf.training.checkpoint import load_checkpoint
+    from mitoseg_tf.zoo.pretrained import load_rescorer
 
     shipped = _shipped(args)
-    score_threshold, pixel_threshold, min_area, tta, source = _settings(args, shipped)
+    score_threshold, pixel_threshold, min_area, tta, source, rescore = _settings(args, shipped)
     if args.mpp <= 0:
         raise ValueError(f"--mpp must be positive microns per pixel; got {args.mpp}.")
     files = list_images(args.inputs)
@@ -162,12 +183,14 @@ def run(args):
         from mitoseg_tf.zoo import build
 
         model = build(shipped[0], weights=shipped[1], input_shape=(None, None, 3))
+        classifier = load_rescorer(*shipped) if rescore else None
     else:
         model = load_checkpoint(args.checkpoint)
     os.makedirs(args.out, exist_ok=True)
     print(
         f"{len(files)} image(s); figure score threshold {score_threshold:.4g} ({source}), pixel threshold "
         f"{pixel_threshold}, smallest figure {min_area:g} um^2{', 8-fold test-time augmentation' if tta else ''}"
+        f"{', candidates rescored by the figure classifier' if rescore else ''}"
     )
     rows = []
     for path in files:
@@ -176,13 +199,10 @@ def run(args):
         probability = predict_image(
             model, image, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, tta=tta
         )
-        figures = [
-            f
-            for f in extract_figures(
-                probability, mpp=args.mpp, threshold=pixel_threshold, min_area_um2=min_area
-            )
-            if f.score >= score_threshold
-        ]
+        figures = extract_figures(probability, mpp=args.mpp, threshold=pixel_threshold, min_area_um2=min_area)
+        if rescore:
+            figures = rescore_figures(classifier, image, figures)
+        figures = [f for f in figures if f.score >= score_threshold]
         mask = probability > pixel_threshold
         base = os.path.join(args.out, stem)
         Image.fromarray(np.round(probability * 255).astype(np.uint8)).save(base + "_probability.png")

@@ -31,6 +31,7 @@ from mitoseg_tf.detection.matching import (
     score_images,
     select_threshold,
 )
+from mitoseg_tf.detection.rescoring import classify_centres, cut_windows, rescore_figures
 
 __all__ = [
     "DEFAULT_FIELD_DIAMETER_MM",
@@ -39,7 +40,9 @@ __all__ = [
     "DEFAULT_MIN_AREA_UM2",
     "NOTTINGHAM_MITOSIS_TABLE",
     "Figure",
+    "classify_centres",
     "count_density",
+    "cut_windows",
     "detection_scores",
     "extract_figures",
     "field_area_mm2",
@@ -48,6 +51,7 @@ __all__ = [
     "mask_centroids",
     "match_points",
     "nottingham_mitotic_score",
+    "rescore_figures",
     "score_images",
     "select_threshold",
     "validate_feature_collection",

@@ -177,22 +177,45 @@ def choose_settings(images, tables, match_distance_um, min_areas_um2):
     return best
 
 
+def choose_candidates(images, alternatives, match_distance_um, min_areas_um2):
+    """``(name, min size, choice, records)`` of the best of several candidate sets, ``alternatives`` = ``{name: tables}``.
+
+    For a detector with a knob beyond size and score (the pixel threshold of
+    the candidates, which score ranks them): every alternative gets
+    ``choose_settings``, and the best pooled F1 wins (ties: the first given).
+    """
+    best = None
+    for name, tables in alternatives.items():
+        area, chosen, records = choose_settings(images, tables, match_distance_um, min_areas_um2)
+        if best is None or chosen["f1"] > best[2]["f1"]:
+            best = (name, area, chosen, records)
+    return best
+
+
 def held_out_scores(images, tables, match_distance_um, min_areas_um2):
     """Pooled scores when each image is scored at the size and threshold ``choose_settings`` picks on all the others.
 
     The F1 ``calibrate`` reports is measured on the images its two settings
     were chosen on, so it is optimistic; leaving each image out of its own
-    choice says by how much, with no extra data. None for fewer than 2 images.
+    choice says by how much, with no extra data. ``tables`` may also be
+    ``{name: tables}`` of alternative candidate sets: the choice on the other
+    images then includes which set (``choose_candidates``), and ``"chosen"``
+    lists the set used for each image. None for fewer than 2 images.
     """
     if len(images) < 2:
         return None
+    alternatives = tables if isinstance(tables, dict) else {None: tables}
     tp = fp = fn = 0
+    names = []
     for i in range(len(images)):
         others = [j for j in range(len(images)) if j != i]
-        area, chosen, _ = choose_settings([images[j] for j in others], [tables[j] for j in others], match_distance_um, min_areas_um2)
-        result = score_images(_records([images[i]], [tables[i]], match_distance_um, area), None, chosen["threshold"])
+        subsets = {k: [t[j] for j in others] for k, t in alternatives.items()}
+        name, area, chosen, _ = choose_candidates([images[j] for j in others], subsets, match_distance_um, min_areas_um2)
+        result = score_images(_records([images[i]], [alternatives[name][i]], match_distance_um, area), None, chosen["threshold"])
         tp, fp, fn = tp + result["tp"], fp + result["fp"], fn + result["fn"]
-    return detection_scores(tp, fp, fn)
+        names.append(name)
+    scores = detection_scores(tp, fp, fn)
+    return {**scores, "chosen": names} if isinstance(tables, dict) else scores
 
 
 def calibrate(val_maps, *, truth="points", match_distance_um=DEFAULT_MATCH_DISTANCE_UM, pixel_threshold=0.5, score="mean",

@@ -135,3 +135,56 @@ def ship_run(run_dir, tag, *, data, licence, weights_dir=None, extra=None, detec
     with open(os.path.join(weights_dir, MANIFEST), "w") as fh:
         json.dump(manifest, fh, indent=2, sort_keys=True)
     return os.path.join(weights_dir, file)
+
+
+def rescorer_entry(name, tag, weights_dir=None):
+    """The second-stage classifier shipped with ``name``/``tag`` (its ``rescorer`` card), or None."""
+    entry = weights_entry(name, tag, weights_dir).get("rescorer")
+    if entry is None:
+        return None
+    return {**entry, "path": os.path.join(weights_dir or WEIGHTS_DIR, entry["file"])}
+
+
+def load_rescorer(name, tag, weights_dir=None):
+    """The figure classifier that rescores the candidates of shipped detection weights; ValueError when none ships."""
+    from mitoseg_tf.models.figure_classifier import build_figure_classifier
+
+    entry = rescorer_entry(name, tag, weights_dir)
+    if entry is None:
+        with_rescorer = sorted(k for k, v in available_weights(weights_dir=weights_dir).items() if "rescorer" in v)
+        raise ValueError(
+            f"weights {name}/{tag} ship without a second-stage figure classifier; "
+            f"shipped with one: {', '.join(with_rescorer) or 'none'}."
+        )
+    model = build_figure_classifier(**entry["arguments"])
+    model.load_weights(entry["path"])
+    return model
+
+
+def ship_rescorer(classifier, name, tag, *, detection, training, weights_dir=None):
+    """Store ``classifier`` (float16) beside the shipped ``name``/``tag`` weights, whose candidates it rescores.
+
+    ``detection``: the settings chosen on the rescored candidates (pixel
+    threshold of the candidates, size floor, classifier-score threshold and
+    their validation scores); ``training``: what it was trained on and how.
+    """
+    weights_dir = weights_dir or WEIGHTS_DIR
+    weights_entry(name, tag, weights_dir)  # the weights it rescores must ship already
+    file = f"{name}_{tag}_rescorer.weights.h5"
+    save_float16_weights(classifier, os.path.join(weights_dir, file))
+    convs = [layer for layer in classifier.layers if layer.name.startswith("conv") and layer.name.endswith("a")]
+    arguments = {
+        "window": int(classifier.input_shape[1]),
+        "widths": [int(layer.filters) for layer in convs],
+        "dropout": float(classifier.get_layer("drop").rate),
+    }
+    manifest = _manifest(weights_dir)
+    manifest[f"{name}/{tag}"]["rescorer"] = {
+        "file": file,
+        "arguments": arguments,
+        "detection": {**detection, "figure_score": "classifier"},
+        "training": training,
+    }
+    with open(os.path.join(weights_dir, MANIFEST), "w") as fh:
+        json.dump(manifest, fh, indent=2, sort_keys=True)
+    return os.path.join(weights_dir, file)

@@ -175,3 +175,58 @@ def test_predict_averages_over_symmetries_when_the_thresholds_were_chosen_that_w
     references = {tta: np.round(predict_image(model, image, tile=64, tta=tta) * 255).astype(int) for tta in (True, False)}
     assert np.abs(references[True] - references[False]).max() > 100
     assert np.abs(written - references[averaged]).max() <= 1
+
+
+@pytest.fixture
+def shipped_with_rescorer(tmp_path, monkeypatch):
+    """Tiny "unet/mitosis" weights whose own settings keep nothing, and a classifier that says 0.7 to every window.
+
+    The classifier's card takes every pixel above 0 as candidate (one blob covering the image) and keeps
+    scores >= 0.6, so with rescoring the count is 1, without it 0.
+    """
+    from mitoseg_tf.models.figure_classifier import build_figure_classifier
+    from mitoseg_tf.zoo import build, pretrained
+
+    weights_dir = tmp_path / "weights"
+    weights_dir.mkdir()
+    pretrained.save_float16_weights(build("unet", base_filters=4, input_shape=(None, None, 3)), str(weights_dir / "u.weights.h5"))
+    detection = {"pixel_threshold": 0.5, "score_threshold": 2.0, "min_area_um2": 0.0, "tta": False}
+    manifest = {"unet/mitosis": {"file": "u.weights.h5", "arguments": {"base_filters": 4}, "threshold": 0.5, "detection": detection}}
+    (weights_dir / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", str(weights_dir))
+    classifier = build_figure_classifier(window=16, widths=(4, 8))
+    for layer in classifier.layers:
+        if layer.weights:
+            layer.set_weights([np.zeros(w.shape, "float32") for w in layer.weights])
+    classifier.get_layer("mitosis").set_weights([np.zeros((8, 1), "float32"), np.array([np.log(0.7 / 0.3)], "float32")])
+    rescoring = {"pixel_threshold": 0.0, "min_area_um2": 0.0, "score_threshold": 0.6}
+    pretrained.ship_rescorer(classifier, "unet", "mitosis", detection=rescoring, training="toy")
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(tmp_path / "x.png")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "flags, count, source",
+    [
+        ([], 1, "(figure classifier's card)"),
+        (["--score-threshold", "0.8"], 0, "(command line)"),
+        (["--no-rescore"], 0, "(shipped weights' card)"),
+    ],
+)
+def test_predict_rescores_candidates_with_the_classifier_shipped_beside_the_weights(shipped_with_rescorer, capsys, flags, count, source):
+    out_dir = shipped_with_rescorer / "o"
+    assert main(["predict", str(shipped_with_rescorer / "x.png"), "--out", str(out_dir), "--tile", "64"] + flags) == 0
+    printed = capsys.readouterr().out
+    assert source in printed and ("rescored by the figure classifier" in printed) is ("--no-rescore" not in flags)
+    with open(out_dir / "counts.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["count"] == str(count)
+    if count:
+        (feature,) = json.loads((out_dir / "x.geojson").read_text())["features"]
+        assert feature["properties"]["score"] == pytest.approx(0.7, abs=1e-3)  # the classifier's, not the map's
+
+
+def test_rescoring_needs_a_classifier(shipped_with_rescorer, capsys, checkpoint):
+    args = ["predict", str(shipped_with_rescorer / "x.png"), "--out", str(shipped_with_rescorer / "o"), "--rescore"]
+    assert main(args + ["--checkpoint", checkpoint]) == 2
+    assert "--rescore needs shipped weights with a figure classifier" in capsys.readouterr().err

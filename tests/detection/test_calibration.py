@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from mitoseg_tf.detection.evaluation import at_distance, calibrate, calibrate_model, detections_from_maps
+from mitoseg_tf.detection.evaluation import (
+    at_distance,
+    calibrate,
+    calibrate_model,
+    choose_candidates,
+    detections_from_maps,
+    held_out_scores,
+)
 from shifted_model import corner_reader
 
 
@@ -86,6 +93,29 @@ def test_held_out_scores_each_field_at_the_settings_chosen_on_the_others():
     # A at B's choice (0: B alone gives 2/3 at 0 and 0 at 0.8): tp 1, fp 1.
     # B at A's choice (0.9: A alone gives F1 1 there): nothing kept, fn 1.  Pooled: tp 1, fp 1, fn 1 -> 1/2.
     assert (held_out["tp"], held_out["fp"], held_out["fn"]) == (1, 1, 1) and held_out["f1"] == pytest.approx(0.5)
+
+
+def test_held_out_choice_among_candidate_sets_is_made_on_the_other_fields():
+    # Two fields at 1 um/px, one true figure each at (10, 10); every candidate 10 um^2, 5-um rule.
+    images = [(None, np.array([[10.0, 10.0]]), 1.0)] * 2
+
+    def table(*candidates):
+        return (np.array([c[:2] for c in candidates], float).reshape(-1, 2), np.full(len(candidates), 10.0),
+                np.array([c[2] for c in candidates], float))  # fmt: skip
+
+    sets = {
+        "a": [table((10, 10, 0.9), (50, 50, 0.2)), table((10, 10, 0.3), (50, 50, 0.8))],
+        "b": [table((50, 50, 0.5)), table((10, 10, 0.9))],
+    }
+    # Field 0 held out: on field 1, "b" scores F1 1 (threshold 0, the lowest of the ties) against "a"'s 2/3;
+    # "b" at 0 on field 0 keeps its false figure: fp 1, fn 1.
+    # Field 1 held out: on field 0, "a" at 0.9 scores F1 1; on field 1 that drops both: fn 1.
+    held_out = held_out_scores(images, sets, 5.0, (0.0,))
+    assert held_out["chosen"] == ["b", "a"]
+    assert (held_out["tp"], held_out["fp"], held_out["fn"]) == (0, 1, 2) and held_out["f1"] == 0.0
+    name, area, chosen, _ = choose_candidates(images, sets, 5.0, (0.0,))
+    # Both fields: "a" at 0.3 keeps both true figures and field 1's false one (F1 0.8); "b" reaches 2/3 at 0.9.
+    assert name == "a" and chosen["threshold"] == 0.3 and chosen["f1"] == pytest.approx(0.8)
 
 
 def test_one_field_has_no_held_out_estimate():

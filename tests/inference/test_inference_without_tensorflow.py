@@ -1,4 +1,4 @@
-"""Sliding-window prediction and detection run on the JAX backend with TensorFlow blocked."""
+"""Sliding-window prediction, detection and rescoring run on the JAX backend with TensorFlow blocked."""
 
 import jax_without_tensorflow
 import pytest
@@ -12,6 +12,8 @@ SCRIPT = """
     from mitoseg_tf.inference import predict_image
     from mitoseg_tf.detection import extract_figures, figures_to_geojson
     from mitoseg_tf.detection.evaluation import evaluate_detection
+    from mitoseg_tf.detection.rescoring import rescore_figures
+    from mitoseg_tf.models.figure_classifier import build_figure_classifier
 
     # A small model (fast to compile) with the zoo's size check, so the stride lookup runs too;
     # square tiles keep TTA to one compiled shape.
@@ -26,6 +28,7 @@ SCRIPT = """
     image = np.random.default_rng(0).integers(0, 256, (45, 70, 3), dtype=np.uint8)
     probability = predict_image(model, image, tile=32, overlap=0.25, batch_size=6, margin=0, tta=True)
     figures = extract_figures(probability, mpp=0.5, min_area_um2=0.0)
+    rescored = rescore_figures(build_figure_classifier(window=16, widths=(4, 8)), image, figures)
     mask = np.zeros((45, 70), np.uint8); mask[5:9, 5:9] = 1
     detection = evaluate_detection(model, [{"image": image, "mask": mask}], mpp=0.5, tile=32, margin=0, batch_size=6)
     print("REPORT" + json.dumps({
@@ -33,6 +36,7 @@ SCRIPT = """
         "shape": list(probability.shape),
         "finite": bool(np.isfinite(probability).all()),
         "features": len(figures_to_geojson(figures)["features"]) == len(figures),
+        "rescored": 0 < len(rescored) == len(figures) and all(0 < f.score < 1 for f in rescored),
         "fn": detection["tp"] + detection["fn"],
         "tensorflow_loaded": "tensorflow" in sys.modules,
     }))
@@ -47,6 +51,7 @@ def test_sliding_window_and_detection_need_no_tensorflow():
         "shape": [45, 70],
         "finite": True,
         "features": True,
+        "rescored": True,
         "fn": 1,  # the one true figure is either found or missed
         "tensorflow_loaded": False,
     }

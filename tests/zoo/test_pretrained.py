@@ -83,3 +83,26 @@ def test_ship_run_writes_float16_weights_and_a_card_with_the_runs_detection_sett
     loaded = build("unet", weights=path, base_filters=4, input_shape=(16, 16, 3))
     x = np.random.default_rng(0).uniform(0, 255, (1, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(loaded.predict_on_batch(x), model.predict_on_batch(x), atol=2e-2)
+
+
+def test_a_shipped_rescorer_loads_beside_its_weights_and_its_absence_is_explained(shipped):
+    from mitoseg_tf.models.figure_classifier import build_figure_classifier
+
+    _, weights_dir = shipped
+    with pytest.raises(ValueError, match="unet/demo ship without a second-stage figure classifier; shipped with one: none"):
+        pretrained.load_rescorer("unet", "demo")
+    assert pretrained.rescorer_entry("unet", "demo") is None
+    classifier = build_figure_classifier(window=16, widths=(4, 8))
+    with pytest.raises(ValueError, match="No shipped weights 'other'"):
+        pretrained.ship_rescorer(classifier, "unet", "other", detection={}, training="toy")
+    detection = {"pixel_threshold": 0.2, "min_area_um2": 30.0, "score_threshold": 0.9}
+    path = pretrained.ship_rescorer(classifier, "unet", "demo", detection=detection, training="toy")
+    assert os.path.basename(path) == "unet_demo_rescorer.weights.h5" and os.path.isfile(path)
+    entry = pretrained.weights_entry("unet", "demo")
+    assert entry["file"] == "unet_demo.weights.h5"  # the segmentation weights' card is kept
+    card = entry["rescorer"]
+    assert card["arguments"] == {"window": 16, "widths": [4, 8], "dropout": 0.3} and card["training"] == "toy"
+    assert card["detection"] == {**detection, "figure_score": "classifier"}
+    loaded = pretrained.load_rescorer("unet", "demo")
+    x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(loaded.predict_on_batch(x), classifier.predict_on_batch(x), atol=2e-3)
