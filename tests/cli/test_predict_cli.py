@@ -94,10 +94,12 @@ def test_predict_uses_the_threshold_saved_in_the_run_folder(checkpoint, tmp_path
 def test_predict_without_a_checkpoint_uses_the_shipped_mitosis_weights_and_their_settings(tmp_path, capsys):
     Image.fromarray(np.full((64, 64, 3), 220, np.uint8)).save(tmp_path / "x.png")
     assert main(["predict", str(tmp_path / "x.png"), "--out", str(tmp_path / "o"), "--tile", "64"]) == 0
-    settings = weights_entry("unet", "mitosis")["detection"]
+    # the shipped figure classifier rescores the candidates, at the settings chosen for its scores
+    settings = weights_entry("unet", "mitosis")["rescorer"]["detection"]
     out = capsys.readouterr().out
-    assert f"figure score threshold {settings['score_threshold']:.4g} (shipped weights' card)" in out
-    assert f"smallest figure {settings['min_area_um2']:g} um^2" in out
+    assert f"figure score threshold {settings['score_threshold']:.4g} (figure classifier's card)" in out
+    assert f"pixel threshold {settings['pixel_threshold']}, smallest figure {settings['min_area_um2']:g} um^2" in out
+    assert "8-fold test-time augmentation, candidates rescored by the figure classifier" in out
     with open(tmp_path / "o" / "counts.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["count"] == "0"  # blank glass has no mitosis
