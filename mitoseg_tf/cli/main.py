@@ -264,6 +264,12 @@ def _shipped_for_export(key):
         "metrics": {"validation": entry.get("validation")},
         "detection": entry.get("detection"),
     }
+    if "rescorer" in entry:
+        # The SavedModel holds the segmentation network only; say so where a deployer reads the scores.
+        card["rescorer"] = (
+            "not included: these settings and scores are the network's own; mitoseg predict rescores the candidates "
+            f"with a second-stage figure classifier ({entry['rescorer']['file']}), which this export does not contain"
+        )
     return model, card, settings
 
 

@@ -90,6 +90,7 @@ def test_shipped_mitosis_weights_export_with_their_detection_settings(tmp_path, 
     assert card["threshold"] == entry["detection"]["pixel_threshold"]
     assert card["detection"]["min_area_um2"] == entry["detection"]["min_area_um2"]
     assert "non-commercial" in card["licence"] and card["recipe"] == "zoo/recipes/mitosis_unet.yaml"
+    assert card["rescorer"].startswith("not included") and entry["rescorer"]["file"] in card["rescorer"]
     image = np.random.default_rng(1).integers(0, 256, (1, 40, 72, 3), dtype=np.uint8)
     got = tf.saved_model.load(str(out)).signatures["serving_tiled"](images=tf.constant(image))["probability"]
     model = build("unet", weights="mitosis", input_shape=(None, None, 3))
