@@ -1,6 +1,7 @@
 """The second-stage figure classifier behind the shipped mitosis U-Net: train it, score the cascade, ship it.
 
-    python docs/results/mitosis_cascade.py ../shared/data [--cache runs/mitosis_cascade] [--seed 0] [--crop 48] [--ship]
+    python docs/results/mitosis_cascade.py ../shared/data [--cache runs/mitosis_cascade] [--seed 0] [--crop 48]
+        [--members 1] [--ship]   # shipped: --members 3 --ship (seeds 0, 1, 2 averaged)
 
 The shipped U-Net already finds 25 of the 32 validation mitoses among its 67
 candidate blobs (TTA maps, pixel threshold 0.5, no size floor), so a perfect
@@ -47,7 +48,11 @@ from mitoseg_tf.detection.rescoring import classify_centres, cut_windows
 from mitoseg_tf.inference import predict_image
 from mitoseg_tf.training.figure_classifier import train_figure_classifier
 from mitoseg_tf.zoo import build
-from mitoseg_tf.models.figure_classifier import build_figure_classifier
+from mitoseg_tf.models.figure_classifier import (
+    build_figure_classifier,
+    ensemble_figure_classifiers,
+    figure_classifier_arguments,
+)
 from mitoseg_tf.zoo.pretrained import save_float16_weights, ship_rescorer
 
 from mitosis_figures import validation_fields  # this folder: the script runs as a file
@@ -165,12 +170,12 @@ def float16_classifier(model, cache, tag):
     """The classifier as it ships (float16 weights), so the scores and settings below are the shipped ones."""
     path = os.path.join(cache, f"{tag}.float16.weights.h5")
     save_float16_weights(model, path)
-    shipped = build_figure_classifier(window=CROP)
+    shipped = build_figure_classifier(**figure_classifier_arguments(model))
     shipped.load_weights(path)
     return shipped
 
 
-def main(data_root, cache="runs/mitosis_cascade", seed=0, crop=CROP, ship=False):
+def main(data_root, cache="runs/mitosis_cascade", seed=0, crop=CROP, ship=False, members=1):
     global CROP, WINDOW  # one experiment per process; the helpers read the sizes from here
     CROP, WINDOW = int(crop), int(crop) + 16
     os.makedirs(cache, exist_ok=True)
@@ -179,8 +184,10 @@ def main(data_root, cache="runs/mitosis_cascade", seed=0, crop=CROP, ship=False)
     counts = np.bincount(windows["negative_kind"], minlength=3)
     print(f"windows: {len(windows['positives'])} positives; negatives {counts[0]} AMi-Br dark blobs, "
           f"{counts[1]} MoNuSeg nuclei, {counts[2]} U-Net candidates on MoNuSeg")  # fmt: skip
-    tag = f"figure_classifier_{CROP}px_seed{seed}"
-    model = float16_classifier(train(windows, os.path.join(cache, f"{tag}.keras"), int(seed)), cache, tag)
+    seeds = list(range(int(seed), int(seed) + int(members)))
+    trained = [train(windows, os.path.join(cache, f"figure_classifier_{CROP}px_seed{s}.keras"), s) for s in seeds]
+    tag = f"figure_classifier_{CROP}px_seed{seed}" + (f"-{seeds[-1]}" if len(seeds) > 1 else "")
+    model = float16_classifier(ensemble_figure_classifiers(trained) if len(seeds) > 1 else trained[0], cache, tag)
     fields, truth = validation_fields(data_root)
     rows = {}
     print("\ncandidates  score                             F1     TP  FP  FN  size  threshold | held out: F1    TP  FP  FN")
@@ -206,10 +213,10 @@ def main(data_root, cache="runs/mitosis_cascade", seed=0, crop=CROP, ship=False)
         print(f"held out, row chosen on the other fields too ({label}): F1 {result['f1']:.3f} "
               f"{result['tp']} / {result['fp']} / {result['fn']}; rows chosen: {result['chosen']}")  # fmt: skip
     if ship:
-        ship_classifier(model, images, classifier_rows, seed)
+        ship_classifier(model, images, classifier_rows, seeds)
 
 
-def ship_classifier(model, images, classifier_rows, seed):
+def ship_classifier(model, images, classifier_rows, seeds):
     """Ship the classifier beside unet/mitosis with the candidate threshold, size and score chosen on the 5 fields."""
     threshold, floor, chosen, records = choose_candidates(images, classifier_rows, 5.0, MIN_AREAS_UM2)
     held = held_out_scores(images, classifier_rows, 5.0, MIN_AREAS_UM2)
@@ -224,8 +231,9 @@ def ship_classifier(model, images, classifier_rows, seed):
         "validation": {"5um": scores, "8um": score_images(at_distance(records, 5.0, 8.0), None, chosen["threshold"])},
         "validation_held_out": {k: v for k, v in held.items() if k != "chosen"},
     }
+    members = f" --members {len(seeds)}: the average of {len(seeds)} classifiers (seeds {seeds})" if len(seeds) > 1 else ""
     training = (
-        f"docs/results/mitosis_cascade.py --seed {seed} --crop {CROP}: {CROP}-px windows (0.25 um/px); positives the "
+        f"docs/results/mitosis_cascade.py --seed {seeds[0]} --crop {CROP}{members}; {CROP}-px windows (0.25 um/px); positives the "
         "1,800 AMi-Br crops, negatives off-centre dark blobs of the same crops, MoNuSeg nuclei and the U-Net's "
         "candidates on MoNuSeg; MITOS-2012 never trained on. Candidates and settings chosen on mitos12_dev."
     )
@@ -246,6 +254,7 @@ if __name__ == "__main__":
     parser.add_argument("--cache", default="runs/mitosis_cascade", help="folder for the cached stages")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--crop", type=int, default=CROP, help="classifier window, px")
+    parser.add_argument("--members", type=int, default=1, help="average this many classifiers (seeds SEED, SEED+1, ...)")
     parser.add_argument("--ship", action="store_true", help="store the classifier beside the shipped unet/mitosis weights")
     args = parser.parse_args()
-    main(args.data_root, args.cache, args.seed, args.crop, args.ship)
+    main(args.data_root, args.cache, args.seed, args.crop, args.ship, args.members)

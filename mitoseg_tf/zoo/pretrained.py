@@ -168,16 +168,13 @@ def ship_rescorer(classifier, name, tag, *, detection, training, weights_dir=Non
     threshold of the candidates, size floor, classifier-score threshold and
     their validation scores); ``training``: what it was trained on and how.
     """
+    from mitoseg_tf.models.figure_classifier import figure_classifier_arguments
+
     weights_dir = weights_dir or WEIGHTS_DIR
     weights_entry(name, tag, weights_dir)  # the weights it rescores must ship already
     file = f"{name}_{tag}_rescorer.weights.h5"
     save_float16_weights(classifier, os.path.join(weights_dir, file))
-    convs = [layer for layer in classifier.layers if layer.name.startswith("conv") and layer.name.endswith("a")]
-    arguments = {
-        "window": int(classifier.input_shape[1]),
-        "widths": [int(layer.filters) for layer in convs],
-        "dropout": float(classifier.get_layer("drop").rate),
-    }
+    arguments = figure_classifier_arguments(classifier)
     manifest = _manifest(weights_dir)
     manifest[f"{name}/{tag}"]["rescorer"] = {
         "file": file,

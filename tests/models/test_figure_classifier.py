@@ -6,7 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from mitoseg_tf.models.figure_classifier import build_figure_classifier
+from mitoseg_tf.models.figure_classifier import (
+    build_figure_classifier,
+    ensemble_figure_classifiers,
+    figure_classifier_arguments,
+)
 
 
 def test_output_is_one_float32_probability_per_window():
@@ -50,8 +54,30 @@ def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
         ({"window": 48, "widths": ()}, "widths must be positive integers"),
         ({"window": 48, "widths": (8, -1)}, "widths must be positive integers"),
         ({"window": 48, "dropout": 1.0}, "dropout must be in [0, 1)"),
+        ({"window": 48, "members": 0}, "members must be a positive integer"),
     ],
 )
 def test_bad_arguments_are_refused_with_what_is_accepted(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         build_figure_classifier(**kwargs)
+
+
+def test_an_ensemble_averages_its_members_probabilities():
+    keras.utils.set_random_seed(0)
+    members = [build_figure_classifier(window=16, widths=(4, 8), dropout=0.1) for _ in range(3)]
+    ensemble = ensemble_figure_classifiers(members)
+    x = np.random.default_rng(2).uniform(0, 255, (5, 16, 16, 3)).astype("float32")
+    expected = np.mean([m.predict_on_batch(x) for m in members], axis=0)
+    assert not np.allclose(members[0].predict_on_batch(x), members[1].predict_on_batch(x))
+    np.testing.assert_allclose(ensemble.predict_on_batch(x), expected, rtol=1e-6)
+    assert figure_classifier_arguments(members[0]) == {"window": 16, "widths": [4, 8], "dropout": 0.1, "members": 1}
+    assert figure_classifier_arguments(ensemble) == {"window": 16, "widths": [4, 8], "dropout": 0.1, "members": 3}
+    rebuilt = build_figure_classifier(**figure_classifier_arguments(ensemble))
+    assert [w.shape for w in rebuilt.weights] == [w.shape for w in ensemble.weights]
+
+
+def test_an_ensemble_needs_single_classifiers_of_one_architecture():
+    with pytest.raises(ValueError, match="single classifiers of one architecture"):
+        ensemble_figure_classifiers([build_figure_classifier(window=16, widths=(4, 8)), build_figure_classifier(window=16, widths=(4, 4))])
+    with pytest.raises(ValueError, match="single classifiers of one architecture"):
+        ensemble_figure_classifiers([build_figure_classifier(window=16, widths=(4, 8), members=2)])

@@ -101,7 +101,7 @@ def test_a_shipped_rescorer_loads_beside_its_weights_and_its_absence_is_explaine
     entry = pretrained.weights_entry("unet", "demo")
     assert entry["file"] == "unet_demo.weights.h5"  # the segmentation weights' card is kept
     card = entry["rescorer"]
-    assert card["arguments"] == {"window": 16, "widths": [4, 8], "dropout": 0.3} and card["training"] == "toy"
+    assert card["arguments"] == {"window": 16, "widths": [4, 8], "dropout": 0.3, "members": 1} and card["training"] == "toy"
     assert card["detection"] == {**detection, "figure_score": "classifier"}
     loaded = pretrained.load_rescorer("unet", "demo")
     x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")

@@ -56,7 +56,7 @@ def test_shipped_figure_classifier_card_holds_its_settings_and_both_scores():
     # in-sample (the recipe's protocol) and held out: docs/RESULTS.md
     assert settings["validation"]["5um"]["f1"] >= 0.75 and settings["validation_held_out"]["f1"] < settings["validation"]["5um"]["f1"]
     assert "MITOS-2012 never trained on" in card["training"]
-    assert load_rescorer("unet", "mitosis").count_params() == 287_137
+    assert load_rescorer("unet", "mitosis").count_params() == 287_137 * card["arguments"]["members"]
 
 
 def test_shipped_mitosis_weights_find_figures_in_a_real_mitos12_field(shared_data):
