@@ -46,13 +46,13 @@ from mitoseg_tf.detection.evaluation import at_distance, choose_candidates, choo
 from mitoseg_tf.detection.matching import score_images
 from mitoseg_tf.detection.rescoring import classify_centres, cut_windows
 from mitoseg_tf.inference import predict_image
-from mitoseg_tf.training.figure_classifier import train_figure_classifier
-from mitoseg_tf.zoo import build
 from mitoseg_tf.models.figure_classifier import (
     build_figure_classifier,
     ensemble_figure_classifiers,
     figure_classifier_arguments,
 )
+from mitoseg_tf.training.figure_classifier import train_figure_classifier
+from mitoseg_tf.zoo import build
 from mitoseg_tf.zoo.pretrained import save_float16_weights, ship_rescorer
 
 from mitosis_figures import validation_fields  # this folder: the script runs as a file
