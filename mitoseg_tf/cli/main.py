@@ -244,6 +244,9 @@ def _models(args):
         print(f"| {name} | {params} | {get_card(name).summary} |")
 
 
+RESCORER_FOLDER = "rescorer"
+
+
 def _shipped_for_export(key):
     """Model, model-card entries and detection settings of shipped weights ``MODEL/TAG``."""
     from mitoseg_tf.zoo import build
@@ -265,10 +268,14 @@ def _shipped_for_export(key):
         "detection": entry.get("detection"),
     }
     if "rescorer" in entry:
-        # The SavedModel holds the segmentation network only; say so where a deployer reads the scores.
+        rescoring = entry["rescorer"]["detection"]
+        # Where a deployer reads the scores: the map's own figures differ from what mitoseg predict keeps.
         card["rescorer"] = (
-            "not included: these settings and scores are the network's own; mitoseg predict rescores the candidates "
-            f"with a second-stage figure classifier ({entry['rescorer']['file']}), which this export does not contain"
+            f"{RESCORER_FOLDER}/ (a SavedModel of its own): the figure classifier mitoseg predict uses. Its settings "
+            f"replace the ones above: candidates are the blobs above pixel probability {rescoring['pixel_threshold']:g} "
+            f"of at least {rescoring['min_area_um2']:g} um^2, a {entry['rescorer']['arguments']['window']}-px window "
+            f"is cut at each centroid (mirrored at the border), and a figure is kept where the classifier's "
+            f"probability is at least {rescoring['score_threshold']:.4g}."
         )
     return model, card, settings
 
@@ -296,6 +303,17 @@ def _export(args):
     # Settings chosen on averaged maps hold for averaged maps only, so TTA follows them unless told.
     tta = args.tta if args.tta is not None else bool(settings.get("tta", False))
     written = export(model, args.out, card=card, threshold=threshold, tile=args.tile, overlap=args.overlap, tta=tta)
+    if "rescorer" in card:
+        from mitoseg_tf.export import export_figure_classifier
+        from mitoseg_tf.zoo.pretrained import load_rescorer, weights_entry
+
+        entry = weights_entry(*args.weights.split("/"))
+        export_figure_classifier(
+            load_rescorer(*args.weights.split("/")), os.path.join(args.out, RESCORER_FOLDER),
+            card={"weights": args.weights, "detection": entry["rescorer"]["detection"], "training": entry["rescorer"]["training"],
+                  "licence": entry.get("licence")},
+        )  # fmt: skip
+        print(f"figure classifier written to {os.path.join(args.out, RESCORER_FOLDER)}: {card['rescorer']}")
     print(
         f"SavedModel of {written['name']} written to {args.out} (stride {written['input']['stride']}, "
         f"threshold {written['threshold']}); model card: {os.path.join(args.out, 'assets', 'model_card.json')}"

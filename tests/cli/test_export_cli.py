@@ -90,7 +90,18 @@ def test_shipped_mitosis_weights_export_with_their_detection_settings(tmp_path, 
     assert card["threshold"] == entry["detection"]["pixel_threshold"]
     assert card["detection"]["min_area_um2"] == entry["detection"]["min_area_um2"]
     assert "non-commercial" in card["licence"] and card["recipe"] == "zoo/recipes/mitosis_unet.yaml"
-    assert card["rescorer"].startswith("not included") and entry["rescorer"]["file"] in card["rescorer"]
+    # the figure classifier travels as a SavedModel of its own: 8-view mean of the shipped classifier
+    assert card["rescorer"].startswith("rescorer/") and f"at least {entry['rescorer']['detection']['min_area_um2']:g} um^2" in card["rescorer"]
+    from mitoseg_tf.inference.tta import forward
+    from mitoseg_tf.zoo.pretrained import load_rescorer
+
+    windows = np.random.default_rng(2).integers(0, 256, (3, 48, 48, 3), dtype=np.uint8)
+    served = tf.saved_model.load(str(out / "rescorer")).signatures["serving_default"](windows=tf.constant(windows))["probability"]
+    classifier = load_rescorer("unet", "mitosis")
+    expected = np.mean([classifier.predict_on_batch(np.ascontiguousarray(forward(windows.astype("float32"), k)))[:, 0] for k in range(8)], axis=0)
+    np.testing.assert_allclose(served.numpy(), expected, atol=1e-5)
+    rescorer_card = json.loads((out / "rescorer" / "assets" / "model_card.json").read_text())
+    assert rescorer_card["detection"]["score_threshold"] == entry["rescorer"]["detection"]["score_threshold"]
     image = np.random.default_rng(1).integers(0, 256, (1, 40, 72, 3), dtype=np.uint8)
     got = tf.saved_model.load(str(out)).signatures["serving_tiled"](images=tf.constant(image))["probability"]
     model = build("unet", weights="mitosis", input_shape=(None, None, 3))

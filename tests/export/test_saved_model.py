@@ -345,3 +345,10 @@ def test_export_rejects_bad_arguments(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         export(model, tmp_path / "file")
+
+
+def test_figure_classifier_export_refuses_a_segmentation_network(tmp_path):
+    from mitoseg_tf.export import export_figure_classifier
+
+    with pytest.raises(ValueError, match=r"takes a window classifier \(W, W, 3\) -> \(1,\)"):
+        export_figure_classifier(build("unet", base_filters=4, input_shape=(None, None, 3)), tmp_path / "x")
