@@ -248,7 +248,7 @@ RESCORER_FOLDER = "rescorer"
 
 
 def _shipped_for_export(key):
-    """Model, model-card entries and detection settings of shipped weights ``MODEL/TAG``."""
+    """Model, model-card entries, detection settings and second-stage classifier card (or None) of shipped weights."""
     from mitoseg_tf.zoo import build
     from mitoseg_tf.zoo.pretrained import available_weights, weights_entry
 
@@ -277,7 +277,7 @@ def _shipped_for_export(key):
             f"is cut at each centroid (mirrored at the border), and a figure is kept where the classifier's "
             f"probability is at least {rescoring['score_threshold']:.4g}."
         )
-    return model, card, settings
+    return model, card, settings, entry.get("rescorer")
 
 
 def _export(args):
@@ -287,8 +287,9 @@ def _export(args):
 
     if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
         raise ValueError(f"{args.out!r} exists and is not empty; pass --overwrite or choose another folder.")
+    rescorer = None
     if args.weights:
-        model, card, settings = _shipped_for_export(args.weights)
+        model, card, settings, rescorer = _shipped_for_export(args.weights)
     else:
         model = load_checkpoint(args.checkpoint)
         # A run folder keeps config.json / metrics.json beside best.keras; they fill the model card.
@@ -303,15 +304,14 @@ def _export(args):
     # Settings chosen on averaged maps hold for averaged maps only, so TTA follows them unless told.
     tta = args.tta if args.tta is not None else bool(settings.get("tta", False))
     written = export(model, args.out, card=card, threshold=threshold, tile=args.tile, overlap=args.overlap, tta=tta)
-    if "rescorer" in card:
+    if rescorer:
         from mitoseg_tf.export import export_figure_classifier
-        from mitoseg_tf.zoo.pretrained import load_rescorer, weights_entry
+        from mitoseg_tf.zoo.pretrained import load_rescorer
 
-        entry = weights_entry(*args.weights.split("/"))
         export_figure_classifier(
             load_rescorer(*args.weights.split("/")), os.path.join(args.out, RESCORER_FOLDER),
-            card={"weights": args.weights, "detection": entry["rescorer"]["detection"], "training": entry["rescorer"]["training"],
-                  "licence": entry.get("licence")},
+            card={"weights": args.weights, "detection": rescorer["detection"], "training": rescorer["training"],
+                  "licence": card["licence"]},
         )  # fmt: skip
         print(f"figure classifier written to {os.path.join(args.out, RESCORER_FOLDER)}: {card['rescorer']}")
     print(

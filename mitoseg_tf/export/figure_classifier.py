@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 
-from mitoseg_tf.export.saved_model import CARD_FILE, _tf
+from mitoseg_tf.export.saved_model import CARD_FILE, _tf, tta_view
 from mitoseg_tf.inference.tta import NUM_TRANSFORMS
 
 
@@ -40,9 +40,8 @@ def export_figure_classifier(classifier, out_dir, *, card=None):
     def serve(windows):
         x = tf.cast(windows, tf.float32)
         total = 0.0
-        for k in range(NUM_TRANSFORMS):  # the views of inference.tta.forward; a score needs no undoing
-            view = tf.image.rot90(x, k % 4)
-            total += classifier(tf.reverse(view, axis=[2]) if k >= 4 else view, training=False)[:, 0]
+        for k in range(NUM_TRANSFORMS):  # a score, unlike a map, needs no undoing
+            total += classifier(tta_view(x, k), training=False)[:, 0]
         return {"probability": total / NUM_TRANSFORMS}
 
     model_card = {

@@ -191,16 +191,20 @@ def reflect_pad_indices(size, multiple):
     return _reflect(tf.range(size + total) - before, size), before
 
 
+def tta_view(images, k):
+    """Transform ``k`` of ``inference.tta.forward`` in the graph: ``k % 4`` counter-clockwise quarter turns, then a
+    mirror along the width if ``k >= 4``; images (B, H, W, C)."""
+    tf = _tf()
+    transformed = tf.image.rot90(images, k % 4)
+    return tf.reverse(transformed, axis=[2]) if k >= 4 else transformed
+
+
 def _tta_probability(model, images, activation, class_axis_size):
     """``_network_probability``'s map averaged over the 8 transforms of ``inference.tta`` (same order and meaning)."""
     tf = _tf()
     total = 0.0
     for k in range(NUM_TRANSFORMS):
-        # inference.tta.forward: k % 4 counter-clockwise quarter turns, then a mirror along the width if k >= 4.
-        transformed = tf.image.rot90(images, k % 4)
-        if k >= 4:
-            transformed = tf.reverse(transformed, axis=[2])
-        probability = _network_probability(model, transformed, activation, class_axis_size)[0][..., None]
+        probability = _network_probability(model, tta_view(images, k), activation, class_axis_size)[0][..., None]
         if k >= 4:
             probability = tf.reverse(probability, axis=[2])
         total += tf.image.rot90(probability, (4 - k % 4) % 4)[..., 0]
