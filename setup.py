@@ -21,10 +21,22 @@ setup(
         "scikit-image",
         "scipy",
         "pyyaml",  # training recipes
+        "tqdm",  # progress bars of predict, evaluate and slides
+        "opencv-python-headless",  # fast decoding of large fields
+        # Whole slides: OpenSlide with its own binary wheel (no system package), tiffslide as the
+        # pure-Python fallback for tiled TIFF / SVS when OpenSlide cannot load.
+        "openslide-python",
+        "openslide-bin",
+        "tiffslide",
+        "tifffile",
     ],
     extras_require={
         # jax lets the tests prove the zoo runs on a second backend without TensorFlow.
-        "test": ["pytest", "pytest-timeout", "pytest-xdist", "jax", "nbclient", "nbformat", "ipykernel"],
+        "test": ["pytest", "pytest-timeout", "pytest-xdist", "jax", "nbclient", "nbformat", "ipykernel",
+                 # GeoJSON checked by means independent of the package's own validator
+                 "shapely", "geojson"],
+        # `jupyter nbconvert --execute notebooks/*.ipynb` (see notebooks/README.md)
+        "notebooks": ["jupyter", "nbconvert", "ipykernel"],
         "bench": ["torch"],
     },
     entry_points={"console_scripts": ["mitoseg=mitoseg_tf.cli.main:main"]},

@@ -108,3 +108,31 @@ def mask_centroids(mask, connectivity=2):
         raise ValueError(f"mask_centroids takes one (height, width) mask; got shape {mask.shape}.")
     regions = measure.regionprops(measure.label(mask > 0, connectivity=connectivity))
     return np.array([r.centroid for r in regions], dtype=np.float32).reshape(-1, 2)
+
+
+def shift_figure(figure, rows, cols):
+    """``figure`` moved by (``rows``, ``cols``) pixels: from a tile's or region's frame to the whole image's."""
+    r0, c0, r1, c1 = figure.bbox
+    return dataclasses.replace(
+        figure,
+        centroid=(figure.centroid[0] + rows, figure.centroid[1] + cols),
+        polygon=tuple((x + cols, y + rows) for x, y in figure.polygon),
+        bbox=(r0 + rows, c0 + cols, r1 + rows, c1 + cols),
+    )
+
+
+def rescale_figure(figure, row_factor, col_factor):
+    """``figure`` in the pixels of the same image resampled by (``row_factor``, ``col_factor``).
+
+    Corners (outline, box) scale directly; a centroid is a pixel centre, so it
+    scales about the half-pixel; the area in square microns is unchanged.
+    """
+    r0, c0, r1, c1 = figure.bbox
+    return dataclasses.replace(
+        figure,
+        centroid=((figure.centroid[0] + 0.5) * row_factor - 0.5, (figure.centroid[1] + 0.5) * col_factor - 0.5),
+        area_px=int(round(figure.area_px * row_factor * col_factor)),
+        polygon=tuple((x * col_factor, y * row_factor) for x, y in figure.polygon),
+        bbox=(int(np.floor(r0 * row_factor)), int(np.floor(c0 * col_factor)),
+              int(np.ceil(r1 * row_factor)), int(np.ceil(c1 * col_factor))),
+    )  # fmt: skip

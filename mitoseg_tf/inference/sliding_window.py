@@ -50,7 +50,7 @@ def probability_fn(model):
     return predict
 
 
-def _check_image(image):
+def check_image(image):
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"predict_image takes one RGB image of shape (height, width, 3); got shape {image.shape}.")
@@ -77,7 +77,7 @@ def stitch(image, predict_batch, plan, *, batch_size=4, tta=False):
     """
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
-    padded = pad_image(_check_image(image), plan)
+    padded = pad_image(check_image(image), plan)
     th, tw = plan.tile_shape
     accumulated = np.zeros(plan.padded_shape, np.float32)
     weight_sum = np.zeros(plan.padded_shape, np.float32)
@@ -119,7 +119,7 @@ def predict_image(model, image, *, tile=512, overlap=0.25, batch_size=4, tta=Fal
         margin, trim: see ``tiling.plan_tiles`` (reflect context at the image
             border; inner tile edges given no weight).
     """
-    image = _check_image(image)
+    image = check_image(image)
     fixed = fixed_input_size(model)
     stride = model_stride(model)
     if tta and fixed is not None and fixed[0] != fixed[1]:

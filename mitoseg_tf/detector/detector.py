@@ -1,0 +1,230 @@
+"""``Detector``: network + resolution + thresholds + optional second stage; image in, figures out."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from mitoseg_tf.detection.counting import DEFAULT_HPF10_AREA_MM2, count_density, image_area_mm2
+from mitoseg_tf.detection.figures import extract_figures, rescale_figure
+from mitoseg_tf.detection.rescoring import rescore_figures
+from mitoseg_tf.detector.settings import DetectionSettings
+from mitoseg_tf.inference.resample import check_mpp, resize, scale_factors, to_resolution
+from mitoseg_tf.inference.sliding_window import check_image, predict_image
+
+DEFAULT_WEIGHTS = "unet/mitosis"
+CHECKPOINT_FILE = "best.keras"
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """What a detector found in one image, in that image's pixels (``mpp`` microns each)."""
+
+    figures: tuple
+    mpp: float
+    image_shape: tuple
+    object_class: str
+    settings: DetectionSettings
+    rescored: bool = False
+    probability: np.ndarray = None  # (H, W) float32 at the input's size, when kept
+
+    @property
+    def count(self):
+        return len(self.figures)
+
+    @property
+    def area_mm2(self):
+        return image_area_mm2(*self.image_shape, self.mpp)
+
+    def positions_um(self):
+        """(K, 2) float64 (x, y) of every figure's centroid in microns from the image's top-left corner."""
+        rc = np.array([f.centroid for f in self.figures], np.float64).reshape(-1, 2)
+        return (rc[:, ::-1] + 0.5) * self.mpp
+
+    def density(self, hpf10_area_mm2=DEFAULT_HPF10_AREA_MM2):
+        """Count and count per mm^2; per 10 HPF only for mitoses (a nucleus count per 10 HPF means nothing)."""
+        density = count_density(self.count, self.area_mm2, hpf10_area_mm2=hpf10_area_mm2)
+        if self.object_class != "Mitosis":
+            density.pop("per_10hpf", None)
+        return density
+
+
+class Detector:
+    """A segmentation network used as a figure detector at a known resolution.
+
+    Args:
+        model: a zoo model (any backend); its primary ``mask`` output is the map.
+        mpp: microns per pixel the network was trained at; inputs at another
+            pixel size are resampled to it and the figures mapped back. None:
+            unknown (a bare checkpoint), the network sees images at their own scale.
+        settings: ``DetectionSettings`` (thresholds, size floor, averaging).
+        classifier: optional second-stage window classifier that rescores candidates.
+        object_class: ``"Mitosis"`` or ``"Nucleus"``: how counts are reported.
+        card: facts that travel with the detector (training data, licence, scores).
+        tile, overlap, batch_size: the sliding window (memory, not results).
+    """
+
+    def __init__(self, model, *, mpp=None, settings=None, classifier=None, object_class="Mitosis", card=None,
+                 name=None, tile=512, overlap=0.25, batch_size=4):  # fmt: skip
+        self.model = model
+        self.mpp = None if mpp is None else check_mpp(mpp, "the detector's mpp")
+        self.settings = settings or DetectionSettings()
+        self.classifier = classifier
+        self.object_class = object_class
+        self.card = dict(card or {})
+        self.name = name or model.name
+        self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
+
+    # --- construction -----------------------------------------------------------------------------
+
+    @classmethod
+    def from_weights(cls, key=DEFAULT_WEIGHTS, *, rescore=None, **options):
+        """The detector of shipped weights ``"<model>/<tag>"`` at the settings on its card.
+
+        ``rescore``: use the second-stage classifier shipped with the weights
+        (default: when one ships); its card's settings then replace the map's.
+        ``options``: ``tile``, ``overlap``, ``batch_size`` and any
+        ``DetectionSettings`` field to override.
+        """
+        from mitoseg_tf.zoo import build
+        from mitoseg_tf.zoo.pretrained import load_rescorer
+        from mitoseg_tf.zoo.weights_card import weights_card
+
+        card = weights_card(key)
+        rescore = card.rescorer is not None if rescore is None else bool(rescore)
+        if rescore and card.rescorer is None:
+            raise ValueError(f"weights {key} ship without a second-stage figure classifier; drop rescore/--rescore.")
+        if card.detection:
+            saved, chosen_by = dict(card.detection), f"card of {key}"
+            if rescore:
+                saved = {**saved, **card.rescorer.detection}
+                chosen_by = f"card of {key}, figure classifier"
+        else:
+            saved, chosen_by = {"pixel_threshold": card.threshold}, f"card of {key} (pixel threshold only)"
+        window, setting_overrides = _split_options(options)
+        settings = DetectionSettings.from_dict(saved, chosen_by).replace(**setting_overrides)
+        model = build(card.model, weights=card.tag, input_shape=(None, None, 3))
+        classifier = load_rescorer(card.model, card.tag) if rescore else None
+        return cls(model, mpp=card.mpp, settings=settings, classifier=classifier, object_class=card.object_class,
+                   card={"weights": key, **card.to_dict()}, name=key, **window)  # fmt: skip
+
+    @classmethod
+    def from_checkpoint(cls, path, *, mpp=None, object_class="Mitosis", **options):
+        """A trained ``.keras`` file at the settings of its run's ``detection.json`` (beside it), when there is one.
+
+        ``mpp``: the pixel size it was trained at; default: detection.json's,
+        else unknown (no resampling).
+        """
+        from mitoseg_tf.detection.evaluation import load_detection_settings
+        from mitoseg_tf.training.checkpoint import load_checkpoint
+
+        run_dir, file = os.path.split(os.path.abspath(path))
+        model = load_checkpoint(path)
+        saved = load_detection_settings(run_dir)
+        window, setting_overrides = _split_options(options)
+        if saved:
+            settings = DetectionSettings.from_dict(saved, f"detection.json of {os.path.basename(run_dir)}")
+            mpp = mpp if mpp is not None else saved.get("mpp")
+        else:
+            settings = DetectionSettings(chosen_by="defaults (the run has no detection.json)")
+        card = {"checkpoint": f"{os.path.basename(run_dir)}/{file}"}
+        if saved:
+            card["detection"] = saved
+        return cls(model, mpp=mpp, settings=settings.replace(**setting_overrides), object_class=object_class,
+                   card=card, name=os.path.basename(run_dir), **window)  # fmt: skip
+
+    @classmethod
+    def from_run(cls, run_dir, **options):
+        """``from_checkpoint(run_dir/best.keras)``."""
+        path = os.path.join(run_dir, CHECKPOINT_FILE)
+        if not os.path.isfile(path):
+            raise ValueError(f"{run_dir!r} is not a run folder: it has no {CHECKPOINT_FILE}.")
+        return cls.from_checkpoint(path, **options)
+
+    def with_settings(self, **overrides):
+        """A detector sharing this one's networks with some settings (or tile/overlap/batch_size) replaced."""
+        window, setting_overrides = _split_options(overrides)
+        return Detector(
+            self.model, mpp=self.mpp, settings=self.settings.replace(**setting_overrides), classifier=self.classifier,
+            object_class=self.object_class, card=self.card, name=self.name,
+            **{"tile": self.tile, "overlap": self.overlap, "batch_size": self.batch_size, **window},
+        )  # fmt: skip
+
+    # --- prediction -------------------------------------------------------------------------------
+
+    @property
+    def rescored(self):
+        return self.classifier is not None
+
+    def describe(self):
+        at = f"{self.mpp:g} um/px" if self.mpp else "the input's own pixel size (training resolution unknown)"
+        return f"{self.name} at {at}: {self.settings.describe(self.rescored)}"
+
+    def probability_native(self, image):
+        """Probability map (H, W) of an image already at the detector's resolution."""
+        return predict_image(self.model, image, tile=self.tile, overlap=self.overlap, batch_size=self.batch_size,
+                             tta=self.settings.tta)  # fmt: skip
+
+    def figures_native(self, image, mpp=None, probability=None):
+        """Kept figures of an image already at the detector's resolution, in its pixels, highest score first.
+
+        ``mpp``: that image's pixel size (only needed when the detector's is
+        unknown); ``probability``: its map, when already computed.
+        """
+        mpp = self.mpp if self.mpp is not None else check_mpp(mpp)
+        if probability is None:
+            probability = self.probability_native(image)
+        s = self.settings
+        figures = extract_figures(probability, mpp=mpp, threshold=s.pixel_threshold, min_area_um2=s.min_area_um2,
+                                  score="mean" if s.figure_score == "classifier" else s.figure_score)  # fmt: skip
+        if self.classifier is not None:
+            figures = rescore_figures(self.classifier, image, figures)
+        return [f for f in figures if f.score >= s.score_threshold]
+
+    def predict(self, image, mpp, *, keep_probability=True):
+        """Figures of one RGB image (H, W, 3; 0-255) of ``mpp`` microns per pixel, in its pixels.
+
+        The image is resampled to the detector's resolution, predicted there,
+        and figures (centroid, outline, box) and the map are brought back.
+        """
+        image = check_image(image)
+        mpp = check_mpp(mpp)
+        work_mpp = self.mpp or mpp
+        work = to_resolution(image, mpp, work_mpp)
+        probability = self.probability_native(work)
+        figures = self.figures_native(work, mpp=work_mpp, probability=probability)
+        if work.shape[:2] != image.shape[:2]:
+            row_factor, col_factor = scale_factors(work.shape[:2], image.shape[:2])
+            figures = [rescale_figure(f, row_factor, col_factor) for f in figures]
+            probability = resize(probability, image.shape[:2]) if keep_probability else None
+        return Prediction(figures=tuple(figures), mpp=mpp, image_shape=tuple(image.shape[:2]),
+                          object_class=self.object_class, settings=self.settings, rescored=self.rescored,
+                          probability=probability if keep_probability else None)  # fmt: skip
+
+    def predict_slide(self, path, **options):
+        """Every figure of a whole slide, its tissue and hotspot: see ``mitoseg_tf.slides.predict_slide``."""
+        # Slide readers (OpenSlide, tiffslide) load native libraries: only slide users pay for them.
+        from mitoseg_tf.slides import predict_slide
+
+        return predict_slide(self, path, **options)
+
+    def export(self, out_dir, **options):
+        """A SavedModel of this detector (maps, masks and the figures themselves): ``mitoseg_tf.export``."""
+        # TensorFlow-only: the detector itself runs on any Keras backend.
+        from mitoseg_tf.export.detector import export_detector
+
+        return export_detector(self, out_dir, **options)
+
+    def summary(self):
+        """JSON-ready facts: resolution, settings in the order they apply, card."""
+        return {"name": self.name, "mpp": self.mpp, "object_class": self.object_class, "rescored": self.rescored,
+                "settings": dataclasses.asdict(self.settings), "card": json.loads(json.dumps(self.card, default=str))}
+
+
+_WINDOW_OPTIONS = ("tile", "overlap", "batch_size")
+
+
+def _split_options(options):
+    window = {k: options.pop(k) for k in list(options) if k in _WINDOW_OPTIONS and options[k] is not None}
+    return window, options

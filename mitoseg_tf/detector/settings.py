@@ -1,0 +1,67 @@
+"""The settings that turn a probability map into counted figures, with what chose them."""
+
+import dataclasses
+
+from mitoseg_tf.detection.figures import DEFAULT_MIN_AREA_UM2
+
+# Settings of a plain segmentation checkpoint with no detection.json: the map's own 0.5.
+DEFAULT_PIXEL_THRESHOLD = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionSettings:
+    """Thresholds in the order they apply.
+
+    1. ``tta``: the map is the mean of the 8 flips / quarter turns;
+    2. ``pixel_threshold``: candidate figures are the connected blobs above it;
+    3. ``min_area_um2``: smaller blobs are dropped;
+    4. rescoring (when the detector has a second stage) replaces each blob's score;
+    5. ``score_threshold``: figures scoring less are dropped.
+
+    ``chosen_by`` says where the values come from (a card, detection.json,
+    the command line), so every printed count can say it.
+    """
+
+    pixel_threshold: float = DEFAULT_PIXEL_THRESHOLD
+    min_area_um2: float = DEFAULT_MIN_AREA_UM2
+    score_threshold: float = 0.0
+    tta: bool = False
+    figure_score: str = "mean"
+    chosen_by: str = "defaults"
+
+    def __post_init__(self):
+        for name in ("pixel_threshold", "score_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1]; got {value!r}.")
+        if float(self.min_area_um2) < 0:
+            raise ValueError(f"min_area_um2 must be >= 0 square microns; got {self.min_area_um2!r}.")
+
+    def replace(self, **overrides):
+        """A copy with the non-None ``overrides`` applied; ``chosen_by`` notes which came from where."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = sorted(set(given) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"unknown detection setting(s) {unknown}; known: {[f.name for f in dataclasses.fields(self)]}.")
+        if not given or set(given) == {"chosen_by"}:
+            return dataclasses.replace(self, **given)
+        note = given.pop("chosen_by", None) or f"{self.chosen_by}; {', '.join(sorted(given))} given"
+        return dataclasses.replace(self, chosen_by=note, **given)
+
+    def describe(self, rescored=False):
+        """One line, in the order the settings apply."""
+        steps = ["8-fold averaged map" if self.tta else "single-view map", f"pixel probability > {self.pixel_threshold:g}",
+                 f"figures >= {self.min_area_um2:g} um^2"]  # fmt: skip
+        if rescored:
+            steps.append("rescored by the figure classifier")
+        steps.append(f"score >= {self.score_threshold:.4g}")
+        return ", ".join(steps) + f" ({self.chosen_by})"
+
+    @classmethod
+    def from_dict(cls, saved, chosen_by):
+        """From a card's or detection.json's dict (extra keys such as validation scores are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"chosen_by"}
+        values = {k: saved[k] for k in names if k in saved and saved[k] is not None}
+        if "tta" in values:
+            values["tta"] = bool(values["tta"])
+        return cls(chosen_by=chosen_by, **values)

@@ -1,0 +1,120 @@
+"""The card of shipped weights: what ``manifest.json`` says of one ``"<model>/<tag>"``, typed and read in one place.
+
+    >>> card = weights_card("unet/mitosis")
+    >>> card.object_class, card.mpp, card.detection["score_threshold"], card.rescorer.window
+"""
+
+import dataclasses
+import json
+import os
+
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+MANIFEST = "manifest.json"
+# The pixel size every shipped network was trained at when its card does not say (MoNuSeg and AMi-Br, 40x).
+DEFAULT_TRAINING_MPP = 0.25
+
+
+def read_manifest(weights_dir=None):
+    """``{"<model>/<tag>": raw entry}`` of ``manifest.json`` ({} when none ships)."""
+    path = os.path.join(weights_dir or WEIGHTS_DIR, MANIFEST)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as fh:
+        return json.load(fh)
+
+
+@dataclasses.dataclass(frozen=True)
+class RescorerCard:
+    """The second-stage figure classifier shipped beside detection weights."""
+
+    file: str
+    arguments: dict
+    detection: dict  # settings chosen on its scores: pixel_threshold, min_area_um2, score_threshold, ...
+    training: dict
+    path: str
+
+    @property
+    def window(self):
+        return int(self.arguments["window"])
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsCard:
+    """One shipped weights entry. ``detection`` holds the figure settings chosen on validation (detectors only)."""
+
+    key: str
+    model: str
+    tag: str
+    file: str
+    path: str
+    arguments: dict
+    task: str
+    data: str
+    licence: str
+    threshold: float = 0.5
+    mpp: float = DEFAULT_TRAINING_MPP
+    recipe: str = None
+    precision: str = None
+    machine: str = None
+    train_seconds: float = None
+    validation: dict = None
+    validation_whole_images: dict = None
+    detection: dict = None
+    rescorer: RescorerCard = None
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def object_class(self):
+        """What one detected object is: ``"Nucleus"`` for nucleus weights, ``"Mitosis"`` otherwise."""
+        return "Nucleus" if "nucleus" in (self.task or "").lower() else "Mitosis"
+
+    @property
+    def is_mitosis(self):
+        return self.object_class == "Mitosis"
+
+    def to_dict(self):
+        """The card as plain JSON-ready data (the rescorer's local path left out)."""
+        out = dataclasses.asdict(self)
+        out.pop("path")
+        if out["rescorer"]:
+            out["rescorer"].pop("path")
+        return out
+
+
+_FIELDS = {f.name for f in dataclasses.fields(WeightsCard)}
+
+
+def _card(key, raw, weights_dir):
+    folder = weights_dir or WEIGHTS_DIR
+    model, tag = key.split("/")
+    rescorer = raw.get("rescorer")
+    if rescorer is not None:
+        rescorer = RescorerCard(**{k: rescorer[k] for k in ("file", "arguments", "detection", "training")},
+                                path=os.path.join(folder, rescorer["file"]))  # fmt: skip
+    known = {k: v for k, v in raw.items() if k in _FIELDS and k not in ("rescorer", "key", "model", "tag", "path")}
+    mpp = raw.get("mpp") or (raw.get("detection") or {}).get("mpp") or DEFAULT_TRAINING_MPP
+    known["mpp"] = float(mpp)
+    return WeightsCard(
+        key=key, model=model, tag=tag, path=os.path.join(folder, raw["file"]), rescorer=rescorer,
+        extra={k: v for k, v in raw.items() if k not in _FIELDS}, **known,
+    )  # fmt: skip
+
+
+def shipped_cards(name=None, weights_dir=None):
+    """``{"<model>/<tag>": WeightsCard}`` of every shipped weights (of model ``name`` only, when given)."""
+    return {
+        key: _card(key, raw, weights_dir)
+        for key, raw in sorted(read_manifest(weights_dir).items())
+        if name is None or key.split("/")[0] == name
+    }
+
+
+def weights_card(key, weights_dir=None):
+    """The card of ``"<model>/<tag>"``; one ValueError listing what ships otherwise."""
+    cards = shipped_cards(weights_dir=weights_dir)
+    if not isinstance(key, str) or key not in cards:
+        raise ValueError(
+            f"No shipped weights {key!r}; shipped (model/tag): {', '.join(cards) or 'none'}. "
+            "Pass a trained .keras file (a checkpoint) for your own."
+        )
+    return cards[key]
