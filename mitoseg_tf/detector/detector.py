@@ -135,6 +135,22 @@ class Detector:
                    card=card, name=os.path.basename(run_dir), **window)  # fmt: skip
 
     @classmethod
+    def load(cls, *, checkpoint=None, weights=None, rescore=None, **options):
+        """The detector of a checkpoint or of shipped weights (default: the shipped ``unet/mitosis``).
+
+        What ``mitoseg predict``, ``export`` and ``slide`` build from their
+        ``--checkpoint`` / ``--weights`` / ``--rescore`` options.
+        """
+        if checkpoint and weights:
+            raise ValueError("give either a checkpoint (--checkpoint) or shipped weights (--weights), not both.")
+        if checkpoint:
+            if rescore:
+                raise ValueError("rescoring (--rescore) needs shipped weights with a figure classifier (the default "
+                                 "unet/mitosis); a checkpoint has none.")  # fmt: skip
+            return cls.from_checkpoint(checkpoint, **options)
+        return cls.from_weights(weights or DEFAULT_WEIGHTS, rescore=rescore, **options)
+
+    @classmethod
     def from_run(cls, run_dir, **options):
         """``from_checkpoint(run_dir/best.keras)``."""
         path = os.path.join(run_dir, CHECKPOINT_FILE)
