@@ -440,7 +440,7 @@ class _Server:
         self.signatures = {"serving_default": serve_uint8, "serving_float": serve_float, "serving_tiled": serve_tiled}
 
 
-def export(model, out_dir, *, card=None, threshold=0.5, stride=None, tile=512, overlap=0.25, tta=False):
+def export(model, out_dir, *, card=None, threshold=0.5, stride=None, tile=512, overlap=0.25, tta=False, extend=None):
     """Write ``model`` as a SavedModel in ``out_dir`` (see the module docstring for the signatures).
 
     Args:
@@ -458,6 +458,9 @@ def export(model, out_dir, *, card=None, threshold=0.5, stride=None, tile=512, o
             multiple of the stride; ``overlap`` the fraction neighbours share).
         tta: average the probability over the 8 flips / quarter turns in
             every signature (segmentation models only).
+        extend: ``extend(model, module) -> {name: tf.function}``, more
+            signatures saved beside these (``export.detector``'s figures);
+            ``module`` holds the network's variables and its functions.
 
     Returns:
         The model card written as ``assets/model_card.json`` (a dict).
@@ -510,6 +513,8 @@ def export(model, out_dir, *, card=None, threshold=0.5, stride=None, tile=512, o
         with open(card_path, "w") as fh:
             json.dump(model_card, fh, indent=2)
         server = _Server(model, stride, threshold, card_path, tile, float(overlap), tta)
+        if extend is not None:
+            server.signatures.update(extend(model, server.module))
         tf.saved_model.save(server.module, out_dir, signatures=server.signatures)
     return model_card
 
