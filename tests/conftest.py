@@ -4,8 +4,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+import real_data  # noqa: E402
 
-SHARED_DATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+SHARED_DATA = real_data.ROOT
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +19,6 @@ def _float32_policy():
 
 @pytest.fixture
 def shared_data():
-    """Path of ../shared/data; tests that need it skip when it is absent."""
-    if not os.path.isdir(SHARED_DATA):
-        pytest.skip("../shared/data is not present on this machine")
-    return SHARED_DATA
+    """Path of ../shared/data (``shared_data.need(*parts)`` for a subfolder): skips when absent,
+    fails instead under MITOSEG_REQUIRE_DATA=1 (see tests/real_data.py)."""
+    return real_data.shared_data(SHARED_DATA)

@@ -25,7 +25,7 @@ def test_shipped_weights_segment_a_real_monuseg_image(name, shared_data):
     from mitoseg_tf.data.images import read_image, read_label_image
     from mitoseg_tf.inference import predict_image
 
-    root = os.path.join(shared_data, "monuseg", "train")
+    root = shared_data.need("monuseg", "train")
     image = read_image(os.path.join(root, "images", f"{VALIDATION_IMAGE}.tif"))[:512, :512]
     truth = read_label_image(os.path.join(root, "masks", f"{VALIDATION_IMAGE}.png"))[:512, :512].astype(bool)
 
@@ -66,7 +66,7 @@ def test_shipped_mitosis_weights_find_figures_in_a_real_mitos12_field(shared_dat
     from mitoseg_tf.detection import extract_figures, rescore_figures, score_images
     from mitoseg_tf.inference import predict_image
 
-    root = os.path.join(shared_data, "mitos12_dev")
+    root = shared_data.need("mitos12_dev")
     image = read_image(os.path.join(root, "images", "A01_09.jpg"))
     truth = read_centre_list(os.path.join(root, "mitoses.csv"))["A01_09"]
     entry = weights_entry("unet", "mitosis")
