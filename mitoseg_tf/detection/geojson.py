@@ -47,6 +47,22 @@ def figures_to_geojson(figures, *, class_name=CLASS_NAME, color=CLASS_COLOR):
     return {"type": "FeatureCollection", "features": features}
 
 
+def annotation_feature(ring, *, name, color, measurements=None, feature_id=None):
+    """A QuPath annotation (objectType "annotation"): a region a reader is pointed at, e.g. a hotspot window."""
+    ring = [[float(x), float(y)] for x, y in ring]
+    if ring[0] != ring[-1]:
+        ring.append(list(ring[0]))
+    feature = {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "properties": {"objectType": "annotation", "name": name, "classification": {"name": name, "color": list(color)},
+                       "isLocked": True, "measurements": dict(measurements or {})},  # fmt: skip
+    }
+    if feature_id is not None:
+        feature["id"] = feature_id
+    return feature
+
+
 def write_geojson(figures, path, **kwargs):
     """Write ``figures_to_geojson(figures)`` to ``path``; returns the collection."""
     collection = figures_to_geojson(figures, **kwargs)
