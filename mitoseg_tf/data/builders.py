@@ -1,11 +1,11 @@
 """tensorflow-datasets builders for the public formats (manual download only).
 
 One builder per format in ``mitoseg_tf.data.formats`` (``folder``, ``mitos12``,
-``mitos_atypia14``, ``tupac16``, ``midog``, ``amibr``, ``monuseg``). The user
+``mitos_atypia14``, ``tupac16``, ``midog``, ``amibr``, ``monuseg``, ``voc``). The user
 points ``manual_dir`` (``--data-dir``) at the files they obtained; nothing is
 downloaded. Each example holds the image, the mask, the object centroids
 (row, col), hard negatives, and metadata (id, slide, microns per pixel,
-scanner, tumour type, label). Splits are grouped by slide (``splits.py``).
+scanner, tumour type, label, the class name of each point). Splits are grouped by slide (``splits.py``).
 
 The config name encodes the mask options and a digest of the manual folder
 and reader options, so preparing the same files twice reuses the cache and
@@ -27,7 +27,7 @@ from mitoseg_tf.data import formats
 from mitoseg_tf.data.points import DEFAULT_RADIUS_UM
 from mitoseg_tf.data.splits import DEFAULT_FRACTIONS, SPLITS, split_records
 
-DATA_VERSION = "1.0.0"
+DATA_VERSION = "1.1.0"
 
 
 @dataclasses.dataclass
@@ -67,7 +67,7 @@ class _MitosisBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Shared body of every format's builder; subclasses set ``name`` and ``format``."""
 
     VERSION = tfds.core.Version(DATA_VERSION)
-    RELEASE_NOTES = {DATA_VERSION: "First release."}
+    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": "classes: the class name of each point (VOC)."}
     format = None
 
     @tfds.core.utils.classproperty
@@ -95,6 +95,7 @@ class _MitosisBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                     "scanner": text,
                     "tumour_type": text,
                     "label": text,
+                    "classes": tfds.features.Sequence(text),
                 }
             ),
             disable_shuffling=True,
@@ -120,6 +121,17 @@ def _builder_class(fmt):
 
 
 BUILDERS = {name: _builder_class(fmt) for name, fmt in formats.FORMATS.items()}
+
+
+READER_SKIPS = ("radius_um", "refine", "prepared_dir", "fractions", "seed", "split_ids")
+
+
+def split_ids(name, data_dir, **options):
+    """``{split: [image ids]}`` of dataset ``name`` with ``options`` (annotations only, no pixels read)."""
+    reader = {k: v for k, v in options.items() if k not in READER_SKIPS}
+    records = formats.read_records(name, data_dir, **reader)
+    splits = split_records(records, options.get("fractions", DEFAULT_FRACTIONS), options.get("seed", 0), options.get("split_ids"))
+    return {s: [r.id for r in recs] for s, recs in splits.items()}
 
 
 def get_builder(name, data_dir, *, prepared_dir=None, **config_options):

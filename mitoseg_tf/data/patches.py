@@ -16,13 +16,22 @@ MIDOG, TUPAC16 and MITOS-ATYPIA-14 mark), otherwise anywhere. Patches are cut
 (``pipeline._augment``: rescale, rotations, flips, HED jitter, optional stain
 normalisation) can rescale without running off the patch; all randomness is
 stateless and seeded from ``(seed, visit, patch)``, so a seed fixes the stream.
+
+``target_mpp``: every decoded image (its mask, figures and hard negatives with
+it) is first brought from its own ``mpp`` to this pixel size
+(``mitoseg_tf.data.resolution``), so patch sides, jitter and ``exclude_um``
+are all at that one scale; evaluation tiles are cut from images resampled the
+same way.
 """
 
+import io
 import math
 
 import tensorflow as tf
+from PIL import Image
 
 from mitoseg_tf.data.pipeline import AUTOTUNE, _plain, _to_model_inputs, augment_and_batch, check_batch_size
+from mitoseg_tf.data.resolution import check_target_mpp, resample_fields, resampled_sizes
 
 POSITIVE, HARD_NEGATIVE, RANDOM = 0, 1, 2
 
@@ -90,16 +99,21 @@ def _clear_of(points, top, left, side, margin):
 
 
 def _patches_of(
-    visit, example, *, seed, side, patches_per_image, positive_fraction, hard_negative_fraction, jitter, background_only, exclude_um
-):
+    visit, example, *, seed, side, patches_per_image, positive_fraction, hard_negative_fraction, jitter, background_only, exclude_um,
+    target_mpp=None,
+):  # fmt: skip
     image, mask = _decode(example)
+    points, negatives, mpp = example["points"], example["negatives"], example["mpp"]
+    if target_mpp is not None:
+        image, mask, (points, negatives) = resample_fields(image, mask, (points, negatives), mpp, target_mpp)
+        mpp = tf.constant(target_mpp, tf.float32)
     # Figures reflected into the padding of a small image (a 128-pixel AMi-Br crop) keep their labels.
     image, mask, offset = _pad_to(image, mask, side, mirror_mask=True)
-    points, negatives = example["points"] + offset, example["negatives"] + offset
+    points, negatives = points + offset, negatives + offset
     if background_only:
         # Tissue used as negatives: whatever its own labels mark (MoNuSeg nuclei) is not a mitosis here.
         mask = tf.zeros_like(mask)
-    margin = tf.cast(exclude_um, tf.float32) / example["mpp"] if exclude_um else None
+    margin = tf.cast(exclude_um, tf.float32) / mpp if exclude_um else None
     shape = tf.shape(mask)
 
     def cut(j):
@@ -113,6 +127,8 @@ def _patches_of(
             "image": image[top : top + side, left : left + side],
             "mask": mask[top : top + side, left : left + side],
             "centre": tf.equal(kind, POSITIVE),
+            # where the patch was cut (pixels at target_mpp): lets tests and audits see what was sampled
+            "corner": tf.stack([top, left]),
         }
         return patch, _clear_of(points, top, left, side, margin) if margin is not None else tf.constant(True)
 
@@ -134,16 +150,19 @@ def patch_stream(
     seed=0,
     background_only=False,
     exclude_um=None,
+    target_mpp=None,
 ):
     """Infinite stream of ``{"image", "mask", "centre"}`` patches of side ``ceil(patch_size * max_scale)``.
 
     ``records``: a dataset of encoded examples (``builders.load_dataset(...,
     decode=False)``) with ``image``/``mask`` bytes, ``points``, ``negatives`` and ``mpp``.
     ``background_only``: every mask pixel is background (tissue used only as
-    negatives; patches are placed anywhere). ``exclude_um``: drop every patch
+    negatives; patches are placed anywhere or on its hard negatives). ``exclude_um``: drop every patch
     with a labelled point within this many microns of it (negatives cut from
-    images whose figures are marked by points only).
+    images whose figures are marked by points only). ``target_mpp``: resample
+    each image to this many microns per pixel first (None: its own).
     """
+    target_mpp = check_target_mpp(target_mpp)
     for name, value in (("positive_fraction", positive_fraction), ("hard_negative_fraction", hard_negative_fraction)):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be in [0, 1]; got {value!r}.")
@@ -156,7 +175,8 @@ def patch_stream(
     if exclude_um is not None and not (isinstance(exclude_um, (int, float)) and exclude_um > 0):
         raise ValueError(f"exclude_um must be a positive number of microns or None; got {exclude_um!r}.")
     if background_only:
-        positive_fraction = hard_negative_fraction = 0.0
+        # Its own labels are not figures; its hard negatives (mined false figures) still are negatives.
+        positive_fraction = 0.0
     side = int(math.ceil(patch_size * max_scale))
     options = dict(
         seed=seed,
@@ -167,6 +187,7 @@ def patch_stream(
         jitter=float(jitter),
         background_only=bool(background_only),
         exclude_um=exclude_um,
+        target_mpp=target_mpp,
     )
     records = records.map(lambda e: {k: e[k] for k in ("image", "mask", "points", "negatives", "mpp")})
     visits = records.repeat().shuffle(shuffle_buffer, seed=seed).enumerate()
@@ -216,13 +237,15 @@ def augment_patches(
     )
 
 
-def tile_grid(records, tile=512, multiple=32, decoded=True):
+def tile_grid(records, tile=512, multiple=32, decoded=True, target_mpp=None):
     """Evaluation tiles covering each image: ``{"image", "mask"}`` of side ``min(tile, image)``.
 
     Tiles start every ``tile`` pixels and the last row/column is shifted back to
     end at the border, so every pixel is scored (a few twice) and no padding is
     scored. The side is rounded down to a ``multiple`` of the network stride.
+    ``target_mpp``: tiles of each image resampled to that pixel size.
     """
+    target_mpp = check_target_mpp(target_mpp)
 
     def tiles_of(example):
         if decoded:
@@ -230,6 +253,8 @@ def tile_grid(records, tile=512, multiple=32, decoded=True):
             mask = mask[..., 0] if mask.shape.rank == 3 else mask
         else:
             image, mask = _decode(example)
+        if target_mpp is not None:
+            image, mask, _ = resample_fields(image, mask, (), example["mpp"], target_mpp)
         height, width = tf.shape(mask)[0], tf.shape(mask)[1]
         side = tf.minimum(tile, tf.minimum(height, width)) // multiple * multiple
         side = tf.maximum(side, multiple)
@@ -255,34 +280,31 @@ def tile_layout(height, width, tile=512, multiple=32):
     )
 
 
-def _encoded_sizes(records):
-    """(height, width) of every encoded image, read from the file headers (no pixel decoding)."""
-    import io
-
-    from PIL import Image
-
-    sizes = []
-    for encoded in records.map(lambda e: e["image"]).as_numpy_iterator():
+def _encoded_sizes(records, target_mpp=None):
+    """(height, width) of every encoded image (at ``target_mpp``), read from the file headers (no pixel decoding)."""
+    sizes, mpps = [], []
+    for encoded, mpp in records.map(lambda e: (e["image"], e["mpp"])).as_numpy_iterator():
         with Image.open(io.BytesIO(encoded)) as img:
             sizes.append((img.size[1], img.size[0]))
-    return sizes
+        mpps.append(mpp)
+    return resampled_sizes(sizes, mpps, target_mpp)
 
 
-def make_tile_pipeline(records, *, batch_size, tile=512, roles=None, normalise=False, decoded=True):
+def make_tile_pipeline(records, *, batch_size, tile=512, roles=None, normalise=False, decoded=True, target_mpp=None):
     """Evaluation batches ``(image, targets)`` of ``tile_grid`` tiles (one pass, in order).
 
     With encoded records (``decoded=False``) the number of batches is computed
     from the image headers and declared, so Keras knows where validation ends
     (an unknown length makes it warn that the input "ran out of data").
     """
-    ds = tile_grid(records, tile, decoded=decoded)
+    ds = tile_grid(records, tile, decoded=decoded, target_mpp=target_mpp)
     ds = ds.map(lambda e: _plain(e, normalise), num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda e: _to_model_inputs(e, roles), num_parallel_calls=AUTOTUNE)
     # Tiles of different images may differ in size (small images): batch only equal sizes.
     ds = ds.batch(1) if batch_size == 1 else _batch_by_shape(ds, batch_size)
     if not decoded:
         per_side = {}
-        for height, width in _encoded_sizes(records):
+        for height, width in _encoded_sizes(records, target_mpp):
             side, count = tile_layout(height, width, tile)
             per_side[side] = per_side.get(side, 0) + count
         batches = sum(-(-count // batch_size) for count in per_side.values())

@@ -20,8 +20,10 @@ import tensorflow as tf
 from skimage.color import hed_from_rgb, rgb_from_hed
 
 AUTOTUNE = tf.data.AUTOTUNE
-_HED_FROM_RGB = tf.constant(hed_from_rgb, tf.float32)
-_RGB_FROM_HED = tf.constant(rgb_from_hed, tf.float32)
+# NumPy, not tf.constant: importing this module must create no TensorFlow tensor, because a
+# multi-worker strategy has to be made before the first one (training/run.py imports data first).
+_HED_FROM_RGB = hed_from_rgb.astype(np.float32)
+_RGB_FROM_HED = rgb_from_hed.astype(np.float32)
 
 
 def from_arrays(images, masks):

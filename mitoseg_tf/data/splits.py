@@ -37,7 +37,7 @@ def split_records(records, fractions=DEFAULT_FRACTIONS, seed=0, split_ids=None):
 
     ``split_ids``: a fixed split instead of the seeded one, ``{"validation":
     [...], "test": [...]}`` listing image ids or slide names; everything not
-    listed is ``train``. A listed name that matches nothing is an error, and so
+    listed is ``train`` (when ``train`` is listed too, every slide must be). A listed name that matches nothing is an error, and so
     is a slide whose images were listed in two splits.
     """
     out = {s: [] for s in SPLITS}
@@ -54,6 +54,14 @@ def split_records(records, fractions=DEFAULT_FRACTIONS, seed=0, split_ids=None):
                 for rec in matched:
                     if where.setdefault(rec.slide, split) != split:
                         raise ValueError(f"split_ids: slide {rec.slide!r} is listed in both {where[rec.slide]!r} and {split!r}.")
+        if "train" in split_ids:
+            # A split written out in full (a recipe's slide split) must not absorb slides it never named.
+            unlisted = sorted({r.slide for r in records} - set(where))
+            if unlisted:
+                raise ValueError(
+                    f"split_ids lists the train slides too, but not {', '.join(unlisted[:5])}; "
+                    "list every slide, or leave train out to give it every slide not listed."
+                )
         for rec in records:
             out[where.get(rec.slide, "train")].append(rec)
         return out

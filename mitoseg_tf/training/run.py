@@ -53,6 +53,9 @@ class RunConfig:
     # Start from these weights instead of a random initialisation: a shipped tag ("mitosis"), a .weights.h5
     # file or a run's .keras checkpoint, e.g. to continue a recipe's training at a lower learning rate.
     init_weights: str | None = None
+    # Microns per pixel every training and validation image is resampled to from its own (mitoseg_tf.data.resolution),
+    # so sources scanned at 0.2273-0.25 um/px show a figure at one scale; None: each source's own pixel size.
+    target_mpp: float | None = None
 
     strategy: str = "none"  # none, mirrored or multi_worker (training.distribute)
     resume: bool = False  # continue the run folder output_dir/run_name from its last completed epoch
@@ -154,7 +157,7 @@ def _calibrate_detection(model, config, run_dir):
     def source(split):
         return load_source(
             config.data, split, data_dir=config.data_dir, num_examples=config.num_examples, seed=config.seed,
-            **config.data_options,
+            target_mpp=config.target_mpp, **config.data_options,
         )  # fmt: skip
 
     test = source(config.test_split) if config.test_split else None
@@ -235,6 +238,7 @@ def train_run(config: RunConfig, log=print, callbacks=()):
         roles=roles,
         num_examples=config.num_examples,
         normalise=config.stain_normalise,
+        target_mpp=config.target_mpp,
         **config.data_options,
     )
     train_ds = make_data(

@@ -12,10 +12,11 @@ from mitoseg_tf.data.formats import (
     mitos_atypia14,
     monuseg,
     tupac16,
+    voc,
 )
 from mitoseg_tf.data.formats.record import Record, load_example, mask_centroids
 
-FORMATS = {m.NAME: m for m in (folder, mitos12, mitos_atypia14, tupac16, midog, amibr, monuseg)}
+FORMATS = {m.NAME: m for m in (folder, mitos12, mitos_atypia14, tupac16, midog, amibr, monuseg, voc)}
 
 
 def get_format(name):

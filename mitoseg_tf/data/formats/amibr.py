@@ -5,6 +5,9 @@
 centred. Each crop's point is its centre; the normal/atypical label is kept.
 Rows whose crop is absent are skipped with a warning (the crops are often
 shared as a subset). Slides group by ``<dataset>/<slide>`` for splits.
+
+Several folders (``extra_dirs``; a mixture component's ``data_dir: [amibr,
+amibr_rest]``) are read as one set: their tables merged, every crop in one folder only.
 """
 
 import csv
@@ -15,6 +18,7 @@ import numpy as np
 from mitoseg_tf.data.formats.record import (
     Record,
     check_manual_dir,
+    check_unique_ids,
     require_records,
     warn_skipped,
 )
@@ -25,6 +29,7 @@ EXPECTED = "AMI-BR.csv and patches/{normal,atypical}/<DATASET>_<uid>.png"
 MPP = 0.25
 CSV_NAME = "AMI-BR.csv"
 REQUIRED = {"slide", "dataset", "uid", "majority_atypical"}
+SEVERAL_FOLDERS = True  # reads extra_dirs
 
 
 def read_table(path):
@@ -35,28 +40,77 @@ def read_table(path):
         return list(reader)
 
 
-def read(data_dir, *, crop_size=128):
-    check_manual_dir(data_dir, NAME, EXPECTED)
-    table = os.path.join(data_dir, CSV_NAME)
-    if not os.path.isfile(table):
-        raise FileNotFoundError(f"{NAME}: {table} not found; expected {EXPECTED}.")
-    centre = np.asarray([[(crop_size - 1) / 2, (crop_size - 1) / 2]], np.float32)
-    records, missing = [], []
-    for row in read_table(table):
-        label = "atypical" if row["majority_atypical"].strip().lower() == "true" else "normal"
-        path = os.path.join(data_dir, "patches", label, f"{row['dataset']}_{row['uid']}.png")
-        if not os.path.isfile(path):
-            missing.append(path)
+def _tables(folders):
+    """Rows of every folder's ``AMI-BR.csv`` by (dataset, uid); a crop described twice differently is an error."""
+    rows, origin = {}, {}
+    for folder in folders:
+        table = os.path.join(folder, CSV_NAME)
+        if not os.path.isfile(table):
             continue
+        for row in read_table(table):
+            key = (row["dataset"], row["uid"])
+            if key in rows and rows[key] != row:
+                raise ValueError(
+                    f"{table}: the row of {key[0]}_{key[1]} differs from the one in {origin[key]}; "
+                    "the folders' tables must agree where they overlap."
+                )
+            rows.setdefault(key, row)
+            origin.setdefault(key, table)
+    if not rows:
+        raise FileNotFoundError(f"{NAME}: no {CSV_NAME} in {', '.join(folders)}; expected {EXPECTED}.")
+    return list(rows.values())
+
+
+def _crops(folders):
+    """``{(label, file name): path}`` of the crops in every folder; one crop in two folders is an error."""
+    found = {}
+    for folder in folders:
+        for label in ("normal", "atypical"):
+            sub = os.path.join(folder, "patches", label)
+            for name in sorted(os.listdir(sub)) if os.path.isdir(sub) else ():
+                if not name.lower().endswith(".png"):
+                    continue
+                if (label, name) in found:
+                    raise ValueError(
+                        f"{NAME}: {name} is in both {found[(label, name)]} and {os.path.join(sub, name)}; "
+                        "each crop may be in one folder only."
+                    )
+                found[(label, name)] = os.path.join(sub, name)
+    return found
+
+
+def read(data_dir, *, crop_size=128, extra_dirs=()):
+    """Records of the crops in ``data_dir`` and ``extra_dirs`` (the crops shared in parts, e.g. ``amibr_rest/``).
+
+    Each folder holds ``patches/{normal,atypical}/`` and may hold ``AMI-BR.csv``
+    (at least one must); the tables are merged, so one full table describes the
+    crops of every folder.
+    """
+    folders = [data_dir, *extra_dirs]
+    for folder in folders:
+        check_manual_dir(folder, NAME, EXPECTED)
+    centre = np.asarray([[(crop_size - 1) / 2, (crop_size - 1) / 2]], np.float32)
+    crops = _crops(folders)
+    records, missing, used = [], [], set()
+    for row in _tables(folders):
+        label = "atypical" if row["majority_atypical"].strip().lower() == "true" else "normal"
+        key = (label, f"{row['dataset']}_{row['uid']}.png")
+        if key not in crops:
+            missing.append(os.path.join("patches", *key))
+            continue
+        used.add(key)
         records.append(
             Record(
                 id=f"{row['dataset']}_{row['uid']}",
-                image=path,
+                image=crops[key],
                 slide=f"{row['dataset']}/{row['slide']}",
                 mpp=MPP,
                 points=centre,
                 label=label,
             )
         )
-    warn_skipped("table rows whose crop is not on disk", missing, data_dir)
-    return require_records(records, data_dir, EXPECTED)
+    where = ", ".join(folders)
+    warn_skipped("table rows whose crop is not on disk", missing, where)
+    # A crop no table describes has no slide for the split and no label check: it cannot be used.
+    warn_skipped("crops that no AMI-BR.csv row describes", sorted(crops[k] for k in set(crops) - used), where)
+    return require_records(check_unique_ids(records, where), where, EXPECTED)

@@ -42,6 +42,7 @@ class Record:
     scanner: str = ""
     tumour_type: str = ""
     label: str = ""
+    classes: tuple = ()  # class name of each point, where the format names them (VOC)
 
     @property
     def mask_from_points(self):
@@ -109,6 +110,7 @@ def load_example(record, *, radius_um=DEFAULT_RADIUS_UM, refine=False):
         "scanner": record.scanner,
         "tumour_type": record.tumour_type,
         "label": record.label,
+        "classes": list(record.classes),
     }
 
 
