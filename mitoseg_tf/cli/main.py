@@ -325,12 +325,13 @@ def main(argv=None):
     handlers = {"train": _train, "evaluate": _evaluate, "models": _models, "export": _export}
     handler = handlers.get(args.command) or _subcommand_modules()[args.command].run
     try:
-        handler(args)
+        code = handler(args)
     except (ValueError, KeyError, FileNotFoundError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"mitoseg {args.command}: error: {message}", file=sys.stderr)
         return 2
-    return 0
+    # A command over many files returns 1 when some failed and the others finished.
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def figures_to_geojson(figures, *, class_name=CLASS_NAME, color=CLASS_COLOR):
         features.append(
             {
                 "type": "Feature",
-                "id": f"mitosis-{index}",
+                "id": f"{class_name.lower()}-{index}",
                 "geometry": {"type": "Polygon", "coordinates": [ring]},
                 "properties": {
                     "objectType": "detection",

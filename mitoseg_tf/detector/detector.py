@@ -117,7 +117,7 @@ class Detector:
         else unknown (no resampling).
         """
         from mitoseg_tf.detection.evaluation import load_detection_settings
-        from mitoseg_tf.training.checkpoint import load_checkpoint
+        from mitoseg_tf.zoo.checkpoint import load_checkpoint
 
         run_dir, file = os.path.split(os.path.abspath(path))
         model = load_checkpoint(path)

@@ -14,9 +14,14 @@ MANIFEST = "manifest.json"
 DEFAULT_TRAINING_MPP = 0.25
 
 
+def weights_folder(weights_dir=None):
+    """``weights_dir``, or the package's weights folder (``WEIGHTS_DIR`` read at each call, so a test may move it)."""
+    return weights_dir or WEIGHTS_DIR
+
+
 def read_manifest(weights_dir=None):
     """``{"<model>/<tag>": raw entry}`` of ``manifest.json`` ({} when none ships)."""
-    path = os.path.join(weights_dir or WEIGHTS_DIR, MANIFEST)
+    path = os.path.join(weights_folder(weights_dir), MANIFEST)
     if not os.path.isfile(path):
         return {}
     with open(path) as fh:
@@ -48,9 +53,9 @@ class WeightsCard:
     file: str
     path: str
     arguments: dict
-    task: str
-    data: str
-    licence: str
+    task: str = ""  # e.g. "nucleus segmentation (class 1 = nucleus)"; mitosis when it does not say nucleus
+    data: str = ""
+    licence: str = ""
     threshold: float = 0.5
     mpp: float = DEFAULT_TRAINING_MPP
     recipe: str = None
@@ -85,7 +90,7 @@ _FIELDS = {f.name for f in dataclasses.fields(WeightsCard)}
 
 
 def _card(key, raw, weights_dir):
-    folder = weights_dir or WEIGHTS_DIR
+    folder = weights_folder(weights_dir)
     model, tag = key.split("/")
     rescorer = raw.get("rescorer")
     if rescorer is not None:

@@ -67,7 +67,9 @@ def test_predict_writes_maps_overlay_geojson_and_counts(checkpoint, tmp_path):
     probability = np.asarray(Image.open(out / "a_probability.png"))
     assert probability[40, 40] == 255 and probability[0, 0] == 0
     overlay = np.asarray(Image.open(out / "a_overlay.png"))
-    assert overlay.shape == (300, 260, 3) and (overlay == (255, 0, 0)).all(axis=-1).any()
+    assert overlay.shape == (300, 260, 3) and (overlay != image).any()  # figures are marked
+    for kind in ("overview", "gallery"):
+        assert np.asarray(Image.open(out / f"a_{kind}.png")).ndim == 3
     collection = json.loads((out / "a.geojson").read_text())
     validate_feature_collection(collection, image_shape=(300, 260))
     assert len(collection["features"]) == 4
@@ -88,7 +90,7 @@ def test_predict_uses_the_threshold_saved_in_the_run_folder(checkpoint, tmp_path
         os.remove(settings)
     with open(tmp_path / "o" / "counts.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
-    assert row["count"] == "1" and float(row["score_threshold"]) == 0.9
+    assert row["count"] == "1" and "score >= 0.9 (detection.json of" in row["settings"]
 
 
 def test_predict_without_a_checkpoint_uses_the_shipped_mitosis_weights_and_their_settings(tmp_path, capsys):
@@ -97,9 +99,12 @@ def test_predict_without_a_checkpoint_uses_the_shipped_mitosis_weights_and_their
     # the shipped figure classifier rescores the candidates, at the settings chosen for its scores
     settings = weights_entry("unet", "mitosis")["rescorer"]["detection"]
     out = capsys.readouterr().out
-    assert f"figure score threshold {settings['score_threshold']:.4g} (figure classifier's card)" in out
-    assert f"pixel threshold {settings['pixel_threshold']}, smallest figure {settings['min_area_um2']:g} um^2" in out
-    assert "8-fold test-time augmentation, candidates rescored by the figure classifier" in out
+    # the settings in the order they apply, and what chose them
+    assert (
+        f"8-fold averaged map, pixel probability > {settings['pixel_threshold']:g}, figures >= "
+        f"{settings['min_area_um2']:g} um^2, rescored by the figure classifier, score >= "
+        f"{settings['score_threshold']:.4g} (card of unet/mitosis, figure classifier)"
+    ) in out
     with open(tmp_path / "o" / "counts.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["count"] == "0"  # blank glass has no mitosis
@@ -156,9 +161,9 @@ def test_predict_with_shipped_weights(tmp_path, capsys):
         (row,) = list(csv.DictReader(fh))
     assert row["image"].endswith("n.png") or row["image"] == "n"
     assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/nope", "--out", str(tmp_path / "o")]) == 2
-    assert "is not shipped; shipped: mcsa_unet/monuseg, unet/mitosis, unet/monuseg" in capsys.readouterr().err
+    assert "No shipped weights 'unet/nope'; shipped (model/tag): mcsa_unet/monuseg, unet/mitosis, unet/monuseg" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/monuseg", "--checkpoint", "x.keras", "--out", str(tmp_path / "o")]) == 2
-    assert "either --checkpoint or --weights" in capsys.readouterr().err
+    assert "either a checkpoint (--checkpoint) or shipped weights (--weights), not both" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag, averaged", [([], True), (["--no-tta"], False)])
@@ -187,22 +192,22 @@ def shipped_with_rescorer(tmp_path, monkeypatch):
     scores >= 0.6, so with rescoring the count is 1, without it 0.
     """
     from mitoseg_tf.models.figure_classifier import build_figure_classifier
-    from mitoseg_tf.zoo import build, pretrained
+    from mitoseg_tf.zoo import build, shipping, weights_card
 
     weights_dir = tmp_path / "weights"
     weights_dir.mkdir()
-    pretrained.save_float16_weights(build("unet", base_filters=4, input_shape=(None, None, 3)), str(weights_dir / "u.weights.h5"))
-    detection = {"pixel_threshold": 0.5, "score_threshold": 2.0, "min_area_um2": 0.0, "tta": False}
+    shipping.save_float16_weights(build("unet", base_filters=4, input_shape=(None, None, 3)), str(weights_dir / "u.weights.h5"))
+    detection = {"pixel_threshold": 0.5, "score_threshold": 1.0, "min_area_um2": 0.0, "tta": False}
     manifest = {"unet/mitosis": {"file": "u.weights.h5", "arguments": {"base_filters": 4}, "threshold": 0.5, "detection": detection}}
     (weights_dir / "manifest.json").write_text(json.dumps(manifest))
-    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", str(weights_dir))
+    monkeypatch.setattr(weights_card, "WEIGHTS_DIR", str(weights_dir))
     classifier = build_figure_classifier(window=16, widths=(4, 8))
     for layer in classifier.layers:
         if layer.weights:
             layer.set_weights([np.zeros(w.shape, "float32") for w in layer.weights])
     classifier.get_layer("mitosis").set_weights([np.zeros((8, 1), "float32"), np.array([np.log(0.7 / 0.3)], "float32")])
     rescoring = {"pixel_threshold": 0.0, "min_area_um2": 0.0, "score_threshold": 0.6}
-    pretrained.ship_rescorer(classifier, "unet", "mitosis", detection=rescoring, training="toy")
+    shipping.ship_rescorer(classifier, "unet", "mitosis", detection=rescoring, training="toy")
     Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(tmp_path / "x.png")
     return tmp_path
 
@@ -210,9 +215,9 @@ def shipped_with_rescorer(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "flags, count, source",
     [
-        ([], 1, "(figure classifier's card)"),
-        (["--score-threshold", "0.8"], 0, "(command line)"),
-        (["--no-rescore"], 0, "(shipped weights' card)"),
+        ([], 1, "(card of unet/mitosis, figure classifier)"),
+        (["--score-threshold", "0.8"], 0, "(card of unet/mitosis, figure classifier; score_threshold given)"),
+        (["--no-rescore"], 0, "(card of unet/mitosis)"),
     ],
 )
 def test_predict_rescores_candidates_with_the_classifier_shipped_beside_the_weights(shipped_with_rescorer, capsys, flags, count, source):
@@ -231,4 +236,35 @@ def test_predict_rescores_candidates_with_the_classifier_shipped_beside_the_weig
 def test_rescoring_needs_a_classifier(shipped_with_rescorer, capsys, checkpoint):
     args = ["predict", str(shipped_with_rescorer / "x.png"), "--out", str(shipped_with_rescorer / "o"), "--rescore"]
     assert main(args + ["--checkpoint", checkpoint]) == 2
-    assert "--rescore needs shipped weights with a figure classifier" in capsys.readouterr().err
+    assert "rescoring (--rescore) needs shipped weights with a figure classifier" in capsys.readouterr().err
+
+
+def test_a_folder_with_an_unreadable_image_finishes_the_others_and_says_so(checkpoint, tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    image = np.full((64, 64, 3), 230, np.uint8)
+    disc(image, (30, 30), 8, 20)
+    Image.fromarray(image).save(folder / "a.png")
+    (folder / "b.png").write_bytes(b"not a png at all")
+    Image.fromarray(image).save(folder / "c.png")
+    assert main(["predict", str(folder), "--checkpoint", checkpoint, "--out", str(tmp_path / "o"), "--tile", "64"]) == 1
+    with open(tmp_path / "o" / "counts.csv", newline="") as fh:
+        rows = {r["image"]: r for r in csv.DictReader(fh)}
+    assert rows["a.png"]["count"] == rows["c.png"]["count"] == "1"
+    assert rows["b.png"]["status"].startswith("failed:") and "cannot decode" in rows["b.png"]["status"]
+    assert not (tmp_path / "o" / "b.geojson").exists()
+    assert "2 image(s) predicted, 1 failed" in capsys.readouterr().out
+
+
+def test_nucleus_weights_report_nuclei(tmp_path, capsys):
+    image = np.full((64, 64, 3), 225, np.uint8)
+    image[20:30, 20:30] = (70, 40, 120)
+    Image.fromarray(image).save(tmp_path / "n.png")
+    assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/monuseg", "--out", str(tmp_path / "o"), "--tile", "64"]) == 0
+    with open(tmp_path / "o" / "counts.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["object_class"] == "Nucleus" and row["per_10hpf"] == ""
+    printed = capsys.readouterr().out
+    assert f"n.png: {row['count']} nuclei" in printed and "mitos" not in printed.split("\n", 1)[1]
+    for feature in json.loads((tmp_path / "o" / "n.geojson").read_text())["features"]:
+        assert feature["properties"]["classification"]["name"] == "Nucleus"
