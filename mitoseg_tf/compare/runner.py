@@ -21,6 +21,8 @@ from mitoseg_tf.compare import budget as budget_lib
 from mitoseg_tf.compare.figure import FIGURE_FILE, pick_tiles, plot_comparison
 from mitoseg_tf.compare.selection import TABLES, resolve_models, table_models
 from mitoseg_tf.compare.tables import markdown_table, run_scores, summarise, write_csv
+# CompareConfig lives in mitoseg_tf.config so that `mitoseg compare --help` needs no TensorFlow.
+from mitoseg_tf.config import CompareConfig  # noqa: F401  (re-exported)
 from mitoseg_tf.training.run import RunConfig
 
 PLAN_FILE = "plan.json"
@@ -29,37 +31,6 @@ RECIPE_KEYS = (
     "data", "data_dir", "num_examples", "tiny", "base_filters", "batch_size", "crop_size",
     "learning_rate", "loss", "precision", "match_distance_um", "mpp",
 )  # fmt: skip
-
-
-_RUN = RunConfig()  # the training defaults come from one place: RunConfig's quick CPU schedule
-
-
-@dataclasses.dataclass
-class CompareConfig:
-    """What to compare and how; the training defaults are ``RunConfig``'s."""
-
-    output_dir: str = "compare"
-    models: tuple = ()  # empty: every model tagged with one of ``tables``
-    tables: tuple = TABLES
-    repeats: int = 1
-    seed: int = 0  # seeds are seed, seed + 1, ..., seed + repeats - 1
-    data: str = _RUN.data
-    data_dir: str | None = None
-    num_examples: int | None = None
-    tiny: bool = False  # each card's ``tiny`` overrides (for tests and smoke runs)
-    base_filters: int = _RUN.base_filters
-    epochs: int = _RUN.epochs
-    steps_per_epoch: int = _RUN.steps_per_epoch
-    batch_size: int = _RUN.batch_size
-    crop_size: int = _RUN.crop_size
-    learning_rate: float = _RUN.learning_rate
-    loss: str | None = _RUN.loss  # None: cross-entropy for segmentation networks, a detector's own losses
-    precision: str = _RUN.precision
-    budget_minutes: float | None = None
-    match_distance_um: float = 5.0
-    mpp: float | None = None  # None: the source's own (``detection.evaluation.source_mpp``)
-    aggregation: str = "pooled"
-    figure_tiles: int = 3
 
 
 def _model_args(name, config):

@@ -6,9 +6,9 @@ the way the paper prints them (unknown names go before MCSA-Unet, which the
 paper puts last).
 """
 
+from mitoseg_tf.config import TABLES
 from mitoseg_tf.zoo import get_card, list_models
 
-TABLES = ("table1", "table2")
 PAPER_ORDER = ("unet", "unet_ca", "unet_sa", "unet_res", "res_unet", "unet_plus_plus", "unet_3plus", "ms_rcnn")
 PROPOSED = "mcsa_unet"
 DISPLAY_NAMES = {
