@@ -3,8 +3,9 @@
     python -m mitoseg_tf.zoo.cards --out zoo            # (re)write generated cards
     python -m mitoseg_tf.zoo.cards --check --out zoo    # fail if any is stale
 
-Measured results come from ``zoo/measured.json`` (written by hand from real
-runs, never invented), so a card states what was actually observed.
+Measured results come from ``zoo/measured.json``, which ``python -m
+mitoseg_tf.zoo.measured`` writes from run folders (the entries older than that
+script say in ``source`` how they were made), so a card states what was observed.
 """
 
 import argparse
