@@ -1,0 +1,89 @@
+"""zoo/recipes/mitosis_v2.yaml: a slide split of atypia14_train, AMi-Br from two folders, MoNuSeg negatives, 0.25 um/px.
+
+The recipe's own data are not on every machine: its pipeline is built here on tiny
+folders of the same layout, and on the real folders when they are present.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from format_fixtures import save, tissue
+from voc_fixtures import amibr_parts, atypia14_train
+
+from mitoseg_tf.data.mixture import check_spec, manifest
+from mitoseg_tf.data.sources import make_data
+from mitoseg_tf.training.run import load_recipe
+
+RECIPE = os.path.join(os.path.dirname(__file__), "..", "..", "zoo", "recipes", "mitosis_v2.yaml")
+SLIDES = ["H03", "H04", "H05", "H07", "H10", "H11", "H12", "H14", "H15", "H17", "H18"]
+FRAME = (120, 140)  # tiny stand-ins for the 1485x1663 frames
+
+
+def test_the_recipe_splits_atypia14_train_by_slide():
+    config = load_recipe(RECIPE)
+    spec = check_spec(config.data_options)
+    assert config.data == "mixture" and config.target_mpp == 0.25 and config.augment["stain_jitter"] >= 0.2
+    frames, amibr, monuseg = spec["train"]
+    split = frames["options"]["split_ids"]
+    assert frames["data"] == "voc" and frames["options"]["preset"] == "atypia14_train" and frames["split"] == "train"
+    assert len(split["train"]) == 8 and sorted(split["train"] + split["validation"]) == SLIDES
+    assert not set(split["train"]) & set(split["validation"])
+    # validation reads the same frames with the same options, the other side of the split
+    assert spec["validation"] == {"data": "voc", "data_dir": "atypia14_train", "split": "validation", "options": frames["options"]}
+    assert amibr["data_dir"] == ["amibr", "amibr_rest"] and monuseg["background_only"]
+
+
+def _tiny_root(root):
+    atypia14_train(os.path.join(root, "atypia14_train"), {f"{s}_00Aa": [(60, 70)] for s in SLIDES}, FRAME)
+    amibr_parts(os.path.join(root, "amibr"), os.path.join(root, "amibr_rest"),
+                [("001.tiff", 1, False), ("002.tiff", 2, True)], [("003.tiff", 3, False)])  # fmt: skip
+    for name in ("TCGA-A1-0001-01Z", "TCGA-A2-0002-01Z"):
+        mask = np.zeros((100, 100), np.uint8)
+        mask[10:20, 10:20] = 255
+        save(os.path.join(root, "monuseg", "train", "images", f"{name}.tif"), tissue(100, 100))
+        save(os.path.join(root, "monuseg", "train", "masks", f"{name}.png"), mask)
+
+
+def _pipelines(config, root, **reader):
+    options = dict(config.data_options)
+    for component in options["train"] + [options["validation"]]:
+        if component["data"] == "voc":
+            component["options"] = {**component["options"], **reader}
+    data = dict(data_dir=root, batch_size=4, seed=0, target_mpp=config.target_mpp, **options)
+    train = make_data("mixture", "train", training=True, crop_size=32, augment=config.augment, **data)
+    validation = make_data("mixture", "validation", training=False, eval_tile=64, **data)
+    return options, train, validation
+
+
+def test_the_recipe_pipeline_builds_on_folders_of_its_layout(tmp_path, monkeypatch):
+    monkeypatch.setenv("MITOSEG_PREPARED_DIR", str(tmp_path / "prepared"))
+    root = str(tmp_path / "data")
+    _tiny_root(root)
+    config = load_recipe(RECIPE)
+    options, train, validation = _pipelines(config, root, frame_size=list(FRAME))
+    images, masks = next(iter(train))
+    assert images.shape == (4, 32, 32, 3) and masks.shape == (4, 32, 32, 1)
+    # 120x140 frames at 0.2273 um/px are 109x127 at 0.25: 4 tiles of 64 each (rows 0 and 45, cols 0 and 63)
+    shapes = [tuple(x.shape) for x, _ in validation]
+    assert shapes == [(4, 64, 64, 3)] * 3 and validation.cardinality().numpy() == 3
+    ids = manifest(options, root)
+    assert {i[:3] for i in ids["validation"]} == {"H15", "H17", "H18"}
+    assert {i[:3] for i in ids["train[0] voc"]} == set(SLIDES) - {"H15", "H17", "H18"}
+    assert ids["train[1] amibr"] == ["MIDOG21_1", "MIDOG21_2", "MIDOG21_3"]
+
+
+def test_the_recipe_reads_the_real_folders(shared_data):
+    missing = [f for f in ("atypia14_train", "amibr", "amibr_rest") if not os.path.isdir(os.path.join(shared_data, f))]
+    if missing:
+        pytest.skip(f"the recipe's folders {', '.join(missing)} are not in {shared_data}")
+    from mitoseg_tf.data.formats import read_records
+
+    # Parsing only (preparing thousands of frames is a training run's job): every frame passes the preset's checks,
+    # every slide is one the recipe splits, and amibr_rest adds crops to amibr's.
+    frames = read_records("voc", os.path.join(shared_data, "atypia14_train"), preset="atypia14_train")
+    assert {r.slide for r in frames} == set(SLIDES)
+    assert sum(len(r.points) for r in frames) > 0
+    first = read_records("amibr", os.path.join(shared_data, "amibr"))
+    both = read_records("amibr", os.path.join(shared_data, "amibr"), extra_dirs=[os.path.join(shared_data, "amibr_rest")])
+    assert len(first) < len(both) <= 3720
