@@ -1,0 +1,95 @@
+"""``mitoseg slide``: whole-slide inference: figures, tissue, hotspot, counts and files for a slide or a folder.
+
+Parses the options, builds a ``mitoseg_tf.detector.Detector`` and calls
+``mitoseg_tf.slides.predict_slides``; see ``mitoseg_tf.slides.outputs`` for the files written.
+"""
+
+import argparse
+
+from mitoseg_tf.cli.predict import detector_options
+
+# The library's defaults, repeated so that --help imports nothing heavy (slides pulls in the detection stack).
+DEFAULT_TILE = 1024
+DEFAULT_MARGIN = 128
+DEFAULT_HPF10_AREA_MM2 = 2.0
+DEFAULT_FIELD_DIAMETER_MM = 0.50
+DEFAULT_TISSUE_MPP = 8.0
+
+
+def add_parser(subparsers):
+    """Register ``slide`` on the ``mitoseg`` subcommand parser."""
+    p = subparsers.add_parser(
+        "slide", help="whole-slide images: every figure, tissue area, hotspot, counts, GeoJSON and pictures",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("inputs", metavar="SLIDE_OR_FOLDER", help="a slide (SVS, NDPI, MRXS, tiled TIFF, ... or a plain "
+                   "image with --mpp) or a folder of them")  # fmt: skip
+    p.add_argument("--out", required=True, help="output folder (created): per-slide files and summary.csv")
+    p.add_argument("--checkpoint", default=None, help="a .keras file, e.g. runs/NAME/best.keras (settings from its "
+                   "run folder's detection.json)")  # fmt: skip
+    p.add_argument("--weights", default=None, help="weights shipped with the package, MODEL/TAG, e.g. unet/mitosis or "
+                   "unet/monuseg (nuclei); without --checkpoint: unet/mitosis")  # fmt: skip
+    p.add_argument("--mpp", type=float, default=None, help="microns per level-0 pixel; overrides the slide's metadata "
+                   "and is required for plain images (None: from the metadata)")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from the state file in --out "
+                   "(same figures as one uninterrupted run)")  # fmt: skip
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE, help="side of a tile's core, pixels at the detector's "
+                   "resolution (memory and speed, not results)")  # fmt: skip
+    p.add_argument("--margin", type=int, default=DEFAULT_MARGIN, help="context read around each core, pixels at the "
+                   "detector's resolution")  # fmt: skip
+    p.add_argument("--hpf10-area-mm2", type=float, default=DEFAULT_HPF10_AREA_MM2,
+                   help="area of 10 high-power fields (MIDOG: 2 mm^2): the hotspot window and per-10-HPF densities")
+    p.add_argument("--hotspot-fields", type=float, default=None, help="hotspot window as this many circular fields of "
+                   "--field-diameter-mm instead of --hpf10-area-mm2 (e.g. 10)")  # fmt: skip
+    p.add_argument("--field-diameter-mm", type=float, default=DEFAULT_FIELD_DIAMETER_MM,
+                   help="microscope field diameter: Nottingham cut-offs and --hotspot-fields")
+    p.add_argument("--hotspots", type=int, default=1, help="number of non-overlapping hotspot windows to report")
+    p.add_argument("--tissue-mpp", type=float, default=DEFAULT_TISSUE_MPP, help="microns per pixel of the tissue mask")
+    p.add_argument("--prefetch", type=int, default=4, help="tiles read ahead on a background thread (memory bound)")
+    p.add_argument("--batch-size", type=int, default=4, help="network windows per forward pass (memory, not results)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average the map over the 8 flips / quarter turns (None: as the settings were chosen)")
+    p.add_argument("--rescore", action=argparse.BooleanOptionalAction, default=None,
+                   help="rescore candidates with the figure classifier shipped with the weights (None: when one "
+                   "ships)")  # fmt: skip
+    p.add_argument("--threshold", type=float, default=None,
+                   help="pixel probability above which pixels form candidate figures (None: the card's or run's)")
+    p.add_argument("--score-threshold", type=float, default=None,
+                   help="smallest figure score kept (None: the card's or run's)")
+    p.add_argument("--min-area-um2", type=float, default=None,
+                   help="smallest figure kept, square microns (None: the card's or run's)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress bar over tiles, shown only when stderr is a terminal")
+
+
+def _print_row(row):
+    if row["status"] != "ok":
+        print(f"{row['slide']}: {row['status']}")
+        return
+    noun = "nuclei" if row["object_class"] == "Nucleus" else "mitoses"
+    text = f"{row['slide']}: {row['count']} {noun} in {row['tissue_area_mm2'] or 0} mm^2 of tissue"
+    if row["per_mm2"]:
+        text += f", {float(row['per_mm2']):.3g} per mm^2"
+    if row["hotspot_count"] != "":
+        text += f"; hotspot {row['hotspot_count']} ({float(row['hotspot_per_10hpf']):.3g} per 10 HPF"
+        text += f", Nottingham {row['nottingham']})" if row["nottingham"] != "" else ")"
+    print(f"{text} [{float(row['seconds']):.0f} s]")
+
+
+def run(args):
+    """Predict every slide; exit status 1 when some slide failed (the others finish)."""
+    from mitoseg_tf.detector import Detector
+    from mitoseg_tf.slides import predict_slides
+
+    # --tile here is the slide tile; the detector's own sliding window keeps its default.
+    detector = Detector.load(**{**detector_options(args), "tile": None})
+    print(detector.describe())
+    result = predict_slides(
+        detector, args.inputs, out_dir=args.out, on_slide=_print_row, mpp=args.mpp, resume=args.resume,
+        tile=args.tile, margin=args.margin, hpf10_area_mm2=args.hpf10_area_mm2, hotspot_fields=args.hotspot_fields,
+        field_diameter_mm=args.field_diameter_mm, hotspots=args.hotspots, tissue_mpp=args.tissue_mpp,
+        prefetch=args.prefetch, progress=args.progress,
+    )  # fmt: skip
+    failed = result.failures
+    print(f"{len(result.rows) - len(failed)} slide(s) done, {len(failed)} failed; summary in {result.summary_path}")
+    return 1 if failed else 0

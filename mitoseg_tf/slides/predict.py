@@ -1,0 +1,297 @@
+"""``predict_slide``: every figure of a whole slide, its tissue area, hotspot and counts; ``predict_slides`` for a folder."""
+
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from mitoseg_tf.detection.counting import DEFAULT_FIELD_DIAMETER_MM, DEFAULT_HPF10_AREA_MM2
+from mitoseg_tf.detection.hotspot import find_hotspots
+from mitoseg_tf.slides.outputs import write_slide_outputs
+from mitoseg_tf.slides.reader import is_slide_file, open_slide
+from mitoseg_tf.slides.tiles import ResumeState, plan_tiles, stream_tiles, to_level0, write_atomic
+from mitoseg_tf.slides.tissue import DEFAULT_TISSUE_MPP, detect_tissue
+
+DEFAULT_TILE = 1024
+DEFAULT_MARGIN = 128
+SUMMARY_FILE = "summary.csv"
+SUMMARY_COLUMNS = (
+    "slide", "status", "object_class", "count", "tissue_area_mm2", "per_mm2", "hotspot_count", "hotspot_per_10hpf",
+    "nottingham", "mpp", "width", "height", "seconds",
+)  # fmt: skip
+
+
+@dataclasses.dataclass
+class SlideResult:
+    """What a detector found on one slide. Figures are in level-0 pixels (``mpp`` microns each)."""
+
+    path: str
+    backend: str
+    mpp: float
+    dimensions: tuple  # (width, height) of level 0
+    object_class: str
+    detector: str
+    figures: tuple
+    tissue: object  # slides.tissue.TissueMask
+    hotspots: list  # detection.hotspot.Hotspot, best first; empty for nuclei or without tissue
+    hpf10_area_mm2: float
+    seconds: float
+    tiles: dict  # total, with_tissue, run, resumed
+    timing: dict  # seconds: tissue, reading (background thread), waiting for reads, network, stitching
+    outputs: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def name(self):
+        return os.path.basename(self.path.rstrip(os.sep))
+
+    @property
+    def count(self):
+        return len(self.figures)
+
+    @property
+    def tissue_area_mm2(self):
+        return self.tissue.area_mm2
+
+    @property
+    def hotspot(self):
+        return self.hotspots[0] if self.hotspots else None
+
+    @property
+    def per_mm2(self):
+        """Figures per mm^2 of tissue; None when no tissue was found."""
+        area = self.tissue_area_mm2
+        return self.count / area if area > 0 else None
+
+    def positions_um(self):
+        """(K, 2) float64 (x, y) of every figure's centroid in microns from the slide's top-left corner."""
+        rc = np.array([f.centroid for f in self.figures], np.float64).reshape(-1, 2)
+        return (rc[:, ::-1] + 0.5) * self.mpp
+
+    def counts(self):
+        """Count and density over the tissue; for mitoses also the hotspot's count, per 10 HPF and Nottingham score."""
+        out = {"count": self.count, "tissue_area_mm2": self.tissue_area_mm2, "per_mm2": self.per_mm2}
+        if self.object_class == "Mitosis":
+            hot = self.hotspot
+            out.update({
+                "hotspot_count": hot.count if hot else None,
+                "hotspot_area_mm2": hot.area_mm2 if hot else None,
+                "hotspot_per_10hpf": hot.per_10hpf if hot else None,
+                "nottingham": hot.nottingham if hot else None,
+            })  # fmt: skip
+        return out
+
+    def summary(self):
+        """JSON-ready facts of the slide (no figures: those are in the GeoJSON and CSV)."""
+        return {
+            "slide": self.name, "path": self.path, "backend": self.backend, "mpp": self.mpp,
+            "width": self.dimensions[0], "height": self.dimensions[1], "object_class": self.object_class,
+            "detector": self.detector, **self.counts(), "hpf10_area_mm2": self.hpf10_area_mm2,
+            "hotspots_um": [{k: v for k, v in h.to_dict().items() if k != "indices"} for h in self.hotspots],
+            "seconds": round(self.seconds, 3), "tiles": self.tiles,
+            "timing": {k: round(v, 3) for k, v in self.timing.items()}, "outputs": self.outputs,
+        }  # fmt: skip
+
+
+def _slide_key(slide, plan, detector, tissue_mpp):
+    """What a resume state must match: the same file, tiling and detector give the same figures."""
+    stat = os.stat(slide.path)
+    facts = {"slide": slide.name, "bytes": stat.st_size, "dimensions": list(slide.dimensions), "mpp": slide.mpp,
+             "plan": plan.signature(), "tissue_mpp": tissue_mpp, "detector": detector.describe()}  # fmt: skip
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check_options(hpf10_area_mm2, hotspots, prefetch):
+    if not (isinstance(hpf10_area_mm2, (int, float)) and hpf10_area_mm2 > 0):
+        raise ValueError(f"hpf10_area_mm2 must be a positive area in mm^2 (MIDOG: 2); got {hpf10_area_mm2!r}.")
+    if not (isinstance(hotspots, int) and hotspots >= 1):
+        raise ValueError(f"hotspots must be a whole number >= 1 of windows to report; got {hotspots!r}.")
+    if not (isinstance(prefetch, int) and prefetch >= 1):
+        raise ValueError(f"prefetch must be a whole number >= 1 of tiles read ahead; got {prefetch!r}.")
+
+
+def predict_slide(
+    detector,
+    path,
+    *,
+    mpp=None,
+    out_dir=None,
+    resume=False,
+    tile=DEFAULT_TILE,
+    margin=DEFAULT_MARGIN,
+    hpf10_area_mm2=DEFAULT_HPF10_AREA_MM2,
+    hotspot_area_mm2=None,
+    hotspot_fields=None,
+    field_diameter_mm=DEFAULT_FIELD_DIAMETER_MM,
+    hotspots=1,
+    tissue_mpp=DEFAULT_TISSUE_MPP,
+    prefetch=4,
+    progress=True,
+    state_every_s=10.0,
+):
+    """Run ``detector`` over the tissue of the slide at ``path``; returns a ``SlideResult``.
+
+    Args:
+        detector: a ``mitoseg_tf.detector.Detector`` (or anything with its
+            ``mpp``, ``object_class``, ``describe()`` and ``figures_native``).
+        mpp: microns per level-0 pixel; overrides the slide's metadata and is
+            required for plain images and slides without it.
+        out_dir: write the slide's files there (see ``slides.outputs``); None: only return.
+        resume: continue from ``out_dir``'s state file of an interrupted run
+            of the same slide, detector and tiling (same figures as one run).
+        tile, margin: core side and context on each side, in pixels at the
+            detector's resolution (memory and speed, not results).
+        hpf10_area_mm2: area of 10 HPF for per-10-HPF densities (MIDOG: 2).
+        hotspot_area_mm2 / hotspot_fields: the hotspot window as an area
+            (default ``hpf10_area_mm2``) or as ``hotspot_fields`` fields of
+            ``field_diameter_mm``; ``hotspots``: how many non-overlapping windows.
+        tissue_mpp: microns per pixel of the tissue mask.
+        prefetch: tiles read ahead on the background thread (memory bound).
+        progress: tqdm bar over tiles (shown only on a terminal); False: never.
+        state_every_s: seconds between writes of the resume state.
+
+    Tiles without tissue never reach the network. A slide with no tissue
+    gives an empty result (count 0, tissue area 0, no hotspot, per_mm2 None),
+    not an error. Nucleus detectors get no hotspot, per 10 HPF or Nottingham score.
+    """
+    _check_options(hpf10_area_mm2, hotspots, prefetch)
+    if resume and not out_dir:
+        raise ValueError("resume needs out_dir: the resume state is kept beside the slide's outputs.")
+    start = time.perf_counter()
+    with open_slide(path, mpp=mpp) as slide:
+        stem = os.path.splitext(slide.name)[0]
+        if out_dir:
+            os.makedirs(out_dir, exist_ok=True)
+        t0 = time.perf_counter()
+        tissue = detect_tissue(slide, tissue_mpp)
+        timing = {"tissue_s": time.perf_counter() - t0, "read_s": 0.0, "wait_s": 0.0, "network_s": 0.0, "stitch_s": 0.0}
+        plan = plan_tiles(slide, detector.mpp, tile=tile, margin=margin)
+        margin0 = tissue.downsample  # one mask pixel: the coarse mask may miss a rim the core still holds
+        all_tiles = list(plan.tiles())
+        with_tissue = []
+        for t in all_tiles:
+            x0, y0, x1, y1 = plan.core_level0(t)
+            if tissue.any_in(x0 - margin0, y0 - margin0, x1 + margin0, y1 + margin0):
+                with_tissue.append(t)
+        state_path = os.path.join(out_dir, f"{stem}.resume.json") if out_dir else None
+        key = _slide_key(slide, plan, detector, tissue_mpp)
+        state = ResumeState.load(state_path, key) if resume else ResumeState(state_path, key)
+        todo = [t for t in with_tissue if t.index not in state.done]
+        resumed = len(with_tissue) - len(todo)
+        bar = tqdm(total=len(with_tissue), initial=resumed, desc=slide.name, unit="tile", leave=False,
+                   disable=None if progress else True)  # fmt: skip
+        try:
+            waited = time.perf_counter()
+            for t, window, mapping, read_s in stream_tiles(slide, plan, todo, prefetch=prefetch):
+                now = time.perf_counter()
+                timing["wait_s"] += now - waited
+                timing["read_s"] += read_s
+                found = detector.figures_native(window, mpp=plan.work_mpp)
+                after = time.perf_counter()
+                timing["network_s"] += after - now
+                kept = [f for f in to_level0(found, mapping) if plan.owner(f) == (t.row, t.col)]
+                state.add(t.index, kept)
+                state.save(state_every_s)
+                bar.update(1)
+                waited = time.perf_counter()
+                timing["stitch_s"] += waited - after
+        finally:
+            bar.close()
+            # Also on an error or Ctrl-C: what is done stays done for resume=True.
+            state.save()
+        figures = [f for i in sorted(state.done) for f in state.done[i]]
+        figures.sort(key=lambda f: (-f.score, f.centroid[0], f.centroid[1]))
+        result = SlideResult(
+            path=os.fspath(path), backend=slide.backend, mpp=slide.mpp, dimensions=slide.dimensions,
+            object_class=detector.object_class, detector=detector.describe(), figures=tuple(figures), tissue=tissue,
+            hotspots=[], hpf10_area_mm2=float(hpf10_area_mm2), seconds=0.0,
+            tiles={"total": len(all_tiles), "with_tissue": len(with_tissue), "run": len(todo), "resumed": resumed},
+            timing=timing,
+        )  # fmt: skip
+        bounds = tissue.bounds()
+        if detector.object_class == "Mitosis" and bounds is not None:
+            result.hotspots = find_hotspots(
+                result.positions_um(), bounds_um=tuple(v * slide.mpp for v in bounds),
+                area_mm2=None if hotspot_fields else (hotspot_area_mm2 or hpf10_area_mm2), fields=hotspot_fields,
+                field_diameter_mm=field_diameter_mm, hpf10_area_mm2=hpf10_area_mm2, k=hotspots,
+            )  # fmt: skip
+        result.seconds = time.perf_counter() - start
+        if out_dir:
+            result.outputs = write_slide_outputs(result, slide, out_dir, stem)
+    return result
+
+
+def list_slides(path):
+    """The slide files named by ``path``: the file itself, or a folder's slides and images sorted by name."""
+    if os.path.isdir(path):
+        files = sorted(os.path.join(path, n) for n in os.listdir(path)
+                       if is_slide_file(n) and os.path.isfile(os.path.join(path, n)))  # fmt: skip
+        if not files:
+            raise ValueError(f"no slides or images in folder {path!r} (by suffix: .svs, .tif, .ndpi, .mrxs, .png, ...).")
+        return files
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path!r} is neither a slide file nor a folder.")
+    return [path]
+
+
+def _summary_row(result):
+    counts = result.counts()
+
+    def fmt(v):
+        return "" if v is None else f"{v:.6g}" if isinstance(v, float) else v
+
+    return {"slide": result.name, "status": "ok", "object_class": result.object_class, "mpp": fmt(result.mpp),
+            "width": result.dimensions[0], "height": result.dimensions[1], "seconds": fmt(result.seconds),
+            **{k: fmt(counts.get(k)) for k in ("count", "tissue_area_mm2", "per_mm2", "hotspot_count",
+                                              "hotspot_per_10hpf", "nottingham")}}  # fmt: skip
+
+
+@dataclasses.dataclass
+class SlidesResult:
+    rows: list  # summary.csv rows, failed slides included with their reason
+    results: list  # SlideResult of the slides that finished
+    summary_path: str
+
+    @property
+    def failures(self):
+        return [r for r in self.rows if r["status"] != "ok"]
+
+
+def predict_slides(detector, inputs, *, out_dir, on_slide=None, **options):
+    """``predict_slide`` over a slide or a folder of slides; a slide that fails is listed in summary.csv, not fatal.
+
+    Each slide's files go to ``out_dir`` (see ``predict_slide``), with
+    ``summary.csv``: one row per slide, failures with their reason.
+    ``on_slide(row)`` is called after each slide (the CLI prints).
+    """
+    files = list_slides(inputs)
+    os.makedirs(out_dir, exist_ok=True)
+    rows, results = [], []
+    for path in files:
+        try:
+            result = predict_slide(detector, path, out_dir=out_dir, **options)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # a corrupt tile or file must not cost the other slides their run
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            rows.append({c: "" for c in SUMMARY_COLUMNS} | {"slide": os.path.basename(path),
+                                                            "status": f"failed: {type(err).__name__}: {message}"})  # fmt: skip
+        else:
+            results.append(result)
+            rows.append(_summary_row(result))
+        if on_slide is not None:
+            on_slide(rows[-1])
+    summary_path = os.path.join(out_dir, SUMMARY_FILE)
+
+    def write(temp):
+        with open(temp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=SUMMARY_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomic(summary_path, write)
+    return SlidesResult(rows=rows, results=results, summary_path=summary_path)
