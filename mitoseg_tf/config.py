@@ -26,6 +26,9 @@ class RunConfig:
     learning_rate: float = 1e-3
     loss: str | None = None  # None: the model's own default (cross-entropy; a detector's own losses)
     precision: str = "auto"
+    # The policy a recipe's recorded results ran in (a recipe key); "auto" resolves per CPU, and a run whose
+    # resolved policy differs says so, because its numbers will not match the recorded ones.
+    precision_recorded: str | None = None
     seed: int = 0
     positive_fraction: float = 0.5
     output_dir: str = "runs"

@@ -36,8 +36,21 @@ def load_recipe(path, **overrides):
     return RunConfig(**{**values, **overrides, "recipe": path})
 
 
+def recorded_precision_warning(config, resolved):
+    """The warning for a recipe rerun in another precision than its results were recorded in; None if the same."""
+    if not config.precision_recorded or config.precision_recorded == resolved:
+        return None
+    return (
+        f"{config.recipe or 'this config'} recorded its results in {config.precision_recorded}; precision "
+        f"{config.precision!r} resolves to {resolved} on this machine, so expect other numbers than the recorded ones."
+    )
+
+
 # Keys that may differ between a run folder's config and the config resuming it.
-RESUME_MAY_CHANGE = ("resume", "output_dir", "run_name", "tensorboard", "num_overlays", "strategy", "deterministic")
+# precision_recorded only describes the recipe's earlier results, and folders made before it existed lack it.
+RESUME_MAY_CHANGE = (
+    "resume", "output_dir", "run_name", "tensorboard", "num_overlays", "strategy", "deterministic", "precision_recorded",
+)  # fmt: skip
 
 
 def _check_resume(config, run_dir):
@@ -175,9 +188,9 @@ def train_run(config: RunConfig, log=print, callbacks=()):
             json.dump(record, fh, indent=2)
 
     log(f"Run folder: {run_dir}   precision: {precision}")
-    warning = slow_precision_warning(precision)
-    if warning:
-        log(f"Warning: {warning}")
+    for warning in (slow_precision_warning(precision), recorded_precision_warning(config, precision)):
+        if warning:
+            log(f"Warning: {warning}")
     width = get_card(config.model).width_arguments(config.base_filters)
     if not width:
         log(f"{config.model} has no base width; base_filters={config.base_filters} does not apply to it")

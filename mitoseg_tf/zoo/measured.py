@@ -112,7 +112,7 @@ def schedule_text(run_dir, config, metrics, note=None):
 
 
 def _is_default(config):
-    from mitoseg_tf.training.run import RunConfig
+    from mitoseg_tf.config import RunConfig
 
     defaults = RunConfig()
     keys = ("model", "data", "base_filters", "epochs", "steps_per_epoch", "batch_size", "crop_size", "loss", "seed")
