@@ -11,6 +11,8 @@ import subprocess
 import sys
 import textwrap
 
+import time_limits
+
 BLOCK_TENSORFLOW = """
 import importlib.abc, json, sys
 
@@ -24,7 +26,7 @@ sys.meta_path.insert(0, BlockTensorFlow())
 """
 
 
-def run(body, timeout=900):
+def run(body, timeout=time_limits.SUBPROCESS_S):
     """Run ``body`` (after the TensorFlow blocker) with KERAS_BACKEND=jax; its REPORT dict."""
     # XLA's CPU backend optimisation passes cost more than these one-step scripts run (a U-Net
     # train step: 80 s to compile at the default level, ~50 s at 0); results are the same math.

@@ -54,7 +54,7 @@ SCRIPT = """
 
 def test_every_model_runs_and_two_train_on_jax_without_tensorflow():
     pytest.importorskip("jax")  # declared in the test extra; only absent outside `pip install -e .[test]`
-    report = jax_without_tensorflow.run(SCRIPT, timeout=900)
+    report = jax_without_tensorflow.run(SCRIPT)
     assert report.pop("tensorflow_loaded") is False
     from mitoseg_tf.zoo import list_models
 

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import time_limits
 
 from mitoseg_tf.cli.main import main
 from mitoseg_tf.zoo import list_models
@@ -53,7 +54,7 @@ def trained(tmp_path_factory):
         "--run-name", "t",
         "--num-examples", str(NUM_EXAMPLES),
     ]  # fmt: skip
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=str(out), timeout=900)
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=str(out), timeout=time_limits.SUBPROCESS_S)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     return os.path.join(str(out), "t"), proc
 
@@ -167,7 +168,7 @@ def _train_from(checkpoint, out, *extra):
 
 
 def test_train_can_start_from_another_runs_checkpoint(trained, tmp_path):
-    from mitoseg_tf.training.checkpoint import load_checkpoint
+    from mitoseg_tf.zoo.checkpoint import load_checkpoint
     from mitoseg_tf.zoo import build
 
     checkpoint = os.path.join(trained[0], "best.keras")

@@ -15,6 +15,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+import time_limits
 
 from mitoseg_tf.export import CARD_FILE, export, network_stride
 from mitoseg_tf.zoo import build, get_card, list_models
@@ -111,6 +112,7 @@ def tiny_any_size(name, **overrides):
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """Export every model, run them all in one TensorFlow-only process; returns what it saw."""
+    budget = time_limits.Budget()  # a module fixture's time counts against its first test's limit
     root = tmp_path_factory.mktemp("exports")
     work = tmp_path_factory.mktemp("work")
     rng = np.random.default_rng(0)
@@ -135,7 +137,7 @@ def served(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run(
         [sys.executable, str(script), str(root), str(work / "inputs.npz"), str(work / "out.npz")],
-        capture_output=True, text=True, cwd=str(work), env=env, timeout=600,
+        capture_output=True, text=True, cwd=str(work), env=env, timeout=budget.left(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = dict(np.load(work / "out.npz"))
@@ -204,13 +206,39 @@ def test_card_is_readable_from_the_saved_model_alone(served):
     assert served["cards"][MIXED]["dtype_policy"] == "mixed_bfloat16"
 
 
+def saved_model_cli():
+    """The command line of TensorFlow's saved_model_cli for this interpreter's TensorFlow.
+
+    A virtual environment's scripts sit next to its python and are often not on PATH (an
+    unactivated venv, CI calling venv/bin/python); the module itself is the last resort, so
+    the test never skips while TensorFlow is installed.
+    """
+    beside = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    if os.access(beside, os.X_OK):
+        return [beside]
+    on_path = shutil.which("saved_model_cli")
+    return [on_path] if on_path else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+
+
+def test_saved_model_cli_is_found_beside_the_interpreter_before_path(tmp_path, monkeypatch):
+    venv, elsewhere = tmp_path / "venv" / "bin", tmp_path / "elsewhere"
+    for folder in (venv, elsewhere):
+        folder.mkdir(parents=True)
+        (folder / "saved_model_cli").write_text("#!/bin/sh\n")
+        (folder / "saved_model_cli").chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(venv / "python"))
+    monkeypatch.setenv("PATH", str(elsewhere))
+    assert saved_model_cli() == [str(venv / "saved_model_cli")]
+    (venv / "saved_model_cli").unlink()
+    assert saved_model_cli() == [str(elsewhere / "saved_model_cli")]
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert saved_model_cli() == [str(venv / "python"), "-m", "tensorflow.python.tools.saved_model_cli"]
+
+
 def test_saved_model_cli_lists_every_signature(served):
-    command = shutil.which("saved_model_cli")
-    if command is None:
-        pytest.skip("saved_model_cli is not on PATH")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run(
-        [command, "show", "--dir", str(served["root"] / "mcsa_unet"), "--all"],
+        [*saved_model_cli(), "show", "--dir", str(served["root"] / "mcsa_unet"), "--all"],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

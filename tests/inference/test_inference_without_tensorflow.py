@@ -47,7 +47,7 @@ SCRIPT = """
 
 def test_sliding_window_and_detection_need_no_tensorflow():
     pytest.importorskip("jax")
-    report = jax_without_tensorflow.run(SCRIPT, timeout=600)
+    report = jax_without_tensorflow.run(SCRIPT)
     assert report == {
         "backend": "jax",
         "shape": [45, 70],

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import time_limits
 
 from mitoseg_tf.zoo import build, get_card, list_models
 
@@ -30,6 +31,7 @@ print("OK")
 
 
 def test_all_models_load_in_a_fresh_process(tmp_path):
+    budget = time_limits.Budget()  # the saves below count against the same per-test limit
     paths, expected = [], {}
     for name in list_models():
         model = build(name, **get_card(name).tiny)
@@ -45,7 +47,7 @@ def test_all_models_load_in_a_fresh_process(tmp_path):
             out = out[[t._keras_history.operation.name for t in model.outputs].index("mask")]
         expected[path] = np.asarray(out)
         paths.append(path)
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, *paths], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, *paths], capture_output=True, text=True, timeout=budget.left())
     assert proc.returncode == 0, proc.stderr[-3000:]
     for path in paths:
         np.testing.assert_allclose(np.load(path + ".y.npy"), expected[path], rtol=1e-5, atol=1e-6)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 
 import numpy as np
+import time_limits
 import pytest
 
 TOLERANCE = dict(rtol=1e-4, atol=1e-5)
@@ -83,7 +84,7 @@ with open(out, "w") as fh:
 """ % (EPOCHS, STEPS)
 
 
-def _run_script(args, env=None, timeout=240):
+def _run_script(args, env=None):
     return subprocess.Popen(
         [sys.executable, "-c", SCRIPT, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -126,6 +127,7 @@ def _free_ports(count):
 def runs(tmp_path_factory):
     """Start the single-device, mirrored and two worker processes together (more share of a busy CPU)."""
     tmp = tmp_path_factory.mktemp("distributed")
+    budget = time_limits.Budget()  # four processes waited on in turn, one per-test limit
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     outs = {"mirrored": str(tmp / "mirrored" / "result.json"), "none": str(tmp / "single.json")}
     os.makedirs(tmp / "mirrored")
@@ -136,7 +138,7 @@ def runs(tmp_path_factory):
             outs[f"worker{index}"] = str(tmp / f"worker{index}.json")
             procs.append(_run_script(["multi_worker", outs[f"worker{index}"], str(tmp / "run")], env=env))
         for proc in procs:
-            _wait(proc, timeout=300)
+            _wait(proc, timeout=budget.left())
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -21,6 +21,7 @@ import sys
 import time
 
 import numpy as np
+import time_limits
 
 from mitoseg_tf.training.checkpoint import load_checkpoint
 
@@ -58,7 +59,7 @@ def _start(tmp_path, name, marker="", **extra):
     )
 
 
-def _finish(proc, timeout=300):
+def _finish(proc, timeout):
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -81,12 +82,12 @@ def _final_state(run_dir):
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     marker = str(tmp_path / "reached")
+    budget = time_limits.Budget()  # three runs in turn, one per-test limit
     procs = [_start(tmp_path, "reference"), _start(tmp_path, "killed", marker)]
     try:
-        deadline = time.time() + 300
         while not os.path.exists(marker):
             assert procs[1].poll() is None, procs[1].communicate()[1][-3000:]
-            assert time.time() < deadline, "the run to be killed never reached its kill point"
+            assert budget.left() > 1, "the run to be killed never reached its kill point"
             time.sleep(0.2)
         os.kill(procs[1].pid, signal.SIGKILL)
         procs[1].wait(timeout=30)
@@ -95,8 +96,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
             assert json.load(fh)["completed_epochs"] == KILL_EPOCH  # only the interrupted epoch is lost
         assert not (killed / "metrics.json").exists()
 
-        _finish(_start(tmp_path, "killed", resume=True))
-        _finish(procs[0])
+        _finish(_start(tmp_path, "killed", resume=True), budget.left())
+        _finish(procs[0], budget.left())
     finally:
         for proc in procs:
             if proc.poll() is None:
