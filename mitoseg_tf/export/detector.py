@@ -5,7 +5,7 @@ writes the maps of ``export.saved_model`` (``serving_default``,
 ``serving_float``, ``serving_tiled``, at the detector's pixel threshold and
 averaging) plus::
 
-    serving_figures   images uint8 [1, H, W, 3] (RGB 0-255), mpp float32 [] (microns per pixel of the image)
+    serving_figures   images uint8 [1, H, W, 3] (RGB 0-255, one image), mpp float32 [] (its microns per pixel)
         centres    float32 [K, 2]  (row, col) of each kept figure's centroid, in the input's pixels
         scores     float32 [K]     its score (classifier probability when the detector rescores, else mean probability)
         areas_um2  float32 [K]     its area in square microns
@@ -133,10 +133,15 @@ def cut_windows_graph(image, centres, size):
 def classify_windows(classifier, windows):
     """``classify_centres``'s probability (K,) of 0-255 windows (K, W, W, 3): the mean over the 8 views, in one call."""
     tf = _tf()
-    x = tf.cast(windows, tf.float32)
-    views = tf.concat([tta_view(x, k) for k in range(NUM_TRANSFORMS)], axis=0)
-    probability = tf.cast(classifier(views, training=False), tf.float32)[:, 0]
-    return tf.reduce_mean(tf.reshape(probability, [NUM_TRANSFORMS, -1]), axis=0)
+
+    def classify():
+        x = tf.cast(windows, tf.float32)
+        views = tf.concat([tta_view(x, k) for k in range(NUM_TRANSFORMS)], axis=0)
+        probability = tf.cast(classifier(views, training=False), tf.float32)[:, 0]
+        return tf.reduce_mean(tf.reshape(probability, [NUM_TRANSFORMS, -1]), axis=0)
+
+    # TensorFlow's CPU convolutions fail on an empty batch (an image without candidates).
+    return tf.cond(tf.shape(windows)[0] > 0, classify, lambda: tf.zeros([0], tf.float32))
 
 
 def work_size(height, width, mpp, target_mpp):
@@ -190,10 +195,13 @@ class _Figures:
             window = int(classifier.input_shape[1])
 
         @tf.function(input_signature=[
-            tf.TensorSpec([1, None, None, 3], tf.uint8, name="images"), tf.TensorSpec([], tf.float32, name="mpp"),
+            tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"), tf.TensorSpec([], tf.float32, name="mpp"),
         ])  # fmt: skip
         def serve_figures(images, mpp):
+            # A loaded signature does not enforce a static batch of 1, so the graph checks it.
             checks = [
+                tf.debugging.assert_equal(tf.shape(images)[0], 1, "serving_figures takes one image at a time: images "
+                                          "[1, height, width, 3]; call it once per image"),  # fmt: skip
                 tf.debugging.assert_all_finite(mpp, "serving_figures: mpp must be a finite number of microns per pixel"),
                 tf.debugging.assert_positive(mpp, "serving_figures: mpp must be positive microns per pixel (e.g. 0.25 at 40x)"),
             ]  # fmt: skip
