@@ -11,15 +11,17 @@ Conventions used (all are arguments; the defaults and their sources):
 - Nottingham (Elston & Ellis 1991) mitotic score: the number of mitoses in 10
   fields, with cut-offs that depend on the microscope's field diameter. The
   table below (field diameter in mm -> highest count scoring 1, highest count
-  scoring 2; anything above scores 3) is the field-diameter table published
-  with the UK grading guidance (NHSBSP Publication 58, "Pathology reporting of
-  breast disease", 2005, and the RCPath breast guideline G148, 2016) and in
-  the CAP invasive breast carcinoma protocol. It was transcribed for this
-  module; check it against the edition your laboratory uses and pass your own
-  ``table`` where it differs. Its 0.59 mm row (<= 9 / 10-19 / >= 20) agrees
-  with the CAP protocol's worked example for a 0.59 mm field (< 10, 10-20,
-  > 20), and its 0.50 mm row (<= 7 / 8-14 / >= 15) with the commonly quoted
-  cut-offs for a 0.196 mm^2 field.
+  scoring 2; anything above scores 3) is the field-diameter table of the UK
+  guidance: NHS Breast Screening Programme / Royal College of Pathologists,
+  "Pathology reporting of breast disease" (NHSBSP Publication No 58, 2005),
+  kept in "Pathology reporting of breast disease in surgical excision
+  specimens incorporating the dataset for histological reporting of breast
+  cancer" (RCPath G148, 2016), derived from Elston & Ellis, Histopathology
+  19:403-410, 1991. tests/detection/test_counting.py checks every row against
+  values typed from that table. Check it against the edition your laboratory
+  uses and pass your own ``table`` where it differs. The CAP breast protocol's
+  example for a 0.59 mm field (< 10 / 10-20 / > 20) differs from this table's
+  0.59 mm row (<= 9 / 10-19 / >= 20) at exactly 20 mitoses, which scores 3 here.
 """
 
 import math

@@ -53,3 +53,43 @@ def test_table_cutoffs_grow_with_the_field():
     for a, b in zip(diameters, diameters[1:]):
         assert NOTTINGHAM_MITOSIS_TABLE[a][0] <= NOTTINGHAM_MITOSIS_TABLE[b][0]
         assert NOTTINGHAM_MITOSIS_TABLE[a][1] <= NOTTINGHAM_MITOSIS_TABLE[b][1]
+
+
+# Typed from the field-diameter table of the UK guidance (RCPath G148, "Pathology reporting of breast
+# disease in surgical excision specimens", 2016, appendix; first published in NHSBSP 58, 2005), as
+# "score 1 up to / score 2 from-to / score 3 from", not copied from the module. Checked against other
+# published quotations: 0.40 mm (0-4 / 5-9 / >=10), 0.50 mm (0-7 / 8-14 / >=15, the cut-offs quoted
+# for a 0.196 mm^2 field) and 0.59 mm (0-9 / 10-19 / >=20). The other rows are typed from that table
+# without a second copy to compare against here.
+PUBLISHED_ROWS = """
+0.40 4 5-9 10    0.41 4 5-9 10    0.42 5 6-10 11   0.43 5 6-10 11   0.44 5 6-11 12
+0.45 5 6-11 12   0.46 6 7-12 13   0.47 6 7-12 13   0.48 6 7-13 14   0.49 6 7-13 14
+0.50 7 8-14 15   0.51 7 8-14 15   0.52 7 8-15 16   0.53 8 9-16 17   0.54 8 9-16 17
+0.55 8 9-17 18   0.56 8 9-17 18   0.57 9 10-18 19  0.58 9 10-19 20  0.59 9 10-19 20
+0.60 10 11-20 21 0.61 10 11-21 22 0.62 11 12-22 23 0.63 11 12-22 23 0.64 11 12-23 24
+0.65 12 13-24 25 0.66 12 13-24 25 0.67 12 13-25 26 0.68 13 14-26 27 0.69 13 14-27 28
+"""
+CHECKED_ELSEWHERE = {0.40, 0.50, 0.59}
+
+
+def _published():
+    words = PUBLISHED_ROWS.split()
+    rows = {}
+    for diameter, one, two, three in zip(words[0::4], words[1::4], words[2::4], words[3::4]):
+        low, high = map(int, two.split("-"))
+        assert low == int(one) + 1 and int(three) == high + 1, diameter  # a typing slip shows here
+        rows[float(diameter)] = (int(one), high)
+    return rows
+
+
+def test_the_table_matches_the_published_rows():
+    published = _published()
+    assert len(published) == 30 and CHECKED_ELSEWHERE <= set(published)
+    assert NOTTINGHAM_MITOSIS_TABLE == published
+
+
+@pytest.mark.parametrize("diameter", sorted(_published()))
+def test_scores_change_at_the_published_boundaries(diameter):
+    one, two = _published()[diameter]
+    counts = (0, one, one + 1, two, two + 1, 60)
+    assert [nottingham_mitotic_score(n, field_diameter_mm=diameter) for n in counts] == [1, 1, 2, 2, 3, 3]
