@@ -12,7 +12,7 @@ def _names(text):
 
 def add_parser(subparsers):
     """Register ``compare`` on the ``mitoseg`` subcommand parser."""
-    from mitoseg_tf.compare import CompareConfig
+    from mitoseg_tf.config import CompareConfig
 
     d = CompareConfig()
     p = subparsers.add_parser(
@@ -23,25 +23,27 @@ def add_parser(subparsers):
     p.add_argument("--tables", type=_names, default=d.tables, help="table1, table2 or both (default)")
     p.add_argument("--repeats", type=int, default=d.repeats, help="seeds per model")
     p.add_argument("--seed", type=int, default=d.seed, help="first seed")
-    p.add_argument("--data", default=d.data)
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data", default=d.data, help="data source: synthetic or a dataset of `mitoseg datasets list`")
+    p.add_argument("--data-dir", default=None, help="the dataset's folder")
     p.add_argument(
         "--budget-minutes", type=float, default=None,
         help=f"scale epochs to fit this time (default {SYNTHETIC_DEFAULT_BUDGET_MINUTES:g} on synthetic, "
         "none otherwise: --epochs is used); 0 turns the budget off",
     )  # fmt: skip
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--crop-size", type=int, default=d.crop_size)
-    p.add_argument("--base-filters", type=int, default=d.base_filters)
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
-    p.add_argument("--loss", default=d.loss)
-    p.add_argument("--precision", default=d.precision)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="epochs per run when there is no time budget")
+    p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch, help="batches per epoch")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="crops per batch")
+    p.add_argument("--crop-size", type=int, default=d.crop_size, help="side of the square training crops")
+    p.add_argument("--base-filters", type=int, default=d.base_filters,
+                   help="first-level width of every network (the paper's: 64)")
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam learning rate")
+    p.add_argument("--loss", default=d.loss, help="ce, dice, ce_dice or focal (default: each model's own)")
+    p.add_argument("--precision", default=d.precision, help="auto, float32, mixed_bfloat16 or mixed_float16")
     p.add_argument("--tiny", action="store_true", help="each model's tiny test configuration (smoke runs)")
     p.add_argument("--match-distance-um", type=float, default=d.match_distance_um, help="detection match radius")
     p.add_argument("--mpp", type=float, default=None, help="microns per pixel when the data does not say")
-    p.add_argument("--aggregation", default=d.aggregation, choices=("pooled", "per_image"))
+    p.add_argument("--aggregation", default=d.aggregation, choices=("pooled", "per_image"),
+                   help="metrics over all pixels of a split (pooled) or averaged per image")
     p.add_argument("--num-examples", type=int, default=None, help=argparse.SUPPRESS)  # tiles per split, for tests
 
 

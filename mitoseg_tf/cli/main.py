@@ -2,13 +2,34 @@
 
 Thin wrappers over ``mitoseg_tf.training`` and ``mitoseg_tf.zoo``; every
 user error becomes one line on stderr and exit status 2, not a traceback.
+
+Nothing heavy is imported at module level, here or in the subcommand modules'
+``add_parser``: ``mitoseg --help`` and every subcommand's ``--help`` must not
+load TensorFlow (seconds). Handlers import what they use.
 """
+
+# First: hides TensorFlow's start-up lines whichever handler imports it (``--verbose`` undoes it).
+from mitoseg_tf import _quiet  # noqa: I001
 
 import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (None, False, empty)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, (), []) or "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """Every ``mitoseg`` parser and sub-parser (argparse makes sub-parsers of the parent's class)."""
+
+    def __init__(self, *args, formatter_class=HelpFormatter, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
 
 # What may vary between machines or runs of one recipe; everything else is the recipe's.
@@ -19,31 +40,37 @@ RECIPE_OVERRIDES = (
 
 
 def _train_defaults():
-    sub = argparse.ArgumentParser().add_subparsers(dest="command")
+    sub = Parser().add_subparsers(dest="command")
     _add_train(sub)
     return vars(sub.choices["train"].parse_args([]))
 
 
 def _add_train(sub):
-    from mitoseg_tf.training.run import RunConfig
+    from mitoseg_tf.config import RunConfig
 
     d = RunConfig()
-    p = sub.add_parser("train", help="train a zoo model (default: MCSA-Unet on the built-in synthetic set)")
+    p = sub.add_parser(
+        "train", help="train a zoo model (default: MCSA-Unet on the built-in synthetic set)",
+        description="Train a zoo model and write a run folder (best.keras, metrics.md, detection.json, ...). "
+        f"The default width (--base-filters {d.base_filters}) trains in minutes on a CPU; the paper's networks "
+        "use --base-filters 64.",
+    )  # fmt: skip
     p.add_argument("--model", default=d.model, help="registered model name (see `mitoseg models`)")
-    p.add_argument("--data", default=d.data, help="data source: synthetic (default), synthetic_tfds or a "
+    p.add_argument("--data", default=d.data, help="data source: synthetic, synthetic_tfds or a "
                    "dataset of `mitoseg datasets list`")
     p.add_argument("--data-dir", default=d.data_dir, help="where data sources read or prepare their files")
     _add_dataset_options(p)
     p.add_argument("--stain-normalise", action="store_true", help="H&E stain normalisation of every image")
-    p.add_argument("--base-filters", type=int, default=d.base_filters, help="width of the first level")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--base-filters", type=int, default=d.base_filters,
+                   help="width of the first level (the paper's networks: 64, about 4x slower to train)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
+    p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch, help="batches per epoch")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="crops per batch")
     p.add_argument("--crop-size", type=int, default=d.crop_size, help="side of the square training crops")
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam learning rate")
     p.add_argument("--loss", default=d.loss, help="ce (paper; the default), dice, ce_dice or focal; detectors use their own")
     p.add_argument("--precision", default=d.precision, help="auto, float32, mixed_bfloat16 or mixed_float16")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation, data order and augmentation")
     p.add_argument("--output-dir", default=d.output_dir, help="parent folder of the run folder")
     p.add_argument("--run-name", default=None, help="run folder name (default: model and time)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
@@ -83,10 +110,10 @@ def _dataset_options(args):
 def _add_evaluate(sub):
     p = sub.add_parser("evaluate", help="score a checkpoint on a data split and print the metrics table")
     p.add_argument("checkpoint", help="a .keras file, e.g. runs/NAME/best.keras")
-    p.add_argument("--data", default="synthetic")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--split", default="test")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--data", default="synthetic", help="data source: synthetic or a dataset of `mitoseg datasets list`")
+    p.add_argument("--data-dir", default=None, help="the dataset's folder")
+    p.add_argument("--split", default="test", help="split to score: train, validation or test")
+    p.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (memory, not results)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic set (must match training's)")
     p.add_argument("--num-examples", type=int, default=None, help=argparse.SUPPRESS)  # tiles, for tests
     _add_dataset_options(p)
@@ -100,7 +127,12 @@ def _add_evaluate(sub):
 def _add_models(sub):
     p = sub.add_parser("models", help="list the registered models with parameter counts")
     p.add_argument("pattern", nargs="?", default="*", help="wildcard, e.g. 'unet*'")
-    p.add_argument("--no-params", action="store_true", help="skip building models to count parameters")
+    p.add_argument("--no-params", action="store_true", help="leave the parameter column empty")
+
+
+def _add_weights(sub):
+    p = sub.add_parser("weights", help="list the trained weights shipped with the package: task, data, scores, licence")
+    p.add_argument("pattern", nargs="?", default="*", help="wildcard on MODEL/TAG, e.g. 'unet/*'")
 
 
 def _add_export(sub):
@@ -132,15 +164,30 @@ def _subcommand_modules():
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="mitoseg", description=__doc__.split("\n")[0])
+    p = Parser(prog="mitoseg", description=__doc__.split("\n")[0])
+    p.add_argument("--verbose", action="store_true", help="let TensorFlow print its start-up and device logs")
     sub = p.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_evaluate(sub)
     _add_models(sub)
+    _add_weights(sub)
     _add_export(sub)
     for module in _subcommand_modules().values():
         module.add_parser(sub)
+    _accept_verbose_after_the_command(p)
     return p
+
+
+def _accept_verbose_after_the_command(parser):
+    """``mitoseg train --verbose`` as well as ``mitoseg --verbose train``, on every sub-command level."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                if "--verbose" not in subparser._option_string_actions:
+                    # SUPPRESS: not given here leaves the top level's value in place
+                    subparser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                                           help="let TensorFlow print its start-up and device logs")
+                _accept_verbose_after_the_command(subparser)
 
 
 def _recipe_config(args, parser_defaults):
@@ -232,7 +279,7 @@ def _evaluate(args):
 
 
 def _models(args):
-    from mitoseg_tf.zoo import build, get_card, list_models
+    from mitoseg_tf.zoo import get_card, list_models
 
     names = list_models(args.pattern)
     if not names:
@@ -240,8 +287,60 @@ def _models(args):
     print("| model | parameters (paper defaults) | summary |")
     print("|---|---|---|")
     for name in names:
-        params = "-" if args.no_params else f"{build(name).count_params():,}"
+        # Counts stored on the card: building the 30-60 M-parameter defaults took most of a minute.
+        count = get_card(name).parameters
+        params = "-" if args.no_params or count is None else f"{count:,}"
         print(f"| {name} | {params} | {get_card(name).summary} |")
+
+
+def _detection_text(detection):
+    """ "F1 0.698 at 5 um (0.667 held out)" from a card's detection settings, or None."""
+    scores = (detection or {}).get("validation") or {}
+    first = scores.get("5um") or next(iter(scores.values()), None)
+    if not first or "f1" not in first:
+        return None
+    text = f"F1 {first['f1']:.3f}"
+    held_out = (detection.get("validation_held_out") or {}).get("f1")
+    return text + (f" ({held_out:.3f} with each field's settings chosen on the others)" if held_out is not None else "")
+
+
+def _validation_text(card):
+    """The card's headline validation numbers: detection F1 for detectors, whole-image Dice otherwise."""
+    parts = []
+    alone = _detection_text(card.detection)
+    if alone:
+        parts.append(f"detection {alone}" + (" (network alone)" if card.rescorer else ""))
+    if card.rescorer and _detection_text(card.rescorer.detection):
+        parts.append(f"with the figure classifier {_detection_text(card.rescorer.detection)}")
+    whole = (card.validation_whole_images or {}).get("mean_dice")
+    tiles = ((card.validation or {}).get("pooled") or {}).get("mean_dice")
+    if not parts and whole:  # a detector's tile Dice says little next to its F1
+        parts.append(f"whole-image mean Dice {whole['pooled']:.3f}")
+    elif not parts and tiles is not None:
+        parts.append(f"mean Dice {tiles:.3f}")
+    return "; ".join(parts) or "not recorded"
+
+
+def _weights(args):
+    import fnmatch
+
+    from mitoseg_tf.zoo.weights_card import shipped_cards
+
+    cards = shipped_cards()
+    keys = [key for key in cards if fnmatch.fnmatchcase(key, args.pattern)]
+    if not keys:
+        raise ValueError(f"No shipped weights match {args.pattern!r}; shipped: {', '.join(cards) or 'none'}.")
+    # One block per weights: the data and licence texts are sentences, too long for table cells.
+    for key in keys:
+        card = cards[key]
+        print(f"{key}: {card.task}")
+        print(f"  trained on:  {card.data}")
+        print(f"  validation:  {_validation_text(card)}")
+        if card.rescorer:
+            print(f"  second stage: figure classifier on {card.rescorer.window}-px windows (mitoseg predict uses it)")
+        print(f"  licence:     {card.licence}")
+        print()
+    print("Use: mitoseg predict IMAGES --weights MODEL/TAG --out DIR, or build(MODEL, weights=TAG) in Python.")
 
 
 RESCORER_FOLDER = "rescorer"
@@ -322,7 +421,9 @@ def _export(args):
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    handlers = {"train": _train, "evaluate": _evaluate, "models": _models, "export": _export}
+    if args.verbose:
+        _quiet.verbose()
+    handlers = {"train": _train, "evaluate": _evaluate, "models": _models, "weights": _weights, "export": _export}
     handler = handlers.get(args.command) or _subcommand_modules()[args.command].run
     try:
         code = handler(args)

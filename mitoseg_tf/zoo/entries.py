@@ -44,6 +44,19 @@ def _variant_name(ca, sa, res):
     return "_".join(["unet", *parts])
 
 
+# Parameters at the defaults (f = 64, BatchNorm), checked by tests/zoo/test_parameter_counts.py.
+_UNET_FAMILY_PARAMETERS = {
+    "unet": 31_052_354,
+    "unet_ca": 31_096_894,
+    "unet_sa": 31_052_762,
+    "unet_res": 31_228_418,
+    "unet_ca_sa": 31_097_302,
+    "unet_ca_res": 31_096_894,
+    "unet_sa_res": 31_052_762,
+    "mcsa_unet": 31_097_302,
+}
+
+
 def _register_unet_family():
     for ca in (False, True):
         for sa in (False, True):
@@ -71,6 +84,7 @@ def _register_unet_family():
                     paper_results=_TABLE1.get((ca, sa, res), {}),
                     tags=tuple(tags),
                     tiny=dict(base_filters=4, input_shape=(32, 32, 3), dropout=0.0),
+                    parameters=_UNET_FAMILY_PARAMETERS[name],
                     **switches,
                 )(build_unet)
 
@@ -98,6 +112,7 @@ def _register_comparison_networks():
         paper_results=_TABLE2["res_unet"],
         notes="The paper's ref. [13] is not identifiable; Zhang et al. 2018 is the default. 8.23 M parameters at f=64.",
         tags=("comparison", "table2", "residual"),
+        parameters=8_228_866,
         tiny=dict(base_filters=4, input_shape=(32, 32, 3), dropout=0.0),
     )(build_res_unet)
     register(
@@ -111,6 +126,7 @@ def _register_comparison_networks():
         paper_results=_TABLE2["unet_plus_plus"],
         notes="Official Keras defaults (f=32, no BN, dropout 0.5, L2 1e-4): 9.04 M parameters. Paper loss: 'bce_dice'.",
         tags=("comparison", "table2", "deep_supervision"),
+        parameters=9_042_408,
         tiny=dict(base_filters=4, input_shape=(32, 32, 3), dropout=0.0),
     )(build_unet_plus_plus)
     register(
@@ -124,6 +140,7 @@ def _register_comparison_networks():
         paper_results=_TABLE2["unet_3plus"],
         notes="26.97 M parameters at f=64 (27.0 M with deep supervision). Paper loss: 'hybrid'.",
         tags=("comparison", "table2", "deep_supervision", "cgm"),
+        parameters=27_017_931,
         tiny=dict(base_filters=4, skip_filters=4, input_shape=(32, 32, 3), cgm_dropout=0.0),
     )(build_unet_3plus)
 
@@ -158,6 +175,7 @@ def _register_detectors():
             "`det_scores`, `det_mask_scores`, `det_masks`)."
         ),
         tags=("comparison", "table2", "detector", "instances"),
+        parameters=60_315_549,
         tiny=dict(
             input_shape=(64, 64, 3),
             backbone="small",

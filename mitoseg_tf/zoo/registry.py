@@ -28,6 +28,9 @@ class ModelCard:
     notes: str = ""
     tags: tuple = ()
     tiny: dict = dataclasses.field(default_factory=dict)
+    # Parameters at the defaults, stored so `mitoseg models` need not build 30-60 M-parameter networks;
+    # tests/zoo/test_parameter_counts.py builds each and checks the number.
+    parameters: int | None = None
 
     @property
     def arguments(self) -> list[str]:
@@ -68,6 +71,7 @@ def register(
     notes="",
     tags=(),
     tiny=None,
+    parameters=None,
     overwrite=False,
     **defaults,
 ):
@@ -75,6 +79,7 @@ def register(
 
     ``tiny`` holds overrides that make a very small instance of the network
     (tests, notebooks and smoke runs build it with ``build(name, **card.tiny)``).
+    ``parameters``: the parameter count at the defaults, shown by ``mitoseg models``.
 
     Example:
         >>> @register("tiny_unet", summary="U-Net at width 8", reference="", base_filters=8)
@@ -98,6 +103,7 @@ def register(
             notes=notes,
             tags=tuple(tags),
             tiny=dict(tiny or {}),
+            parameters=parameters,
         )
         unknown = sorted((set(defaults) | set(card.tiny)) - set(card.arguments))
         if unknown and not card.accepts_any_argument:
