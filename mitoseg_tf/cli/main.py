@@ -158,9 +158,9 @@ def _add_export(sub):
 
 def _subcommand_modules():
     """Subcommands that live in their own module (``add_parser`` / ``run``)."""
-    from mitoseg_tf.cli import compare, datasets, predict
+    from mitoseg_tf.cli import compare, datasets, predict, slide
 
-    return {"datasets": datasets, "predict": predict, "compare": compare}
+    return {"datasets": datasets, "predict": predict, "compare": compare, "slide": slide}
 
 
 def parser():
