@@ -163,29 +163,16 @@ def _property_mpp(properties, keys):
     return None
 
 
-class _OpenSlideSlide(Slide):
-    backend = "openslide"
+class _HandleSlide(Slide):
+    """A slide behind an OpenSlide or tiffslide handle (same read_region interface)."""
 
-    def __init__(self, path, handle, mpp):
+    def __init__(self, path, handle, mpp, backend):
         self._handle = handle
+        self.backend = backend
         super().__init__(path, mpp, handle.dimensions, handle.level_dimensions)
 
     def _read(self, x, y, w, h, level):
         return _rgb(self._handle.read_region((x, y), level, (w, h)))
-
-    def close(self):
-        self._handle.close()
-
-
-class _TiffSlideSlide(Slide):
-    backend = "tiffslide"
-
-    def __init__(self, path, handle, mpp):
-        self._handle = handle
-        super().__init__(path, mpp, handle.dimensions, handle.level_dimensions)
-
-    def _read(self, x, y, w, h, level):
-        return _rgb(self._handle.read_region((x, y), level, (w, h), as_array=True))
 
     def close(self):
         self._handle.close()
@@ -253,13 +240,12 @@ def open_slide(path, mpp=None):
         raise FileNotFoundError(f"{path}: no such slide file.")
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in PLAIN_SUFFIXES:
-        for backend, opener, cls in (("openslide", _open_openslide, _OpenSlideSlide),
-                                     ("tiffslide", _open_tiffslide, _TiffSlideSlide)):  # fmt: skip
+        for backend, opener in (("openslide", _open_openslide), ("tiffslide", _open_tiffslide)):
             opened = opener(path)
             if opened is not None:
                 handle, metadata = opened
                 try:
-                    return cls(path, handle, _resolve_mpp(path, mpp, metadata, backend))
+                    return _HandleSlide(path, handle, _resolve_mpp(path, mpp, metadata, backend), backend)
                 except ValueError:
                     handle.close()
                     raise
