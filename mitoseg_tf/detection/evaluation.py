@@ -45,17 +45,23 @@ def _examples(source):
     return source.as_numpy_iterator() if hasattr(source, "as_numpy_iterator") else iter(source)
 
 
-def predict_maps(model, source, *, mpp=DEFAULT_MPP, max_images=None, **predict_kwargs):
+def predict_maps(model, source, *, mpp=DEFAULT_MPP, max_images=None, progress=None, **predict_kwargs):
     """Probability maps of every whole image of ``source`` (sliding window) with its true centres.
 
     Returns ``(maps, truth)``: one ``(probability float16 (H, W), true centres
     (K, 2), mpp)`` per image (float16 halves the memory the calibration grid
-    holds), and where the true centres came from.
+    holds), and where the true centres came from. ``progress``: a bar over
+    images (None: only when stderr is a terminal; False: never).
     """
     from mitoseg_tf.inference import predict_image
 
+    from tqdm.auto import tqdm
+
     maps, from_points, from_mask = [], 0, 0
-    for index, example in enumerate(_examples(source)):
+    # A whole field takes seconds to minutes on a CPU: show that work is moving.
+    examples = tqdm(_examples(source), desc="whole images", unit="image", leave=False, total=max_images,
+                    disable=None if progress is None else not progress)  # fmt: skip
+    for index, example in enumerate(examples):
         if max_images is not None and index >= max_images:
             break
         if "image" not in example:

@@ -1,4 +1,4 @@
-"""Callbacks the shared ``fit`` installs: best checkpoint (atomic) and per-batch loss log."""
+"""Callbacks the shared ``fit`` installs: best checkpoint (atomic), per-batch loss log, one line per epoch."""
 
 import csv
 import math
@@ -126,3 +126,52 @@ class TimeBudget(keras.callbacks.Callback):
         if now - self._start + self._longest > self.seconds:
             self.stopped_epoch = epoch
             self.model.stop_training = True
+
+
+def _duration(seconds):
+    seconds = int(round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 90 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One line per epoch: its time, the logged metrics and how long the remaining epochs will take.
+
+    The first epoch also traces and compiles the training and validation
+    steps (tens of seconds on a CPU), so once a second epoch has run the
+    estimate uses only the epochs after the first. ``metrics=False`` prints
+    only the time left (beside Keras' own progress bar, which shows the metrics).
+    """
+
+    def __init__(self, metrics=True, print_fn=None):
+        super().__init__()
+        self.metrics = metrics
+        # flushed: the line is for someone watching a log file or a CI job, not for the end of the run
+        self.print_fn = print_fn or (lambda line: print(line, flush=True))
+        self.durations = []
+
+    def on_train_begin(self, logs=None):
+        self.durations = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.monotonic()
+
+    def remaining_seconds(self, epochs_left):
+        """Estimated seconds for ``epochs_left`` more epochs (None before the first epoch has ended)."""
+        if not self.durations:
+            return None
+        steady = self.durations[1:] or self.durations
+        return epochs_left * sum(steady) / len(steady)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.durations.append(time.monotonic() - self._epoch_start)
+        total = self.params.get("epochs") or epoch + 1
+        left = self.remaining_seconds(total - epoch - 1)
+        parts = [f"epoch {epoch + 1}/{total}", _duration(self.durations[-1])]
+        if self.metrics:
+            parts += [f"{k} {v:.4g}" for k, v in (logs or {}).items() if isinstance(v, (int, float))]
+        if epoch + 1 < total:
+            parts.append(f"about {_duration(left)} left")
+        self.print_fn(", ".join(parts))

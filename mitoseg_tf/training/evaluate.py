@@ -92,20 +92,26 @@ def _score(pairs, num_classes, zero_division, empty_message):
     }
 
 
-def evaluate_whole_images(model, examples, *, threshold=0.5, zero_division=1.0, **predict_kwargs):
+def evaluate_whole_images(model, examples, *, threshold=0.5, zero_division=1.0, progress=None, **predict_kwargs):
     """``evaluate`` on whole images of any size, predicted by sliding window (``inference.predict_image``).
 
     ``examples``: an iterable (or tf.data dataset) of dicts with ``image``
     (H, W, 3) and ``mask`` (H, W) or (H, W, 1). Every pixel of every image is
     scored exactly once, as a pathologist sees the field, not as crops.
     Keyword arguments go to ``predict_image`` (tile, overlap, batch_size, tta).
+    ``progress``: a bar over images (None: only when stderr is a terminal; False: never).
     """
     from mitoseg_tf.inference import predict_image
 
     examples = examples.as_numpy_iterator() if hasattr(examples, "as_numpy_iterator") else examples
 
     def pairs():
-        for example in examples:
+        from tqdm.auto import tqdm
+
+        # A whole field takes seconds to minutes on a CPU: show that work is moving.
+        bar = tqdm(examples, desc="whole images", unit="image", leave=False,
+                   disable=None if progress is None else not progress)  # fmt: skip
+        for example in bar:
             truth = np.asarray(example["mask"]).astype(np.int64)
             truth = truth[..., 0] if truth.ndim == 3 else truth
             probability = predict_image(model, example["image"], **predict_kwargs)

@@ -1,12 +1,13 @@
 """``fit``: ``model.fit`` with the callbacks every zoo run wants."""
 
 import os
+import sys
 
 import keras
 
 from mitoseg_tf.training import distribute
 from mitoseg_tf.training import resume as resume_lib
-from mitoseg_tf.training.callbacks import BatchLossLogger, BestCheckpoint
+from mitoseg_tf.training.callbacks import BatchLossLogger, BestCheckpoint, EpochProgress
 from mitoseg_tf.training.targets import DETECTION, output_roles
 
 BEST_CHECKPOINT = "best.keras"
@@ -54,6 +55,10 @@ def fit(
     batch of ``train_data`` is then the global batch, split over the replicas,
     and only the chief writes ``run_dir``.
 
+    ``verbose="auto"``: Keras' progress bar plus the time left after each
+    epoch on a terminal or in a notebook; elsewhere (a log file, CI) one plain
+    line per epoch with its metrics and the time left.
+
     Returns the Keras ``History``.
     """
     if not getattr(model, "compiled", False):
@@ -91,6 +96,11 @@ def fit(
                 state = resume_lib.ResumeState(os.path.join(write_dir, resume_lib.STATE_DIR), best, swap)
                 cbs.append(state)
         cbs.extend(callbacks)
+        if verbose == "auto":
+            # Keras redraws its bar with carriage returns even into a file, where that is one endless line.
+            interactive = sys.stdout.isatty() or "ipykernel" in sys.modules
+            verbose = 1 if interactive else 0
+            cbs.append(EpochProgress(metrics=not interactive))
         initial_epoch = 0
         if resume:
             with distribute.scope(strategy):
