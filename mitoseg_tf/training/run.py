@@ -263,22 +263,62 @@ def train_run(config: RunConfig, log=print, callbacks=()):
     }
     with open(os.path.join(run_dir, "metrics.json"), "w") as fh:
         json.dump(metrics, fh, indent=2)
-    reported, split = (test_results, "test") if test_results is not None else (val_results, "validation")
-    table = format_table(reported, title=f"{config.model} on the {config.data} {split} split")
-    with open(os.path.join(run_dir, "metrics.md"), "w") as fh:
-        fh.write(table + "\n")
-    log("")
-    log(table)
+    # metrics.md holds everything printed here, so the run folder alone tells what the run found.
+    report = [format_table(val_results, title=f"{config.model} on the {config.data} validation split")]
+    if test_results is not None:
+        report.append(format_table(test_results, title=f"{config.model} on the {config.data} {config.test_split} split"))
     val_dice = val_results["model"]["pooled"]["mitosis_dice"]
     base_dice = val_results["all_background"]["pooled"]["mitosis_dice"]
-    log(
-        f"\nValidation mitosis Dice (pooled): {val_dice:.4f}  vs all-background prediction: {base_dice:.4f}"
+    report.append(
+        f"Validation mitosis Dice (pooled): {val_dice:.4f}  vs all-background prediction: {base_dice:.4f}"
         f"   (training took {train_seconds / 60:.1f} min)"
     )
     if detection:
         held_out = detection.get("validation_held_out")
-        log(
+        report.append(
             f"Validation detection F1 at the size and threshold chosen there: {detection['validation']['f1']:.3f}"
             + (f"; each image at those chosen on the others: {held_out['f1']:.3f}" if held_out else "")
         )
+        report.append(detection_report(detection))
+    text = "\n\n".join(report)
+    with open(os.path.join(run_dir, "metrics.md"), "w") as fh:
+        fh.write(text + "\n")
+    log("")
+    log(text)
+    log(f"\nRun folder: {run_dir}")
     return run_dir, metrics
+
+
+def _score_row(label, rule, scores):
+    return (
+        f"| {label} | {rule} | {scores['precision']:.4f} | {scores['recall']:.4f} | {scores['f1']:.4f} | "
+        f"{scores['tp']} | {scores['fp']} | {scores['fn']} |"
+    )
+
+
+def detection_report(detection):
+    """Markdown of a run's ``detection.json``: the settings, what chose them, and the scores at them."""
+    choices = ", ".join(f"{a:g}" for a in detection.get("min_area_choices_um2", ()))
+    averaged = "; maps averaged over the 8 flips / quarter turns" if detection.get("tta") else ""
+    lines = [
+        "### Detection on whole images (detection.json)",
+        "",
+        f"Chosen on the validation split to maximise pooled F1: minimum figure size "
+        f"{detection['min_area_um2']:g} um^2 (tried {choices or 'one size'}) and figure-score threshold "
+        f"{detection['score_threshold']:.4g} (every score tried), with figures the pixels above "
+        f"{detection['pixel_threshold']:g} and scored by their {detection.get('figure_score', 'mean')} "
+        f"probability{averaged}. True centres: {detection.get('truth', 'points')}; a detection is correct within "
+        f"{detection['match_distance_um']:g} um of one. Never tuned on test.",
+        "",
+        "| split | match within | precision | recall | F1 | TP | FP | FN |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    rule = f"{detection['match_distance_um']:g} um"
+    by_distance = detection.get("validation_by_distance") or {rule.replace(" ", ""): detection["validation"]}
+    lines += [_score_row("validation (where chosen)", d.replace("um", " um"), s) for d, s in by_distance.items()]
+    if detection.get("validation_held_out"):
+        lines.append(_score_row("validation, each image at the settings chosen on the others", rule,
+                                detection["validation_held_out"]))  # fmt: skip
+    test_by_distance = detection.get("test_by_distance") or ({rule.replace(" ", ""): detection["test"]} if detection.get("test") else {})
+    lines += [_score_row("test", d.replace("um", " um"), s) for d, s in test_by_distance.items()]
+    return "\n".join(lines)
