@@ -35,14 +35,14 @@ def _worker(cfg):
     import numpy as np
 
     from mitoseg_tf.inference import plan_tiles, predict_image, probability_fn, stitch
-    from mitoseg_tf.inference.sliding_window import model_stride
+    from mitoseg_tf.models.outputs import network_stride
     from mitoseg_tf.zoo import build
 
     keras.mixed_precision.set_global_policy(cfg["precision"])
     model = build(cfg["model"], input_shape=(None, None, 3), base_filters=cfg["width"])
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (cfg["size"], cfg["size"], 3), dtype=np.uint8)
-    plan = plan_tiles(image.shape, cfg["tile"], cfg["overlap"], stride=model_stride(model))
+    plan = plan_tiles(image.shape, cfg["tile"], cfg["overlap"], stride=network_stride(model))
     predict = probability_fn(model)
     batch_sizes = [min(cfg["batch"], plan.num_tiles - i) for i in range(0, plan.num_tiles, cfg["batch"])]
     tiles = {b: rng.uniform(0, 255, (b, *plan.tile_shape, 3)).astype(np.float32) for b in set(batch_sizes)}

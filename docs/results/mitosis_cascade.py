@@ -53,7 +53,7 @@ from mitoseg_tf.models.figure_classifier import (
 )
 from mitoseg_tf.training.figure_classifier import train_figure_classifier
 from mitoseg_tf.zoo import build
-from mitoseg_tf.zoo.pretrained import save_float16_weights, ship_rescorer
+from mitoseg_tf.zoo.shipping import save_float16_weights, ship_rescorer
 
 from mitosis_figures import validation_fields  # this folder: the script runs as a file
 

@@ -21,7 +21,7 @@ from mitoseg_tf.data.formats.mitos12 import MPP
 from mitoseg_tf.detection import extract_figures
 from mitoseg_tf.detection.evaluation import calibrate
 from mitoseg_tf.inference import predict_image
-from mitoseg_tf.training.checkpoint import load_checkpoint
+from mitoseg_tf.zoo.checkpoint import load_checkpoint
 from mitoseg_tf.zoo import build
 
 from mitosis_figures import validation_fields  # this folder: the script runs as a file

@@ -19,7 +19,7 @@ import numpy as np
 
 from mitoseg_tf.data.formats.mitos12 import MPP
 from mitoseg_tf.inference import predict_image
-from mitoseg_tf.training.checkpoint import load_checkpoint
+from mitoseg_tf.zoo.checkpoint import load_checkpoint
 from mitoseg_tf.zoo import build
 
 from mitosis_figures import calibrated_row, peak_near, validation_fields  # this folder: the script runs as a file

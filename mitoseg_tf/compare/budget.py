@@ -17,7 +17,11 @@ import os
 import tempfile
 import time
 
+import keras
 import numpy as np
+
+from mitoseg_tf.training import compile_model, output_roles
+from mitoseg_tf.zoo import build, get_card
 
 OVERHEAD_FIRST_STEPS = 1.5
 OVERHEAD_SECONDS = 4.0
@@ -27,11 +31,6 @@ def measure_step(
     model_name, *, base_filters, model_args, batch_size, crop_size, loss, learning_rate, validation_pixels, steps=2
 ):
     """``(overhead s, step s, per-epoch s)`` of one model at the run's batch and crop size, on random data."""
-    import keras
-
-    from mitoseg_tf.training import compile_model, output_roles
-    from mitoseg_tf.zoo import build, get_card
-
     width = get_card(model_name).width_arguments(base_filters)
     model = build(model_name, input_shape=(None, None, 3), **{**width, **model_args})
     compile_model(model, loss=loss, learning_rate=learning_rate)

@@ -15,6 +15,7 @@ import json
 import os
 import time
 
+import keras
 import numpy as np
 
 from mitoseg_tf.compare import budget as budget_lib
@@ -23,7 +24,13 @@ from mitoseg_tf.compare.selection import TABLES, resolve_models, table_models
 from mitoseg_tf.compare.tables import markdown_table, run_scores, summarise, write_csv
 # CompareConfig lives in mitoseg_tf.config so that `mitoseg compare --help` needs no TensorFlow.
 from mitoseg_tf.config import CompareConfig  # noqa: F401  (re-exported)
-from mitoseg_tf.training.run import RunConfig
+from mitoseg_tf.data.sources import check_source, load_source
+from mitoseg_tf.detection.evaluation import calibrate_model, save_detection_settings, source_mpp
+from mitoseg_tf.inference import predict_image
+from mitoseg_tf.training import set_precision
+from mitoseg_tf.training.run import RunConfig, train_run
+from mitoseg_tf.zoo import get_card
+from mitoseg_tf.zoo.checkpoint import load_checkpoint
 
 PLAN_FILE = "plan.json"
 # Settings that define the recipe: a resumed comparison must use the same ones.
@@ -35,8 +42,6 @@ RECIPE_KEYS = (
 
 def _model_args(name, config):
     """``(base_filters, model_args)`` for ``train_run``: the card's tiny overrides when asked."""
-    from mitoseg_tf.zoo import get_card
-
     if not config.tiny:
         return config.base_filters, {}
     tiny = {k: v for k, v in get_card(name).tiny.items() if k != "input_shape"}
@@ -58,8 +63,6 @@ def _recipe(config):
 
 def _validation_pixels(config):
     """Pixels in the validation split (what every epoch's validation pass reads)."""
-    from mitoseg_tf.data.sources import load_source
-
     source = load_source(config.data, "validation", data_dir=config.data_dir, num_examples=config.num_examples)
     examples = source.as_numpy_iterator() if hasattr(source, "as_numpy_iterator") else iter(source)
     return sum(int(np.prod(np.shape(e["image"])[:2])) for e in examples)
@@ -81,8 +84,6 @@ def _load_or_make_plan(config, pending, log, started):
     epochs, steps = config.epochs, config.steps_per_epoch
     estimate = None
     if config.budget_minutes is not None and pending:
-        from mitoseg_tf.training import set_precision
-
         set_precision(config.precision)  # measure under the policy the runs will train with
         pixels = _validation_pixels(config)
         measured = {}
@@ -118,13 +119,6 @@ def _load_or_make_plan(config, pending, log, started):
 
 def _score_run(run_dir, config, seed, mpp):
     """Detection threshold on validation, detection scores on test, and the figure tiles' maps."""
-    import keras
-
-    from mitoseg_tf.data.sources import load_source
-    from mitoseg_tf.detection.evaluation import calibrate_model, save_detection_settings
-    from mitoseg_tf.inference import predict_image
-    from mitoseg_tf.training.checkpoint import load_checkpoint
-
     model = load_checkpoint(os.path.join(run_dir, "best.keras"))
 
     def source(split):
@@ -168,8 +162,6 @@ def _write_outputs(config, names, seeds, log):
 
 
 def _write_figure(config, names, seed, log):
-    from mitoseg_tf.data.sources import load_source
-
     names = [n for n in names if is_finished(_run_dir(config, n, seed))]
     if not names:
         return
@@ -192,10 +184,6 @@ def run_compare(config: CompareConfig, log=print):
     Returns ``{"tables": [...], "summaries": {model: {metric: (mean, std, n)}},
     "trained": [(model, seed)], "skipped": [(model, seed)], "plan": {...}}``.
     """
-    from mitoseg_tf.data.sources import check_source
-    from mitoseg_tf.detection.evaluation import source_mpp
-    from mitoseg_tf.training.run import train_run
-
     started = time.time()
     if not isinstance(config.repeats, int) or config.repeats < 1:
         raise ValueError(f"repeats must be a positive integer; got {config.repeats!r}.")

@@ -28,6 +28,7 @@ from mitoseg_tf.detection.matching import (
     score_images,
     select_threshold,
 )
+from mitoseg_tf.inference import predict_image
 
 DETECTION_FILE = "detection.json"
 DEFAULT_MPP = 0.25
@@ -53,8 +54,6 @@ def predict_maps(model, source, *, mpp=DEFAULT_MPP, max_images=None, progress=No
     holds), and where the true centres came from. ``progress``: a bar over
     images (None: only when stderr is a terminal; False: never).
     """
-    from mitoseg_tf.inference import predict_image
-
     from tqdm.auto import tqdm
 
     maps, from_points, from_mask = [], 0, 0

@@ -47,7 +47,7 @@ def classify_centres(classifier, image, centres, *, tta=True, batch_size=256):
     ``tta`` averages the 8 flips and quarter turns of every window, as the
     shipped settings were chosen with.
     """
-    import keras
+    import keras  # start-up: detection imports without Keras; whoever holds a classifier has loaded it already
 
     window = classifier.input_shape[1]
     windows = cut_windows(np.asarray(image)[..., :3], centres, window).astype(np.float32)

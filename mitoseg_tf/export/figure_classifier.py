@@ -14,6 +14,8 @@ import json
 import os
 import tempfile
 
+import keras
+
 from mitoseg_tf.export.saved_model import CARD_FILE, _tf, tta_view
 from mitoseg_tf.inference.tta import NUM_TRANSFORMS
 
@@ -24,8 +26,6 @@ def export_figure_classifier(classifier, out_dir, *, card=None):
     Signature ``serving_default``: ``windows`` uint8 ``[batch, W, W, 3]`` (RGB
     0-255, each centred on a candidate) -> ``probability`` float32 ``[batch]``.
     """
-    import keras
-
     if keras.backend.backend() != "tensorflow":
         raise ValueError(f"export needs the TensorFlow backend; KERAS_BACKEND is {keras.backend.backend()!r}.")
     window = classifier.input_shape[1]

@@ -45,50 +45,39 @@ for detectors, whose instances cannot be averaged that way.
 
 import datetime
 import json
-import math
 import os
 import tempfile
 
+import keras
 import numpy as np
 
 from mitoseg_tf import __version__
 from mitoseg_tf.inference.tta import NUM_TRANSFORMS
-from mitoseg_tf.training.targets import output_names
+from mitoseg_tf.models.outputs import (
+    DETECTION_PREFIX,
+    MITOSIS_CLASS,
+    PRIMARY_OUTPUT,
+    all_layers,
+    network_stride,
+    output_names,
+)
+from mitoseg_tf.zoo import get_card
 
 CARD_FILE = "model_card.json"
-PRIMARY_OUTPUT = "mask"
-MITOSIS_CLASS = 1
-# A detector's per-instance outputs are served too; its boxes move back to the unpadded image.
-INSTANCE_PREFIX = "det_"
+# A detector's per-instance outputs (``det_*``) are served too; its boxes move back to the unpadded image.
 BOXES = "det_boxes"
 
 
 def _tf():
+    # TensorFlow only when a graph is built: importing this module (CARD_FILE, network_stride) does not need it.
     import tensorflow as tf
 
     return tf
 
 
-def _all_layers(model):
-    """Every layer, descending into nested models."""
-    stack = list(getattr(model, "layers", []))
-    while stack:
-        layer = stack.pop()
-        yield layer
-        stack.extend(getattr(layer, "layers", []))
-
-
-def network_stride(model):
-    """The size multiple the model needs: the lcm of its ``InputSizeCheck`` layers' ``multiple`` (1 if none)."""
-    from mitoseg_tf.layers.checks import InputSizeCheck
-
-    multiples = [layer.multiple for layer in _all_layers(model) if isinstance(layer, InputSizeCheck)]
-    return math.lcm(*multiples) if multiples else 1
-
-
 def _instance_outputs(model):
     """The detector outputs (``det_*``) the export serves besides the probability and mask."""
-    return [name for name in output_names(model) if name.startswith(INSTANCE_PREFIX)]
+    return [name for name in output_names(model) if name.startswith(DETECTION_PREFIX)]
 
 
 def _output_activation(model):
@@ -122,8 +111,6 @@ def _with_any_size_input(model):
 
 
 def _graph_safe_upsampling_class():
-    import keras
-
     tf = _tf()
 
     class GraphSafeUpSampling2D(keras.layers.UpSampling2D):
@@ -152,12 +139,10 @@ def _graph_safe(model):
     Zoo networks use ``layers.BilinearUpSampling2D`` and need no clone; this is
     for users' own models built with Keras' stock layer.
     """
-    import keras
-
     def interpolating(layer):
         return isinstance(layer, keras.layers.UpSampling2D) and layer.interpolation != "nearest"
 
-    if not any(interpolating(layer) for layer in _all_layers(model)):
+    if not any(interpolating(layer) for layer in all_layers(model)):
         return model
     replacement = _graph_safe_upsampling_class()
 
@@ -333,8 +318,6 @@ def build_card(model, *, stride, threshold, activation, card=None, tile=512, ove
     """
     zoo = {}
     try:
-        from mitoseg_tf.zoo import get_card
-
         entry = get_card(model.name)
         zoo = {
             "summary": entry.summary,
@@ -468,8 +451,6 @@ def export(model, out_dir, *, card=None, threshold=0.5, stride=None, tile=512, o
     ``serving_default`` processes each image in one pass; ``serving_tiled``
     by sliding window, for fields too large for that.
     """
-    import keras
-
     if keras.backend.backend() != "tensorflow":
         raise ValueError(f"export needs the TensorFlow backend; KERAS_BACKEND is {keras.backend.backend()!r}.")
     if not isinstance(model, keras.Model):

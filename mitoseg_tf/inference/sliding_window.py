@@ -14,15 +14,6 @@ import numpy as np
 from mitoseg_tf.inference import tta as tta_lib
 from mitoseg_tf.inference.tiling import pad_image, plan_tiles
 
-MITOSIS_CLASS = 1
-
-
-def model_stride(model):
-    """The size multiple the model's input needs (from its ``InputSizeCheck`` layers; 1 if none)."""
-    from mitoseg_tf.export.saved_model import network_stride
-
-    return network_stride(model)
-
 
 def fixed_input_size(model):
     """The model's fixed input (height, width), or None when it takes any size."""
@@ -41,11 +32,12 @@ def probability_fn(model):
     multi-class map gives class 1 (mitosis), a one-channel map its sigmoid
     probability.
     """
-    from mitoseg_tf.training.evaluate import primary_probabilities
+    # Start-up: importing mitoseg_tf.models imports Keras (and TensorFlow on its default backend); inference and
+    # detection import without it, and whoever holds a model has loaded Keras already.
+    from mitoseg_tf.models.outputs import mitosis_probability, primary_probabilities
 
     def predict(tiles):
-        scores = primary_probabilities(model, tiles)
-        return scores[..., MITOSIS_CLASS] if scores.shape[-1] > 1 else scores[..., 0]
+        return mitosis_probability(primary_probabilities(model, tiles))
 
     return predict
 
@@ -119,9 +111,11 @@ def predict_image(model, image, *, tile=512, overlap=0.25, batch_size=4, tta=Fal
         margin, trim: see ``tiling.plan_tiles`` (reflect context at the image
             border; inner tile edges given no weight).
     """
+    from mitoseg_tf.models.outputs import network_stride  # start-up: see probability_fn
+
     image = check_image(image)
     fixed = fixed_input_size(model)
-    stride = model_stride(model)
+    stride = network_stride(model)
     if tta and fixed is not None and fixed[0] != fixed[1]:
         raise ValueError(f"tta rotates tiles, so it needs square tiles; {model.name!r} takes only {fixed}.")
     plan = plan_tiles(image.shape, tile, overlap, stride=stride, margin=margin, trim=trim, fixed_tile=fixed)

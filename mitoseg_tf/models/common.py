@@ -3,6 +3,8 @@
 import keras
 
 from mitoseg_tf.layers.checks import InputSizeCheck
+from mitoseg_tf.layers.conv import up_conv
+from mitoseg_tf.models.outputs import PRIMARY_OUTPUT
 
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", None)
 
@@ -54,7 +56,7 @@ def image_input(input_shape, name, multiple):
     return inputs, x
 
 
-def segmentation_head(x, num_classes, output_activation, name="mask", kernel_size=1):
+def segmentation_head(x, num_classes, output_activation, name=PRIMARY_OUTPUT, kernel_size=1):
     """Final conv to class scores, kept in float32 under any precision policy.
 
     The output layer is always an Activation named ``name`` whose activation
@@ -64,13 +66,6 @@ def segmentation_head(x, num_classes, output_activation, name="mask", kernel_siz
     return keras.layers.Activation(output_activation or "linear", dtype="float32", name=name)(x)
 
 
-def output_is_logits(model, output_name="mask"):
-    """True when the named output layer emits logits (linear activation)."""
-    layer = model.get_layer(output_name)
-    activation = layer.get_config().get("activation")
-    return activation in (None, "linear")
-
-
 def unet_decoder(x, skips, base_filters, block, *, norm):
     """The U-Net expanding path: per level, up-conv, concat ``[skip, up]``, then ``block``.
 
@@ -78,8 +73,6 @@ def unet_decoder(x, skips, base_filters, block, *, norm):
     conv for U-Net, a residual block for the 5-level Res-UNet), so networks that
     differ only in their unit share one decoder.
     """
-    from mitoseg_tf.layers.conv import up_conv
-
     for level in reversed(range(len(skips))):
         prefix = f"dec{level + 1}"
         filters = base_filters * 2**level

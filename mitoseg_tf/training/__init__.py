@@ -1,10 +1,10 @@
 """Shared training helpers: precision, compile, fit, evaluate, run reports."""
 
+from mitoseg_tf.models.outputs import output_roles
 from mitoseg_tf.training.compile import compile_model, make_optimizer
 from mitoseg_tf.training.evaluate import evaluate, format_table
 from mitoseg_tf.training.fit import fit, monitor_key
 from mitoseg_tf.training.precision import PRECISIONS, resolve_precision, set_precision
-from mitoseg_tf.training.targets import output_roles
 
 __all__ = [
     "PRECISIONS",

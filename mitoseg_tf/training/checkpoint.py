@@ -1,21 +1,6 @@
-"""Loading saved zoo models with a clear error when the file is not one."""
+"""``load_checkpoint`` lives in the zoo (``mitoseg_tf.zoo.checkpoint``); this name stays for its callers
+in ``cli/``, ``detector/`` and ``training/run.py`` until they import it from there."""
 
-import os
-import zipfile
+from mitoseg_tf.zoo.checkpoint import load_checkpoint
 
-import keras
-
-
-def load_checkpoint(path, compile=False):
-    """Load a ``.keras`` file written by the zoo (custom layers are registered on import)."""
-    import mitoseg_tf.zoo  # noqa: F401  (registers every serializable layer, model, loss and metric)
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"Checkpoint {path!r} does not exist or is not a file; expected a .keras model file.")
-    if not path.endswith(".keras") or not zipfile.is_zipfile(path):
-        raise ValueError(f"Checkpoint {path!r} is not a Keras .keras archive (a zip written by model.save).")
-    try:
-        return keras.models.load_model(path, compile=compile)
-    except Exception as err:  # corrupt archives fail in many ways deep in Keras
-        raise ValueError(f"Could not load checkpoint {path!r}: {type(err).__name__}: {err}") from err
+__all__ = ["load_checkpoint"]

@@ -4,8 +4,8 @@ import keras
 
 from mitoseg_tf import losses as losses_lib
 from mitoseg_tf.metrics import default_metrics
-from mitoseg_tf.models.common import output_is_logits
-from mitoseg_tf.training.targets import CLASSIFICATION, PRIMARY_OUTPUT, head_weights, output_roles
+from mitoseg_tf.models.outputs import CLASSIFICATION, PRIMARY_OUTPUT, output_is_logits, output_roles
+from mitoseg_tf.training.targets import head_weights
 
 
 def make_optimizer(learning_rate=1e-3, ema=True, ema_momentum=0.99):

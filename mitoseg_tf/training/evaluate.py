@@ -2,29 +2,12 @@
 
 import numpy as np
 
+from mitoseg_tf.detection.evaluation import format_detection
+from mitoseg_tf.inference import predict_image
 from mitoseg_tf.metrics import pixel
-from mitoseg_tf.models.common import output_is_logits
-from mitoseg_tf.training.targets import PRIMARY_OUTPUT, output_names
+from mitoseg_tf.models.outputs import PRIMARY_OUTPUT, primary_probabilities
 
 METRIC_NAMES = ("mean_dice", "paper_mpa", "miou", "mpa", "mitosis_dice", "pixel_accuracy")
-
-
-def _softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def primary_probabilities(model, images):
-    """Per-pixel class probabilities of the primary output for a batch of images (NumPy, float32)."""
-    outputs = model.predict_on_batch(images)
-    if isinstance(outputs, dict):
-        outputs = outputs[PRIMARY_OUTPUT]
-    elif isinstance(outputs, (list, tuple)):
-        outputs = outputs[output_names(model).index(PRIMARY_OUTPUT)]
-    scores = np.asarray(outputs, dtype=np.float32)
-    if output_is_logits(model):
-        scores = _softmax(scores) if scores.shape[-1] > 1 else 1.0 / (1.0 + np.exp(-scores))
-    return scores
 
 
 def _summarise(matrices, zero_division):
@@ -101,8 +84,6 @@ def evaluate_whole_images(model, examples, *, threshold=0.5, zero_division=1.0, 
     Keyword arguments go to ``predict_image`` (tile, overlap, batch_size, tta).
     ``progress``: a bar over images (None: only when stderr is a terminal; False: never).
     """
-    from mitoseg_tf.inference import predict_image
-
     examples = examples.as_numpy_iterator() if hasattr(examples, "as_numpy_iterator") else examples
 
     def pairs():
@@ -145,7 +126,5 @@ def format_table(results, title=None):
         )
     lines.append(f"\n{results['num_images']} images.")
     if results.get("detection"):  # added by `mitoseg evaluate`: figure-level scores on whole images
-        from mitoseg_tf.detection.evaluation import format_detection
-
         lines.append(format_detection(results["detection"]))
     return "\n".join(lines)

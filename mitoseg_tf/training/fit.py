@@ -5,10 +5,10 @@ import sys
 
 import keras
 
+from mitoseg_tf.models.outputs import DETECTION, output_roles
 from mitoseg_tf.training import distribute
 from mitoseg_tf.training import resume as resume_lib
 from mitoseg_tf.training.callbacks import BatchLossLogger, BestCheckpoint, EpochProgress
-from mitoseg_tf.training.targets import DETECTION, output_roles
 
 BEST_CHECKPOINT = "best.keras"
 BATCH_LOG = "batch_loss.csv"

@@ -1,47 +1,12 @@
-"""What each model output is trained against, read from the output's name.
+"""Loss weights of a model's segmentation heads.
 
-One convention for every zoo model, so single-output U-Nets, deep-supervision
-networks and classification-guided ones train through the same helpers:
-
-- ``mask``: the primary (final) segmentation map; evaluation and prediction use it.
-- ``mask_*``: extra segmentation heads (deep supervision), trained on the same mask.
-- ``cls`` or ``cls_*``: per-tile probability that the tile contains the target
-  class; trained against ``max(mask) > 0``.
-- ``det_*``: instance outputs of a detector (boxes, scores, per-instance
-  masks); the detector trains them with its own losses from the same mask
-  (see ``computes_own_loss`` in ``mitoseg_tf.models.ms_rcnn``).
+What each output is (``mask``, ``mask_*``, ``cls``, ``det_*``) and its role is a
+fact of the model: ``mitoseg_tf.models.outputs``.
 """
 
-SEGMENTATION = "segmentation"
-CLASSIFICATION = "classification"
-DETECTION = "detection"
-PRIMARY_OUTPUT = "mask"
-
-
-def output_names(model):
-    """Names of a functional model's outputs, in order."""
-    return [tensor._keras_history.operation.name for tensor in model.outputs]
-
-
-def output_roles(model):
-    """``{output name: role}``; raises ValueError for outputs the convention does not cover."""
-    roles = {}
-    for name in output_names(model):
-        if name == PRIMARY_OUTPUT or name.startswith(PRIMARY_OUTPUT + "_"):
-            roles[name] = SEGMENTATION
-        elif name == "cls" or name.startswith("cls_"):
-            roles[name] = CLASSIFICATION
-        elif name.startswith("det_"):
-            roles[name] = DETECTION
-        else:
-            raise ValueError(
-                f"Model {model.name!r} has an output named {name!r}; zoo outputs are named 'mask' "
-                f"(primary map), 'mask_<head>' (extra maps), 'cls'/'cls_<head>' (per-tile class) or "
-                f"'det_<name>' (detector instances)."
-            )
-    if PRIMARY_OUTPUT not in roles:
-        raise ValueError(f"Model {model.name!r} has no output named 'mask' (outputs: {list(roles)}).")
-    return roles
+from mitoseg_tf.models.outputs import PRIMARY_OUTPUT
+# Read from here by training/run.py and cli/main.py; the definition is models.outputs'.
+from mitoseg_tf.models.outputs import output_roles  # noqa: F401
 
 
 def head_weights(names, scheme="equal", floor=0.0625):

@@ -1,5 +1,6 @@
 """The built-in zoo entries. Importing this module registers them."""
 
+from mitoseg_tf.models.ms_rcnn import build_ms_rcnn
 from mitoseg_tf.models.res_unet import build_res_unet
 from mitoseg_tf.models.unet import build_unet
 from mitoseg_tf.models.unet_3plus import build_unet_3plus
@@ -153,8 +154,6 @@ _MS_RCNN_TABLE2 = {"mean_dice": 0.79, "paper_mpa": 0.75, "miou": 0.69}
 
 
 def _register_detectors():
-    from mitoseg_tf.models.ms_rcnn import build_ms_rcnn
-
     register(
         "ms_rcnn",
         summary="Mask Scoring R-CNN: ResNet-50-FPN Mask R-CNN with a MaskIoU head; instances plus the semantic mask",

@@ -9,7 +9,10 @@ import dataclasses
 import difflib
 import fnmatch
 import inspect
+import os
 from typing import Any, Callable
+
+from mitoseg_tf.zoo.pretrained import resolve_arguments
 
 _REGISTRY: dict[str, "ModelCard"] = {}
 
@@ -154,17 +157,13 @@ def build(name, weights=None, **overrides):
 
 
 def _build_with_weights(name, weights, overrides):
-    import os
-
-    from mitoseg_tf.zoo import pretrained
-
     get_card(name)
     if isinstance(weights, str) and (os.sep in weights or weights.endswith(".h5")):
         if not os.path.isfile(weights):
             raise FileNotFoundError(f"weights file {weights} not found.")
         model, path = build(name, **overrides), weights
     else:
-        arguments, entry = pretrained.resolve_arguments(name, weights, overrides)
+        arguments, entry = resolve_arguments(name, weights, overrides)
         model, path = build(name, **arguments), entry["path"]
     model.load_weights(path)
     return model

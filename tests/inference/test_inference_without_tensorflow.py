@@ -23,8 +23,8 @@ SCRIPT = """
     x = keras.layers.MaxPooling2D()(x)
     x = keras.layers.UpSampling2D()(x)
     model = keras.Model(inputs, keras.layers.Conv2D(2, 1, activation="softmax", name="mask")(x))
-    from mitoseg_tf.inference.sliding_window import model_stride
-    assert model_stride(model) == 16
+    from mitoseg_tf.models.outputs import network_stride
+    assert network_stride(model) == 16
     image = np.random.default_rng(0).integers(0, 256, (45, 70, 3), dtype=np.uint8)
     probability = predict_image(model, image, tile=32, overlap=0.25, batch_size=6, margin=0, tta=True)
     figures = extract_figures(probability, mpp=0.5, min_area_um2=0.0)

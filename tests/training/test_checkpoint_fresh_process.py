@@ -16,7 +16,7 @@ from mitoseg_tf.zoo import build, get_card, list_models
 
 SCRIPT = """
 import sys, numpy as np
-from mitoseg_tf.training.checkpoint import load_checkpoint
+from mitoseg_tf.zoo.checkpoint import load_checkpoint
 for path in sys.argv[1:]:
     model = load_checkpoint(path)
     x = np.load(path + ".x.npy")

@@ -23,7 +23,7 @@ import time
 import numpy as np
 import time_limits
 
-from mitoseg_tf.training.checkpoint import load_checkpoint
+from mitoseg_tf.zoo.checkpoint import load_checkpoint
 
 ARGS = dict(
     model="unet", base_filters=4, epochs=3, steps_per_epoch=3, batch_size=4, crop_size=32,

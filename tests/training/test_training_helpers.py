@@ -14,7 +14,7 @@ from mitoseg_tf.data.sources import load_source
 from mitoseg_tf.metrics.pixel import segmentation_metrics
 from mitoseg_tf.training import compile_model, evaluate, fit, monitor_key, output_roles, precision
 from mitoseg_tf.training.callbacks import BatchLossLogger, BestCheckpoint
-from mitoseg_tf.training.checkpoint import load_checkpoint
+from mitoseg_tf.zoo.checkpoint import load_checkpoint
 from mitoseg_tf.training.targets import head_weights
 from mitoseg_tf.zoo import build
 

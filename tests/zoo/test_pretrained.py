@@ -6,17 +6,17 @@ import os
 import numpy as np
 import pytest
 
-from mitoseg_tf.zoo import build, pretrained
+from mitoseg_tf.zoo import build, pretrained, shipping, weights_card
 
 
 @pytest.fixture
 def shipped(tmp_path, monkeypatch):
     """A weights folder holding tiny U-Net weights under the tag "demo"."""
     model = build("unet", base_filters=4, input_shape=(None, None, 3))
-    pretrained.save_float16_weights(model, str(tmp_path / "unet_demo.weights.h5"))
+    shipping.save_float16_weights(model, str(tmp_path / "unet_demo.weights.h5"))
     manifest = {"unet/demo": {"file": "unet_demo.weights.h5", "arguments": {"base_filters": 4}, "threshold": 0.5}}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setattr(weights_card, "WEIGHTS_DIR", str(tmp_path))
     return model, tmp_path
 
 
@@ -67,7 +67,7 @@ def test_ship_run_writes_float16_weights_and_a_card_with_the_runs_detection_sett
     save_detection_settings(str(run), settings)
 
     weights_dir = tmp_path / "weights"
-    path = pretrained.ship_run(str(run), "demo", data="toy", licence="CC0", weights_dir=str(weights_dir), detection=True)
+    path = shipping.ship_run(str(run), "demo", data="toy", licence="CC0", weights_dir=str(weights_dir), detection=True)
     assert os.path.basename(path) == "unet_demo.weights.h5" and os.path.isfile(path)
     entry = pretrained.weights_entry("unet", "demo", weights_dir=str(weights_dir))
     assert entry["arguments"] == {"base_filters": 4} and entry["recipe"] == "zoo/recipes/x.yaml" and entry["data"] == "toy"
@@ -94,9 +94,9 @@ def test_a_shipped_rescorer_loads_beside_its_weights_and_its_absence_is_explaine
     assert pretrained.rescorer_entry("unet", "demo") is None
     classifier = build_figure_classifier(window=16, widths=(4, 8))
     with pytest.raises(ValueError, match="No shipped weights 'other'"):
-        pretrained.ship_rescorer(classifier, "unet", "other", detection={}, training="toy")
+        shipping.ship_rescorer(classifier, "unet", "other", detection={}, training="toy")
     detection = {"pixel_threshold": 0.2, "min_area_um2": 30.0, "score_threshold": 0.9}
-    path = pretrained.ship_rescorer(classifier, "unet", "demo", detection=detection, training="toy")
+    path = shipping.ship_rescorer(classifier, "unet", "demo", detection=detection, training="toy")
     assert os.path.basename(path) == "unet_demo_rescorer.weights.h5" and os.path.isfile(path)
     entry = pretrained.weights_entry("unet", "demo")
     assert entry["file"] == "unet_demo.weights.h5"  # the segmentation weights' card is kept

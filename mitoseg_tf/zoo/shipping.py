@@ -1,0 +1,121 @@
+"""Putting trained weights into the package: float16 files and their entries in ``manifest.json``.
+
+The authors' side of ``zoo.pretrained``: ``ship_run`` copies a training run's
+best checkpoint (its ``config.json``, ``metrics.json`` and, for detection
+weights, ``detection.json`` give the card), ``ship_rescorer`` stores the
+second-stage figure classifier beside the weights whose candidates it
+rescores. ``manifest.json`` is read through ``weights_card.read_manifest``.
+"""
+
+import json
+import os
+import tempfile
+
+import h5py
+import numpy as np
+
+from mitoseg_tf.detection.evaluation import load_detection_settings
+from mitoseg_tf.models.figure_classifier import figure_classifier_arguments
+from mitoseg_tf.zoo.checkpoint import load_checkpoint
+from mitoseg_tf.zoo.pretrained import weights_entry
+from mitoseg_tf.zoo.weights_card import MANIFEST, read_manifest, weights_folder
+
+
+def save_float16_weights(model, path):
+    """``model.save_weights(path)`` with every float array stored as float16 (shipping size).
+
+    HDF5 does not reclaim deleted space, so the file is rewritten, not edited.
+    """
+
+    def copy(src, dst):
+        dst.attrs.update(src.attrs)
+        for key, item in src.items():
+            if isinstance(item, h5py.Group):
+                copy(item, dst.create_group(key))
+            else:
+                data = np.asarray(item)
+                dst.create_dataset(key, data=data.astype(np.float16) if data.dtype.kind == "f" else data)
+                dst[key].attrs.update(item.attrs)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        full = os.path.join(tmp, "full.weights.h5")
+        model.save_weights(full)
+        with h5py.File(full, "r") as src, h5py.File(path, "w") as dst:
+            copy(src, dst)
+    return path
+
+
+def _write_manifest(manifest, weights_dir):
+    with open(os.path.join(weights_dir, MANIFEST), "w") as fh:
+        json.dump(manifest, fh, indent=2, sort_keys=True)
+
+
+def ship_run(run_dir, tag, *, data, licence, weights_dir=None, extra=None, detection=False):
+    """Copy a run's best checkpoint into the package as float16 weights and list it in the manifest.
+
+    ``data`` and ``licence`` describe the training data (weights inherit its
+    licence conditions); the run's config.json gives the model and builder
+    arguments, metrics.json the validation metrics and, for detection weights
+    (``detection=True``), detection.json the figure settings chosen on validation,
+    which ``mitoseg predict`` then applies.
+    """
+    weights_dir = weights_folder(weights_dir)
+    with open(os.path.join(run_dir, "config.json")) as fh:
+        config = json.load(fh)
+    with open(os.path.join(run_dir, "metrics.json")) as fh:
+        metrics = json.load(fh)
+    name = config["model"]
+    arguments = {"base_filters": config["base_filters"], **config.get("model_args", {})}
+    model = load_checkpoint(os.path.join(run_dir, "best.keras"))
+    os.makedirs(weights_dir, exist_ok=True)
+    file = f"{name}_{tag}.weights.h5"
+    save_float16_weights(model, os.path.join(weights_dir, file))
+    manifest = read_manifest(weights_dir)
+    manifest[f"{name}/{tag}"] = {
+        "file": file,
+        "arguments": arguments,
+        "threshold": 0.5,
+        "data": data,
+        "licence": licence,
+        "recipe": config.get("recipe"),
+        "precision": config.get("resolved_precision"),
+        "train_seconds": metrics.get("train_seconds"),
+        "validation": metrics["validation"]["model"],
+        **(extra or {}),
+    }
+    if detection:
+        settings = load_detection_settings(run_dir)
+        if settings is None:
+            raise FileNotFoundError(f"{run_dir} has no detection.json to ship with detection weights.")
+        keep = ("score_threshold", "min_area_um2", "pixel_threshold", "match_distance_um", "figure_score", "mpp", "tta")
+        manifest[f"{name}/{tag}"]["detection"] = {
+            **{k: settings[k] for k in keep if k in settings},
+            "validation": settings.get("validation_by_distance") or settings.get("validation"),
+            # the in-sample score above flatters; the card carries the leave-one-image-out one beside it
+            "validation_held_out": settings.get("validation_held_out"),
+        }
+    _write_manifest(manifest, weights_dir)
+    return os.path.join(weights_dir, file)
+
+
+def ship_rescorer(classifier, name, tag, *, detection, training, weights_dir=None):
+    """Store ``classifier`` (float16) beside the shipped ``name``/``tag`` weights, whose candidates it rescores.
+
+    ``detection``: the settings chosen on the rescored candidates (pixel
+    threshold of the candidates, size floor, classifier-score threshold and
+    their validation scores); ``training``: what it was trained on and how.
+    """
+    weights_dir = weights_folder(weights_dir)
+    weights_entry(name, tag, weights_dir)  # the weights it rescores must ship already
+    file = f"{name}_{tag}_rescorer.weights.h5"
+    save_float16_weights(classifier, os.path.join(weights_dir, file))
+    arguments = figure_classifier_arguments(classifier)
+    manifest = read_manifest(weights_dir)
+    manifest[f"{name}/{tag}"]["rescorer"] = {
+        "file": file,
+        "arguments": arguments,
+        "detection": {**detection, "figure_score": "classifier"},
+        "training": training,
+    }
+    _write_manifest(manifest, weights_dir)
+    return os.path.join(weights_dir, file)
