@@ -62,7 +62,7 @@ def _add_train(sub):
     _add_dataset_options(p)
     p.add_argument("--stain-normalise", action="store_true", help="H&E stain normalisation of every image")
     p.add_argument("--base-filters", type=int, default=d.base_filters,
-                   help="width of the first level (the paper's networks: 64, about 4x slower to train)")
+                   help="width of the first level (the paper's networks: 64, 16 times the computation)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
     p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch, help="batches per epoch")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="crops per batch")
