@@ -122,6 +122,8 @@ def _add_evaluate(sub):
                    help="score whole images predicted by sliding window (default: the evaluation tiles)")
     p.add_argument("--match-distance-um", type=float, default=5.0, help="detection: match radius in microns")
     p.add_argument("--mpp", type=float, default=None, help="detection: microns per pixel if the data lacks it")
+    p.add_argument("--out", default=None, help="folder for one picture per image: true positives, false positives "
+                   "and missed figures at the run's detection settings (NAME_evaluation.png)")  # fmt: skip
 
 
 def _add_models(sub):
@@ -257,6 +259,8 @@ def _evaluate(args):
         args.data, args.data_dir = recipe.data, args.data_dir or recipe.data_dir
         options = {**recipe.data_options, **options}
     check_source(args.data)
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out!r} is a file; give a folder for the pictures.")
     model = load_checkpoint(args.checkpoint)
     data = make_data(
         args.data,
@@ -272,10 +276,43 @@ def _evaluate(args):
     # Detection, and --whole-images, score whole images (sliding window) rather than tiles.
     source = load_source(args.data, args.split, data_dir=args.data_dir, num_examples=args.num_examples, seed=args.seed, **options)
     results = evaluate_whole_images(model, source) if args.whole_images else evaluate(model, data)
+    records = [] if args.out else None
     results["detection"] = detection_for_checkpoint(
-        model, source, args.checkpoint, data=args.data, mpp=args.mpp, match_distance_um=args.match_distance_um
-    )
+        model, source, args.checkpoint, data=args.data, mpp=args.mpp, match_distance_um=args.match_distance_um,
+        records=records,
+    )  # fmt: skip
     print(format_table(results, title=f"{model.name} on {args.data}/{args.split}"))
+    if args.out:
+        written = write_evaluation_pictures(source, records, results["detection"]["score_threshold"], args.out)
+        print(f"{len(written)} picture(s) of true positives, false positives and missed figures in {args.out}")
+
+
+def write_evaluation_pictures(source, records, score_threshold, out_dir):
+    """``NAME_evaluation.png`` per image of ``source``: its detections at ``score_threshold`` matched to the truth.
+
+    ``records``: ``collect_detections``' per-image (predicted centres, scores,
+    true centres, match distance in px), in the order of ``source``. Returns the paths.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from mitoseg_tf.detection.drawing import draw_evaluation
+    from mitoseg_tf.detection.matching import match_points
+
+    os.makedirs(out_dir, exist_ok=True)
+    examples = source.as_numpy_iterator() if hasattr(source, "as_numpy_iterator") else iter(source)
+    paths = []
+    for index, (example, (centres, scores, truth, max_distance)) in enumerate(zip(examples, records)):
+        kept = np.asarray(centres).reshape(-1, 2)[np.asarray(scores) >= score_threshold]
+        pairs, false_positives, missed = match_points(kept, truth, max_distance)
+        picture = draw_evaluation(
+            example["image"], kept[[p for p, _ in pairs]], kept[false_positives], np.asarray(truth)[missed]
+        )  # fmt: skip
+        name = example.get("id", b"") if isinstance(example, dict) else b""
+        name = (name.decode() if isinstance(name, bytes) else str(name)) or f"image{index:03d}"
+        paths.append(os.path.join(out_dir, f"{os.path.basename(name)}_evaluation.png"))
+        Image.fromarray(picture).save(paths[-1])
+    return paths
 
 
 def _models(args):

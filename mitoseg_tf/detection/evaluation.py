@@ -149,13 +149,16 @@ def collect_detections(
     return detections_from_maps(maps, **options), info
 
 
-def evaluate_detection(model, source, *, score_threshold=0.0, **kwargs):
+def evaluate_detection(model, source, *, score_threshold=0.0, records=None, **kwargs):
     """Pooled detection precision / recall / F1 (plus tp, fp, fn and the settings) of ``model`` on ``source``.
 
-    Keyword arguments are those of ``collect_detections``.
+    Keyword arguments are those of ``collect_detections``. ``records``: a list
+    that receives its per-image records, e.g. to draw each image's hits and misses.
     """
-    records, info = collect_detections(model, source, **kwargs)
-    return {**score_images(records, None, score_threshold), "score_threshold": float(score_threshold), **info}
+    found, info = collect_detections(model, source, **kwargs)
+    if records is not None:
+        records.extend(found)
+    return {**score_images(found, None, score_threshold), "score_threshold": float(score_threshold), **info}
 
 
 # Minimum figure sizes tried on validation (square microns): from keeping specks to a little more than
