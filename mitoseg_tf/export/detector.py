@@ -202,6 +202,7 @@ class _Figures:
             checks = [
                 tf.debugging.assert_equal(tf.shape(images)[0], 1, "serving_figures takes one image at a time: images "
                                           "[1, height, width, 3]; call it once per image"),  # fmt: skip
+                tf.debugging.assert_positive(tf.shape(images)[1:3], "serving_figures: the image is empty"),
                 tf.debugging.assert_all_finite(mpp, "serving_figures: mpp must be a finite number of microns per pixel"),
                 tf.debugging.assert_positive(mpp, "serving_figures: mpp must be positive microns per pixel (e.g. 0.25 at 40x)"),
             ]  # fmt: skip
@@ -216,7 +217,8 @@ class _Figures:
                 work = to_resolution_graph(images, work_h, work_w)
             probability = module.serve_tiled(work)["probability"][0]
             stats = component_stats(probability, self.pixel_threshold)
-            area_um2 = tf.cast(stats["area_px"], tf.float64) * work_mpp * work_mpp
+            # area * mpp^2 in this order, as extract_figures computes it: the size floor compares the same double.
+            area_um2 = tf.cast(stats["area_px"], tf.float64) * (work_mpp * work_mpp)
             big = area_um2 >= self.min_area_um2
             centroid = tf.boolean_mask(stats["centroid"], big)
             area_um2 = tf.boolean_mask(area_um2, big)
@@ -227,7 +229,7 @@ class _Figures:
             kept = scores >= self.score_threshold
             scores, centroid, area_um2 = (tf.boolean_mask(t, kept) for t in (scores, centroid, area_um2))
             order = tf.argsort(-scores, stable=True)  # Python's sorted(key=-score) is stable too
-            factor = tf.cast(tf.stack([height / work_h, width / work_w]), tf.float64)  # int / int is float64
+            factor = tf.cast(tf.stack([height / work_h, width / work_w]), tf.float64)  # int32 / int32 divides in float64
             centres = (tf.gather(centroid, order) + 0.5) * factor - 0.5
             return {
                 "centres": tf.cast(tf.reshape(centres, [-1, 2]), tf.float32),

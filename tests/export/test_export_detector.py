@@ -184,6 +184,8 @@ def test_bad_inputs_fail_clearly(tiny, tmp_path):
             signature(images=image, mpp=tf.constant(mpp))
     with pytest.raises(tf.errors.InvalidArgumentError, match="one image"):
         signature(images=tf.concat([image, image], axis=0), mpp=tf.constant(0.25))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="empty"):
+        signature(images=tf.zeros([1, 0, 5, 3], tf.uint8), mpp=tf.constant(0.25))
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "file").write_text("x")
     with pytest.raises(ValueError, match="not empty"):
