@@ -34,8 +34,8 @@ second copy of the same weights, and which this export therefore does not write.
 The connected components need no tensorflow-addons: every foreground pixel
 starts labelled with its own raster index; each round takes the minimum label
 of the 3x3 neighbourhood (within the mask) and then jumps to the label its
-label's pixel holds (pointer jumping, so long blobs take logarithmically many
-rounds rather than one per pixel of their length), until nothing changes. Each
+label's pixel holds (pointer jumping, so a long blob needs far fewer rounds
+than it has pixels along its length), until nothing changes. Each
 component ends labelled with its first pixel in raster order, which is the
 order ``skimage.measure.label`` numbers components in.
 """

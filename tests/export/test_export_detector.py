@@ -222,8 +222,8 @@ def test_shipped_detector_counts_a_real_field_as_predict(shared_data, tmp_path):
 
     The field is resampled to the detector's 0.25 um/px in both paths. A
     448-px crop keeps the sliding window to one tile (8 network passes per
-    path: the test's cost is the export, ~1.5 min of tracing on a busy 2-core
-    machine); it holds two annotated mitoses (A01_04 at x 566 / y 1644 and 755 / 1684).
+    path; the cost is the export's tracing and saving, 1.5-3.5 min on the shared
+    2-core machine); it holds two annotated mitoses (A01_04 at x 566 / y 1644 and 755 / 1684).
     """
     from mitoseg_tf.data.images import read_image
 
