@@ -3,11 +3,12 @@
 Writes synthetic pyramidal slides (glass with a few round tissue patches and
 dark figures; JPEG tiles, Aperio-style description at 0.25 um/px) of each
 ``--sizes`` side, then runs ``predict_slide`` with the shipped U-Net
-(``unet/mitosis``, no second stage) plain and 8-fold averaged, each in its
+(``unet/mitosis``, no second stage, or ``--base-filters``) plain and 8-fold averaged, each in its
 own process so peak RSS belongs to that run alone. Prints a markdown table.
 
     python benchmarks/slide_throughput.py                       # 8k and 16k squares, ~6 min on 2 cores
     python benchmarks/slide_throughput.py --sizes 20000 40000   # longer
+    python benchmarks/slide_throughput.py --base-filters 8      # untrained narrow U-Net: the pipeline's overhead
 """
 
 import argparse
@@ -77,9 +78,16 @@ def write_slide(path, side, fraction):
 
 def child(args):
     """One run in this process: prints one JSON line."""
-    from mitoseg_tf.detector import Detector
+    from mitoseg_tf.detector import DetectionSettings, Detector
 
-    detector = Detector.from_weights("unet/mitosis", rescore=False, tta=args.tta)
+    if args.base_filters:
+        from mitoseg_tf.zoo import build
+
+        # Untrained: a high pixel threshold keeps its noise from becoming thousands of figures to trace.
+        model = build("unet", base_filters=args.base_filters, input_shape=(None, None, 3))
+        detector = Detector(model, mpp=MPP, settings=DetectionSettings(pixel_threshold=0.9, tta=args.tta))
+    else:
+        detector = Detector.from_weights("unet/mitosis", rescore=False, tta=args.tta)
     start = time.perf_counter()
     result = detector.predict_slide(args.slide, out_dir=args.out, progress=False)
     seconds = time.perf_counter() - start
@@ -94,6 +102,8 @@ def main():
     p.add_argument("--sizes", type=int, nargs="+", default=[8000, 16000], help="slide sides in pixels")
     p.add_argument("--tissue-fraction", type=float, default=0.03, help="share of the slide covered by tissue")
     p.add_argument("--no-tta", action="store_true", help="skip the 8-fold averaged runs")
+    p.add_argument("--base-filters", type=int, default=None, help="an untrained zoo U-Net of this width instead of "
+                   "the shipped unet/mitosis (f = 64): the pipeline's own cost on a slow machine")  # fmt: skip
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--slide", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -112,6 +122,7 @@ def main():
                   f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)  # fmt: skip
             for tta in (False,) if args.no_tta else (False, True):
                 command = [sys.executable, __file__, "--child", "--slide", path, "--out", os.path.join(folder, "out")]
+                command += ["--base-filters", str(args.base_filters)] if args.base_filters else []
                 out = subprocess.run(command + (["--tta"] if tta else []), capture_output=True, text=True, check=True)
                 run = json.loads(out.stdout.strip().splitlines()[-1])
                 rows.append((side, tta, run))
