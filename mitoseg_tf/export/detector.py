@@ -204,7 +204,8 @@ class _Figures:
                                           "[1, height, width, 3]; call it once per image"),  # fmt: skip
                 tf.debugging.assert_positive(tf.shape(images)[1:3], "serving_figures: the image is empty"),
                 tf.debugging.assert_all_finite(mpp, "serving_figures: mpp must be a finite number of microns per pixel"),
-                tf.debugging.assert_positive(mpp, "serving_figures: mpp must be positive microns per pixel (e.g. 0.25 at 40x)"),
+                tf.debugging.assert_positive(mpp, "serving_figures: mpp must be positive (microns per pixel, "
+                                             "e.g. 0.25 at 40x)"),  # fmt: skip
             ]  # fmt: skip
             with tf.control_dependencies(checks):
                 height, width = tf.shape(images)[1], tf.shape(images)[2]
@@ -365,7 +366,8 @@ def _check_detector(detector):
     classifier = detector.classifier
     if classifier is not None:
         shape = tuple(classifier.input_shape)
-        if len(shape) != 4 or shape[1] is None or shape[1:] != (shape[1], shape[1], 3) or tuple(classifier.output_shape) != (None, 1):
+        square = len(shape) == 4 and shape[1] is not None and shape[1:] == (shape[1], shape[1], 3)
+        if not square or tuple(classifier.output_shape) != (None, 1):
             raise ValueError(
                 f"export_detector: the second stage must be a window classifier (W, W, 3) -> (1,); got "
                 f"{classifier.input_shape} -> {classifier.output_shape}."
@@ -406,7 +408,7 @@ def export_detector(detector, out_dir, *, overwrite=False, tile=None, overlap=No
         extend=lambda model, module: figures.signatures(module),
     )  # fmt: skip
     seconds = time.perf_counter() - started
-    signatures = list(MAP_SIGNATURES) + [FIGURES_SIGNATURE] + ([WINDOWS_SIGNATURE] if detector.classifier is not None else [])
+    signatures = [*MAP_SIGNATURES, FIGURES_SIGNATURE] + ([WINDOWS_SIGNATURE] if detector.classifier is not None else [])
     return {
         "out_dir": out_dir,
         "name": detector.name,
