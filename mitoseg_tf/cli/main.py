@@ -155,6 +155,8 @@ def _add_export(sub):
         help="average every signature over the 8 flips / quarter turns (8x slower; default: as the run's "
         "detection.json or the shipped weights' card say, else off)",
     )  # fmt: skip
+    p.add_argument("--rescore", action=argparse.BooleanOptionalAction, default=None,
+                   help="include the figure classifier shipped with the weights (default: when one ships)")
     p.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
 
 
@@ -380,80 +382,17 @@ def _weights(args):
     print("Use: mitoseg predict IMAGES --weights MODEL/TAG --out DIR, or build(MODEL, weights=TAG) in Python.")
 
 
-RESCORER_FOLDER = "rescorer"
-
-
-def _shipped_for_export(key):
-    """Model, model-card entries, detection settings and second-stage classifier card (or None) of shipped weights."""
-    from mitoseg_tf.zoo import build
-    from mitoseg_tf.zoo.pretrained import available_weights, weights_entry
-
-    shipped = available_weights()
-    if key not in shipped:
-        raise ValueError(f"--weights {key!r} is not shipped; shipped: {', '.join(sorted(shipped)) or 'none'}.")
-    name, tag = key.split("/")
-    entry = weights_entry(name, tag)
-    model = build(name, weights=tag, input_shape=(None, None, 3))
-    settings = entry.get("detection") or {"pixel_threshold": entry.get("threshold", 0.5)}
-    card = {
-        "weights": key,
-        "training_data": entry.get("data"),
-        "licence": entry.get("licence"),
-        "recipe": entry.get("recipe"),
-        "metrics": {"validation": entry.get("validation")},
-        "detection": entry.get("detection"),
-    }
-    if "rescorer" in entry:
-        rescoring = entry["rescorer"]["detection"]
-        # Where a deployer reads the scores: the map's own figures differ from what mitoseg predict keeps.
-        card["rescorer"] = (
-            f"{RESCORER_FOLDER}/ (a SavedModel of its own): the figure classifier mitoseg predict uses. Its settings "
-            f"replace the ones above: candidates are the blobs above pixel probability {rescoring['pixel_threshold']:g} "
-            f"of at least {rescoring['min_area_um2']:g} um^2, a {entry['rescorer']['arguments']['window']}-px window "
-            f"is cut at each centroid (mirrored at the border), and a figure is kept where the classifier's "
-            f"probability is at least {rescoring['score_threshold']:.4g}."
-        )
-    return model, card, settings, entry.get("rescorer")
-
-
 def _export(args):
-    from mitoseg_tf.detection.evaluation import load_detection_settings
-    from mitoseg_tf.export import card_from_run, export
-    from mitoseg_tf.training.checkpoint import load_checkpoint
+    from mitoseg_tf.detector import Detector
 
-    if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
-        raise ValueError(f"{args.out!r} exists and is not empty; pass --overwrite or choose another folder.")
-    rescorer = None
-    if args.weights:
-        model, card, settings, rescorer = _shipped_for_export(args.weights)
-    else:
-        model = load_checkpoint(args.checkpoint)
-        # A run folder keeps config.json / metrics.json beside best.keras; they fill the model card.
-        run_dir, checkpoint = os.path.split(os.path.abspath(args.checkpoint))
-        card = card_from_run(run_dir)
-        # Run folder and file name only: an absolute path would leak the exporting machine's layout.
-        card["checkpoint"] = f"{os.path.basename(run_dir)}/{checkpoint}"
-        settings = load_detection_settings(run_dir) or {}
-        if settings:
-            card["detection"] = settings
-    threshold = args.threshold if args.threshold is not None else float(settings.get("pixel_threshold", 0.5))
-    # Settings chosen on averaged maps hold for averaged maps only, so TTA follows them unless told.
-    tta = args.tta if args.tta is not None else bool(settings.get("tta", False))
-    written = export(model, args.out, card=card, threshold=threshold, tile=args.tile, overlap=args.overlap, tta=tta)
-    if rescorer:
-        from mitoseg_tf.export import export_figure_classifier
-        from mitoseg_tf.zoo.pretrained import load_rescorer
-
-        export_figure_classifier(
-            load_rescorer(*args.weights.split("/")), os.path.join(args.out, RESCORER_FOLDER),
-            card={"weights": args.weights, "detection": rescorer["detection"], "training": rescorer["training"],
-                  "licence": card["licence"]},
-        )  # fmt: skip
-        print(f"figure classifier written to {os.path.join(args.out, RESCORER_FOLDER)}: {card['rescorer']}")
-    print(
-        f"SavedModel of {written['name']} written to {args.out} (stride {written['input']['stride']}, "
-        f"threshold {written['threshold']}); model card: {os.path.join(args.out, 'assets', 'model_card.json')}"
-    )
+    detector = Detector.load(checkpoint=args.checkpoint, weights=args.weights, rescore=args.rescore, tta=args.tta,
+                             pixel_threshold=args.threshold, tile=args.tile, overlap=args.overlap)  # fmt: skip
+    written = detector.export(args.out, overwrite=args.overwrite)
+    print(f"SavedModel of {written['name']} written to {written['out_dir']} in {written['seconds']:g} s")
+    print("What serving_figures does, in this order (mitoseg predict does the same):")
+    for number, step in enumerate(written["settings"], 1):
+        print(f"  {number}. {step['step']}")
+    print(f"Signatures: {', '.join(written['signatures'])}; model card: {written['card']}")
 
 
 def main(argv=None):

@@ -17,16 +17,25 @@ def add_parser(subparsers):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )  # fmt: skip
     p.add_argument("inputs", metavar="IMAGE_OR_FOLDER", help="an image file or a folder of images")
-    p.add_argument("--checkpoint", default=None, help="a .keras file, e.g. runs/NAME/best.keras (settings from its "
-                   "run folder's detection.json)")  # fmt: skip
-    p.add_argument("--weights", default=None, help="weights shipped with the package, MODEL/TAG (see `mitoseg "
-                   "weights`); without --checkpoint: unet/mitosis")  # fmt: skip
-    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--out", required=True, help="output folder (created): per-image files and counts.csv")
+    add_detector_options(p)
     p.add_argument("--mpp", type=float, default=DEFAULT_MPP, help="microns per pixel of the images; they are "
                    "resampled to the detector's resolution and the results mapped back")  # fmt: skip
     p.add_argument("--tile", type=int, default=512, help="sliding-window tile side (a multiple of the network stride)")
     p.add_argument("--overlap", type=float, default=0.25, help="fraction of a tile shared with each neighbour")
-    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (memory, not results)")
+    p.add_argument("--hpf10-area-mm2", type=float, default=DEFAULT_HPF10_AREA_MM2,
+                   help="area of 10 high-power fields for per-10-HPF counts (MIDOG: 2 mm^2)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar over images (None: when stderr is a terminal)")
+
+
+def add_detector_options(p):
+    """The options that choose a detector and its settings, shared by predict and slide."""
+    p.add_argument("--checkpoint", default=None, help="a .keras file, e.g. runs/NAME/best.keras (settings from its "
+                   "run folder's detection.json)")  # fmt: skip
+    p.add_argument("--weights", default=None, help="weights shipped with the package, MODEL/TAG (see `mitoseg "
+                   "weights`), e.g. unet/monuseg for nuclei; without --checkpoint: unet/mitosis")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=4, help="network windows per forward pass (memory, not results)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average the map over the 8 flips / quarter turns (None: as the settings were chosen)")
     p.add_argument("--rescore", action=argparse.BooleanOptionalAction, default=None,
@@ -38,10 +47,6 @@ def add_parser(subparsers):
                    help="smallest figure score kept (None: the card's or run's)")
     p.add_argument("--min-area-um2", type=float, default=None,
                    help="smallest figure kept, square microns (None: the card's or run's)")
-    p.add_argument("--hpf10-area-mm2", type=float, default=DEFAULT_HPF10_AREA_MM2,
-                   help="area of 10 high-power fields for per-10-HPF counts (MIDOG: 2 mm^2)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar over images (None: when stderr is a terminal)")
 
 
 def detector_options(args):

@@ -6,7 +6,7 @@ Parses the options, builds a ``mitoseg_tf.detector.Detector`` and calls
 
 import argparse
 
-from mitoseg_tf.cli.predict import detector_options
+from mitoseg_tf.cli.predict import add_detector_options, detector_options
 
 # The library's defaults, repeated so that --help imports nothing heavy (slides pulls in the detection stack).
 DEFAULT_TILE = 1024
@@ -25,10 +25,7 @@ def add_parser(subparsers):
     p.add_argument("inputs", metavar="SLIDE_OR_FOLDER", help="a slide (SVS, NDPI, MRXS, tiled TIFF, ... or a plain "
                    "image with --mpp) or a folder of them")  # fmt: skip
     p.add_argument("--out", required=True, help="output folder (created): per-slide files and summary.csv")
-    p.add_argument("--checkpoint", default=None, help="a .keras file, e.g. runs/NAME/best.keras (settings from its "
-                   "run folder's detection.json)")  # fmt: skip
-    p.add_argument("--weights", default=None, help="weights shipped with the package, MODEL/TAG, e.g. unet/mitosis or "
-                   "unet/monuseg (nuclei); without --checkpoint: unet/mitosis")  # fmt: skip
+    add_detector_options(p)
     p.add_argument("--mpp", type=float, default=None, help="microns per level-0 pixel; overrides the slide's metadata "
                    "and is required for plain images (None: from the metadata)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from the state file in --out "
@@ -46,18 +43,6 @@ def add_parser(subparsers):
     p.add_argument("--hotspots", type=int, default=1, help="number of non-overlapping hotspot windows to report")
     p.add_argument("--tissue-mpp", type=float, default=DEFAULT_TISSUE_MPP, help="microns per pixel of the tissue mask")
     p.add_argument("--prefetch", type=int, default=4, help="tiles read ahead on a background thread (memory bound)")
-    p.add_argument("--batch-size", type=int, default=4, help="network windows per forward pass (memory, not results)")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="average the map over the 8 flips / quarter turns (None: as the settings were chosen)")
-    p.add_argument("--rescore", action=argparse.BooleanOptionalAction, default=None,
-                   help="rescore candidates with the figure classifier shipped with the weights (None: when one "
-                   "ships)")  # fmt: skip
-    p.add_argument("--threshold", type=float, default=None,
-                   help="pixel probability above which pixels form candidate figures (None: the card's or run's)")
-    p.add_argument("--score-threshold", type=float, default=None,
-                   help="smallest figure score kept (None: the card's or run's)")
-    p.add_argument("--min-area-um2", type=float, default=None,
-                   help="smallest figure kept, square microns (None: the card's or run's)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="progress bar over tiles, shown only when stderr is a terminal")
 

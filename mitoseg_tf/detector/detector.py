@@ -128,7 +128,8 @@ class Detector:
             mpp = mpp if mpp is not None else saved.get("mpp")
         else:
             settings = DetectionSettings(chosen_by="defaults (the run has no detection.json)")
-        card = {"checkpoint": f"{os.path.basename(run_dir)}/{file}"}
+        # Run folder and file name only: an absolute path would leak the exporting machine's layout.
+        card = {**run_card(run_dir), "checkpoint": f"{os.path.basename(run_dir)}/{file}"}
         if saved:
             card["detection"] = saved
         return cls(model, mpp=mpp, settings=settings.replace(**setting_overrides), object_class=object_class,
@@ -239,6 +240,24 @@ class Detector:
 
 
 _WINDOW_OPTIONS = ("tile", "overlap", "batch_size")
+RUN_CONFIG_DATA = ("data", "data_dir", "num_examples", "seed", "crop_size", "epochs", "steps_per_epoch", "batch_size")
+RUN_CONFIG_TRAINING = ("model", "base_filters", "loss", "learning_rate", "resolved_precision", "model_args", "version")
+
+
+def run_card(run_dir):
+    """What a run folder's ``config.json`` and ``metrics.json`` say of its model (those present): card entries."""
+    card = {}
+    config_path, metrics_path = os.path.join(run_dir, "config.json"), os.path.join(run_dir, "metrics.json")
+    if os.path.isfile(config_path):
+        with open(config_path) as fh:
+            config = json.load(fh)
+        card["training_data"] = {k: config[k] for k in RUN_CONFIG_DATA if k in config}
+        card["training"] = {k: config[k] for k in RUN_CONFIG_TRAINING if k in config}
+    if os.path.isfile(metrics_path):
+        with open(metrics_path) as fh:
+            metrics = json.load(fh)
+        card["metrics"] = {k: metrics[k] for k in ("validation", "test") if k in metrics}
+    return card
 
 
 def _split_options(options):

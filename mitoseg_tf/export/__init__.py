@@ -5,6 +5,6 @@
 """
 
 from mitoseg_tf.export.figure_classifier import export_figure_classifier
-from mitoseg_tf.export.saved_model import CARD_FILE, card_from_run, export, network_stride
+from mitoseg_tf.export.saved_model import CARD_FILE, export, network_stride
 
-__all__ = ["CARD_FILE", "card_from_run", "export", "export_figure_classifier", "network_stride"]
+__all__ = ["CARD_FILE", "export", "export_figure_classifier", "network_stride"]

@@ -345,7 +345,9 @@ def detector_card(detector, *, tile, overlap):
         },
         "figures": figures,
         "training_data": card.get("data") or card.get("training_data") or "unknown (not recorded at export)",
-        "metrics": _validation(detector),
+        # A run's own metrics.json when the detector's settings carry no validation scores.
+        "metrics": _validation(detector) or card.get("metrics"),
+        "source": card.get("weights") or card.get("checkpoint") or "a Keras model given in Python",
         "paper_results": _paper_results(detector.model.name),
         "weights_card": card,
     }

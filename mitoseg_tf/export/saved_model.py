@@ -498,25 +498,3 @@ def export(model, out_dir, *, card=None, threshold=0.5, stride=None, tile=512, o
             server.signatures.update(extend(model, server.module))
         tf.saved_model.save(server.module, out_dir, signatures=server.signatures)
     return model_card
-
-
-def card_from_run(run_dir):
-    """Model-card entries from a run folder's ``config.json`` and ``metrics.json`` (those present)."""
-    card = {}
-    config_path = os.path.join(run_dir, "config.json")
-    metrics_path = os.path.join(run_dir, "metrics.json")
-    if os.path.isfile(config_path):
-        with open(config_path) as fh:
-            config = json.load(fh)
-        keys = ("data", "data_dir", "num_examples", "seed", "crop_size", "epochs", "steps_per_epoch", "batch_size")
-        card["training_data"] = {k: config[k] for k in keys if k in config}
-        card["training"] = {
-            k: config[k]
-            for k in ("model", "base_filters", "loss", "learning_rate", "resolved_precision", "model_args", "version")
-            if k in config
-        }
-    if os.path.isfile(metrics_path):
-        with open(metrics_path) as fh:
-            metrics = json.load(fh)
-        card["metrics"] = {k: metrics[k] for k in ("validation", "test") if k in metrics}
-    return card

@@ -32,13 +32,16 @@ def test_export_writes_a_saved_model_with_the_run_card(run_dir, tmp_path, capsys
 
     out = tmp_path / "exported"
     assert main(["export", "--checkpoint", str(run_dir / "best.keras"), "--out", str(out), "--threshold", "0.4"]) == 0
-    assert "SavedModel of unet written" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "SavedModel of unet-test written" in printed
+    # the settings in the order they apply, numbered
+    assert printed.index("1. none: the detector's training resolution is unknown") < printed.index("2. single-view map") < printed.index("3. candidate figures are the 8-connected blobs of pixel probability > 0.4")
     card = json.loads((out / "assets" / "model_card.json").read_text())
     assert card["name"] == "unet"
     assert card["threshold"] == 0.4
     assert card["training_data"]["data"] == "synthetic" and card["training_data"]["seed"] == 3
     assert card["metrics"]["test"]["model"]["pooled"]["mean_dice"] == 0.61
-    assert card["checkpoint"] == "unet-test/best.keras"
+    assert card["source"] == card["weights_card"]["checkpoint"] == "unet-test/best.keras"
 
     loaded = tf.saved_model.load(str(out))
     images = np.random.default_rng(0).integers(0, 256, (1, 37, 50, 3), dtype=np.uint8)
@@ -76,34 +79,37 @@ def test_non_empty_output_folder_needs_overwrite(run_dir, tmp_path, capsys):
 
 
 def test_shipped_mitosis_weights_export_with_their_detection_settings(tmp_path, capsys):
-    """--weights: the shipped card's settings travel, and TTA follows them (they were chosen on averaged maps)."""
+    """--weights: the shipped card's settings travel, TTA follows them, and the classifier is served from the same model."""
     import tensorflow as tf
 
     from mitoseg_tf.inference import predict_image
-    from mitoseg_tf.zoo.pretrained import weights_entry
-
-    entry = weights_entry("unet", "mitosis")
-    out = tmp_path / "shipped"
-    assert main(["export", "--weights", "unet/mitosis", "--out", str(out), "--tile", "64"]) == 0
-    card = json.loads((out / "assets" / "model_card.json").read_text())
-    assert card["weights"] == "unet/mitosis" and card["tta"] is entry["detection"]["tta"] is True
-    assert card["threshold"] == entry["detection"]["pixel_threshold"]
-    assert card["detection"]["min_area_um2"] == entry["detection"]["min_area_um2"]
-    assert "non-commercial" in card["licence"] and card["recipe"] == "zoo/recipes/mitosis_unet.yaml"
-    # the figure classifier travels as a SavedModel of its own: 8-view mean of the shipped classifier
-    assert card["rescorer"].startswith("rescorer/") and f"at least {entry['rescorer']['detection']['min_area_um2']:g} um^2" in card["rescorer"]
     from mitoseg_tf.inference.tta import forward
     from mitoseg_tf.zoo.pretrained import load_rescorer
+    from mitoseg_tf.zoo.weights_card import weights_card
 
+    shipped = weights_card("unet/mitosis")
+    rescoring = shipped.rescorer.detection
+    out = tmp_path / "shipped"
+    assert main(["export", "--weights", "unet/mitosis", "--out", str(out), "--tile", "64"]) == 0
+    printed = capsys.readouterr().out
+    assert f"candidate figures are the 8-connected blobs of pixel probability > {rescoring['pixel_threshold']:g}" in printed
+    card = json.loads((out / "assets" / "model_card.json").read_text())
+    assert card["source"] == "unet/mitosis" and card["tta"] is shipped.detection["tta"] is True
+    assert card["threshold"] == rescoring["pixel_threshold"]
+    assert [step["name"] for step in card["detector"]["settings_in_order"]] == [
+        "mpp", "tta", "pixel_threshold", "min_area_um2", "figure_score", "score_threshold"]
+    values = {step["name"]: step["value"] for step in card["detector"]["settings_in_order"]}
+    assert values["min_area_um2"] == rescoring["min_area_um2"] and values["score_threshold"] == pytest.approx(rescoring["score_threshold"])
+    assert "non-commercial" in card["licence"] and card["weights_card"]["recipe"] == "zoo/recipes/mitosis_unet.yaml"
+    assert "reported by the paper" in (card["paper_results"] or {"source": "reported by the paper"})["source"]
+    loaded = tf.saved_model.load(str(out))
     windows = np.random.default_rng(2).integers(0, 256, (3, 48, 48, 3), dtype=np.uint8)
-    served = tf.saved_model.load(str(out / "rescorer")).signatures["serving_default"](windows=tf.constant(windows))["probability"]
+    served = loaded.signatures["serving_windows"](windows=tf.constant(windows))["probability"]
     classifier = load_rescorer("unet", "mitosis")
     expected = np.mean([classifier.predict_on_batch(np.ascontiguousarray(forward(windows.astype("float32"), k)))[:, 0] for k in range(8)], axis=0)
     np.testing.assert_allclose(served.numpy(), expected, atol=1e-5)
-    rescorer_card = json.loads((out / "rescorer" / "assets" / "model_card.json").read_text())
-    assert rescorer_card["detection"]["score_threshold"] == entry["rescorer"]["detection"]["score_threshold"]
     image = np.random.default_rng(1).integers(0, 256, (1, 40, 72, 3), dtype=np.uint8)
-    got = tf.saved_model.load(str(out)).signatures["serving_tiled"](images=tf.constant(image))["probability"]
+    got = loaded.signatures["serving_tiled"](images=tf.constant(image))["probability"]
     model = build("unet", weights="mitosis", input_shape=(None, None, 3))
     np.testing.assert_allclose(got.numpy()[0], predict_image(model, image[0], tile=64, tta=True), atol=1e-5)
 
@@ -114,7 +120,7 @@ def test_export_source_errors(tmp_path, capsys):
     assert "not allowed with argument" in capsys.readouterr().err
     assert main(["export", "--weights", "unet/nope", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "'unet/nope' is not shipped" in err and "unet/mitosis" in err
+    assert "No shipped weights 'unet/nope'" in err and "unet/mitosis" in err
 
 
 def test_run_detection_settings_set_threshold_and_tta(run_dir, tmp_path):
@@ -126,7 +132,7 @@ def test_run_detection_settings_set_threshold_and_tta(run_dir, tmp_path):
     (run / "detection.json").write_text(json.dumps(settings))
     assert main(["export", "--checkpoint", str(run / "best.keras"), "--out", str(tmp_path / "a")]) == 0
     card = json.loads((tmp_path / "a" / "assets" / "model_card.json").read_text())
-    assert card["tta"] is True and card["threshold"] == 0.35 and card["detection"]["min_area_um2"] == 20.0
+    assert card["tta"] is True and card["threshold"] == 0.35 and card["weights_card"]["detection"]["min_area_um2"] == 20.0
     argv = ["export", "--checkpoint", str(run / "best.keras"), "--out", str(tmp_path / "b"), "--no-tta", "--threshold", "0.5"]
     assert main(argv) == 0
     card = json.loads((tmp_path / "b" / "assets" / "model_card.json").read_text())
