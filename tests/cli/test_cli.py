@@ -128,7 +128,8 @@ def test_train_prints_the_metrics_table_and_the_validation_line(trained):
     assert "Traceback" not in proc.stderr
     assert "| metric | pooled | per image |" in out
     assert "unet on the synthetic test split" in out
-    assert table_value(out, "Dice, mitosis class") == pytest.approx(
+    # the validation table comes first; the test table follows its title
+    assert table_value(out.split("unet on the synthetic test split")[1], "Dice, mitosis class") == pytest.approx(
         metrics["test"]["model"]["pooled"]["mitosis_dice"], abs=6e-5
     )
     match = re.search(r"Validation mitosis Dice \(pooled\): ([0-9.]+)\s+vs all-background prediction: ([0-9.]+)", out)
