@@ -144,3 +144,11 @@ def test_weights_with_no_match_is_one_clear_error(capsys):
     assert main(["weights", "nothing/*"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "No shipped weights match 'nothing/*'" in err[0]
+
+
+def test_the_capture_drops_only_the_known_lines_and_writes_the_rest_back(capfd):
+    with _quiet._capture_fd2():
+        os.write(2, b"I0000 00:00:1796304800.5 9783 cudart_stub.cc:31] Could not find cuda drivers on your machine\n")
+        os.write(2, b"a line TensorFlow's user must see\n")
+    err = capfd.readouterr().err
+    assert err == "a line TensorFlow's user must see\n"
