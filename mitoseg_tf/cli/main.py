@@ -373,6 +373,7 @@ def _weights(args):
     for key in keys:
         card = cards[key]
         print(f"{key}: {card.task}")
+        print(f"  class:       {card.object_class} (what mitoseg predict counts and writes to GeoJSON)")
         print(f"  trained on:  {card.data}")
         print(f"  validation:  {_validation_text(card)}")
         if card.rescorer:

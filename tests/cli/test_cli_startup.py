@@ -133,6 +133,7 @@ def test_weights_lists_every_shipped_card_with_data_scores_and_licence(capsys):
     for key, card in cards.items():
         block = out.split(f"{key}: ")[1].split("\n\n")[0]
         assert card.task in block and card.licence in block and card.data in block
+        assert f"class:       {card.object_class} " in block
         assert "validation:" in block and "not recorded" not in block
     mitosis = cards.get("unet/mitosis")
     if mitosis is not None:  # the shipped detector: its F1 with and without the figure classifier
