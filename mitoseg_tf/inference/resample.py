@@ -41,7 +41,7 @@ def resampled_shape(shape, from_mpp, to_mpp):
 
 def resize(array, shape):
     """``array`` (H, W) or (H, W, C) resized to ``shape`` (bilinear, antialiased); float32 out, same channels."""
-    import keras
+    import keras  # start-up: inference (and data, slides) import without Keras; only a resize needs it
 
     array = np.asarray(array)
     if tuple(array.shape[:2]) == tuple(shape):

@@ -12,7 +12,12 @@ Example:
     >>> model = train_figure_classifier(positives, negatives, window=48, epochs=15)
 """
 
+import keras
 import numpy as np
+import tensorflow as tf
+
+from mitoseg_tf.data.pipeline import _hsv_jitter, _stain_jitter
+from mitoseg_tf.models.figure_classifier import build_figure_classifier
 
 # The recipe the shipped classifier was trained with (docs/RESULTS.md).
 DEFAULTS = dict(epochs=15, steps_per_epoch=200, batch_size=64, learning_rate=1e-3, stain_jitter=0.2, hsv_jitter=0.1)
@@ -32,10 +37,6 @@ def _check_windows(positives, negatives, window):
 
 def window_dataset(positives, negatives, *, window, batch_size, seed, stain_jitter, hsv_jitter):
     """Endless balanced, augmented batches ``(images 0-255 float32 (B, window, window, 3), labels (B, 1))``."""
-    import tensorflow as tf
-
-    from mitoseg_tf.data.pipeline import _hsv_jitter, _stain_jitter
-
     positives, negatives = np.asarray(positives), np.asarray(negatives)
     _check_windows(positives, negatives, window)
     if batch_size < 2 or batch_size % 2:
@@ -70,10 +71,6 @@ def train_figure_classifier(positives, negatives, *, window=48, seed=0, verbose=
     learning_rate with cosine decay, stain_jitter, hsv_jitter). Returns the
     trained ``keras.Model``; its history is ``model.history.history``.
     """
-    import keras
-
-    from mitoseg_tf.models.figure_classifier import build_figure_classifier
-
     unknown = sorted(set(options) - set(DEFAULTS))
     if unknown:
         raise ValueError(f"unknown figure-classifier option(s) {unknown}; accepted: {', '.join(DEFAULTS)}.")

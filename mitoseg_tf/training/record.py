@@ -18,7 +18,7 @@ def seed_everything(seed, deterministic=True):
     """
     keras.utils.set_random_seed(seed)
     if deterministic and keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow backend only: importing mitoseg_tf.training never needs it
 
         tf.config.experimental.enable_op_determinism()
 

@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
+from mitoseg_tf.detection.matching import match_points  # noqa: E402
+
 
 def _read_csv(path):
     with open(path, newline="") as fh:
@@ -90,8 +92,6 @@ def plot_detections(fields, out_path, title=None, max_side=700):
     match distance in px)`` per image; matching is ``detection.match_points``
     (one-to-one), so the marks add up to the reported TP / FP / FN.
     """
-    from mitoseg_tf.detection.matching import match_points
-
     fig, axes = plt.subplots(1, len(fields), figsize=(4.2 * len(fields), 4.6), squeeze=False)
     for ax, (name, image, truth, predicted, distance) in zip(axes[0], fields):
         truth, predicted = np.asarray(truth).reshape(-1, 2), np.asarray(predicted).reshape(-1, 2)
