@@ -12,10 +12,10 @@ DEFAULT_HPF10_AREA_MM2 = 2.0  # MIDOG's 10-HPF area; kept here so --help imports
 
 def add_parser(subparsers):
     """Register ``predict`` on the ``mitoseg`` subcommand parser."""
+    # mitoseg's own formatter (cli/main.py): each default shown, except None's, which the help texts explain.
     p = subparsers.add_parser(
-        "predict", help="predict whole images: figures, counts, GeoJSON, overlay, overview and gallery",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )  # fmt: skip
+        "predict", help="predict whole images: figures, counts, GeoJSON, overlay, overview and gallery"
+    )
     p.add_argument("inputs", metavar="IMAGE_OR_FOLDER", help="an image file or a folder of images")
     p.add_argument("--out", required=True, help="output folder (created): per-image files and counts.csv")
     add_detector_options(p)
@@ -26,7 +26,7 @@ def add_parser(subparsers):
     p.add_argument("--hpf10-area-mm2", type=float, default=DEFAULT_HPF10_AREA_MM2,
                    help="area of 10 high-power fields for per-10-HPF counts (MIDOG: 2 mm^2)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar over images (None: when stderr is a terminal)")
+                   help="progress bar over images (default: when stderr is a terminal)")
 
 
 def add_detector_options(p):
