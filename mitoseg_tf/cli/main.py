@@ -249,9 +249,9 @@ def _evaluate(args):
     from mitoseg_tf.data.sources import check_source, load_source, make_data
     from mitoseg_tf.detection.evaluation import detection_for_checkpoint
     from mitoseg_tf.training import evaluate, format_table
-    from mitoseg_tf.training.checkpoint import load_checkpoint
+    from mitoseg_tf.zoo.checkpoint import load_checkpoint
     from mitoseg_tf.training.evaluate import evaluate_whole_images
-    from mitoseg_tf.training.targets import output_roles
+    from mitoseg_tf.models.outputs import output_roles
 
     options = _dataset_options(args)
     if args.recipe:  # score on exactly the split the recipe trained and validated on

@@ -37,16 +37,16 @@ def add_detector_options(p):
                    "weights`), e.g. unet/monuseg for nuclei; without --checkpoint: unet/mitosis")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=4, help="network windows per forward pass (memory, not results)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="average the map over the 8 flips / quarter turns (None: as the settings were chosen)")
+                   help="average the map over the 8 flips / quarter turns (default: as the settings were chosen)")
     p.add_argument("--rescore", action=argparse.BooleanOptionalAction, default=None,
-                   help="rescore candidates with the figure classifier shipped with the weights (None: when one "
+                   help="rescore candidates with the figure classifier shipped with the weights (default: when one "
                    "ships; --no-rescore: the network's own figure scores and settings)")  # fmt: skip
     p.add_argument("--threshold", type=float, default=None,
-                   help="pixel probability above which pixels form candidate figures (None: the card's or run's)")
+                   help="pixel probability above which pixels form candidate figures (default: the card's or run's)")
     p.add_argument("--score-threshold", type=float, default=None,
-                   help="smallest figure score kept (None: the card's or run's)")
+                   help="smallest figure score kept (default: the card's or run's)")
     p.add_argument("--min-area-um2", type=float, default=None,
-                   help="smallest figure kept, square microns (None: the card's or run's)")
+                   help="smallest figure kept, square microns (default: the card's or run's)")
 
 
 def detector_options(args):

@@ -20,14 +20,13 @@ def add_parser(subparsers):
     """Register ``slide`` on the ``mitoseg`` subcommand parser."""
     p = subparsers.add_parser(
         "slide", help="whole-slide images: every figure, tissue area, hotspot, counts, GeoJSON and pictures",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )  # fmt: skip
     p.add_argument("inputs", metavar="SLIDE_OR_FOLDER", help="a slide (SVS, NDPI, MRXS, tiled TIFF, ... or a plain "
                    "image with --mpp) or a folder of them")  # fmt: skip
     p.add_argument("--out", required=True, help="output folder (created): per-slide files and summary.csv")
     add_detector_options(p)
     p.add_argument("--mpp", type=float, default=None, help="microns per level-0 pixel; overrides the slide's metadata "
-                   "and is required for plain images (None: from the metadata)")  # fmt: skip
+                   "and is required for plain images (default: from the metadata)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from the state file in --out "
                    "(same figures as one uninterrupted run)")  # fmt: skip
     p.add_argument("--tile", type=int, default=DEFAULT_TILE, help="side of a tile's core, pixels at the detector's "

@@ -224,7 +224,7 @@ def make_pipeline(
             must then be square for the rotations).
         positive_fraction: share of training samples drawn from tiles with a
             mitosis and centred near one (None disables both).
-        roles: ``training.targets.output_roles(model)`` for multi-output models.
+        roles: ``models.outputs.output_roles(model)`` for multi-output models.
         normalise: H&E stain normalisation (``stain_normalise``) of every image,
             in training and evaluation alike.
     """

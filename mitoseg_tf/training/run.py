@@ -81,7 +81,7 @@ def _build_initial(build, config, arguments):
     start = None if config.resume else config.init_weights  # a resumed run restores its own checkpoint
     if not (start and start.endswith(".keras")):
         return build(config.model, weights=start, input_shape=(None, None, 3), **arguments)
-    from mitoseg_tf.training.checkpoint import load_checkpoint
+    from mitoseg_tf.zoo.checkpoint import load_checkpoint
 
     if not os.path.isfile(start):
         raise FileNotFoundError(f"init_weights: checkpoint {start} not found.")
@@ -144,11 +144,11 @@ def train_run(config: RunConfig, log=print, callbacks=()):
     from mitoseg_tf.data.sources import make_data, split_manifest
     from mitoseg_tf.training import compile_model, evaluate, fit, format_table, monitor_key, set_precision
     from mitoseg_tf.training.precision import slow_precision_warning
-    from mitoseg_tf.training.checkpoint import load_checkpoint
+    from mitoseg_tf.zoo.checkpoint import load_checkpoint
     from mitoseg_tf.training.callbacks import TimeBudget
     from mitoseg_tf.training.fit import BATCH_LOG, BEST_CHECKPOINT, EPOCH_LOG
     from mitoseg_tf.training.report import plot_overlays, plot_training_curves
-    from mitoseg_tf.training.targets import output_roles
+    from mitoseg_tf.models.outputs import output_roles
     from mitoseg_tf.zoo import build, get_card
 
     from mitoseg_tf.data.sources import check_source

@@ -5,8 +5,6 @@ fact of the model: ``mitoseg_tf.models.outputs``.
 """
 
 from mitoseg_tf.models.outputs import PRIMARY_OUTPUT
-# Read from here by training/run.py and cli/main.py; the definition is models.outputs'.
-from mitoseg_tf.models.outputs import output_roles  # noqa: F401
 
 
 def head_weights(names, scheme="equal", floor=0.0625):
