@@ -5,7 +5,6 @@ import json
 import os
 import sys
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -17,16 +16,7 @@ from mitoseg_tf.inference import predict_image
 from mitoseg_tf.zoo.pretrained import weights_entry
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "detection"))
-from shifted_model import corner_reader  # noqa: E402
-
-
-def darkness_model():
-    """probability = sigmoid(0.1 * (128 - mean RGB)): dark blobs are 'mitoses'; stride 1, any size."""
-    inputs = keras.Input((None, None, 3))
-    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", name="mask")(inputs)
-    model = keras.Model(inputs, outputs, name="darkness")
-    model.get_layer("mask").set_weights([np.full((1, 1, 3, 1), -0.1 / 3, np.float32), np.array([12.8], np.float32)])
-    return model
+from shifted_model import corner_reader, darkness_model  # noqa: E402
 
 
 def disc(image, centre, radius, value):

@@ -1,21 +1,16 @@
 """``Detector``: resolution handling, settings from cards and runs, task-aware counts."""
 
 import json
+import os
+import sys
 
-import keras
 import numpy as np
 import pytest
 
 from mitoseg_tf.detector import DetectionSettings, Detector
 
-
-def darkness_model():
-    """probability = sigmoid(0.1 * (128 - mean RGB)): dark discs are figures; stride 1, any size."""
-    inputs = keras.Input((None, None, 3))
-    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", name="mask")(inputs)
-    model = keras.Model(inputs, outputs, name="darkness")
-    model.get_layer("mask").set_weights([np.full((1, 1, 3, 1), -0.1 / 3, np.float32), np.array([12.8], np.float32)])
-    return model
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "detection"))
+from shifted_model import darkness_model  # noqa: E402
 
 
 def field_with_discs(mpp, centres_um, radius_um=3.0, size_um=(60.0, 70.0)):
