@@ -98,7 +98,8 @@ def fit(
         cbs.extend(callbacks)
         if verbose == "auto":
             # Keras redraws its bar with carriage returns even into a file, where that is one endless line.
-            interactive = sys.stdout.isatty() or "ipykernel" in sys.modules
+            # A notebook's stdout is ipykernel's stream; "ipykernel imported somewhere" is not a notebook.
+            interactive = sys.stdout.isatty() or type(sys.stdout).__module__.startswith("ipykernel")
             verbose = 1 if interactive else 0
             cbs.append(EpochProgress(metrics=not interactive))
         initial_epoch = 0

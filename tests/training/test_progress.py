@@ -72,3 +72,12 @@ def test_whole_image_scoring_shows_a_bar_over_images_when_asked(capsys, progress
     err = capsys.readouterr().err
     # pytest's captured stderr is not a terminal, so None (the default) shows nothing
     assert (err.count("whole images") >= 2) is shown
+
+
+def test_an_imported_ipykernel_is_not_a_notebook(capsys, monkeypatch):
+    """Another test (or a library) importing ipykernel must not turn a log file's lines into bar redraws."""
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    test_fit_prints_one_plain_line_per_epoch_when_stdout_is_not_a_terminal(capsys)
