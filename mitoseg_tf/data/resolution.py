@@ -19,7 +19,9 @@ import tensorflow as tf
 
 from mitoseg_tf.inference.resample import MPP_TOLERANCE, check_mpp, resampled_shape
 
-__all__ = ["check_target_mpp", "resample_example", "resample_fields", "resampled_size", "resampled_shape"]
+__all__ = [
+    "check_target_mpp", "resample_example", "resample_fields", "resample_image", "resampled_size", "resampled_shape",
+]  # fmt: skip
 
 
 def check_target_mpp(target_mpp):
@@ -36,6 +38,21 @@ def resampled_size(size, from_mpp, to_mpp):
     return tf.where(same, tf.cast(size, tf.int32), tf.cast(scaled, tf.int32))
 
 
+def resample_image(image, size):
+    """uint8 ``image`` (H, W, 3) or a batch (N, H, W, 3) at ``size`` (2,), as ``inference.resample.to_resolution``.
+
+    The training pipeline and the exported ``serving_figures`` both call this, so a
+    network meets in deployment the pixels it was trained on.
+    """
+    old = tf.shape(image)[-3:-1]
+
+    def resize():
+        pixels = tf.image.resize(tf.cast(image, tf.float32), size, "bilinear", antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(pixels), 0.0, 255.0), tf.uint8)
+
+    return tf.cond(tf.reduce_all(tf.equal(size, old)), lambda: image, resize)
+
+
 def _scale_points(points, old_size, new_size):
     factor = tf.cast(new_size, tf.float32) / tf.cast(old_size, tf.float32)
     return (tf.cast(points, tf.float32) + 0.5) * factor[None] - 0.5
@@ -50,13 +67,12 @@ def resample_fields(image, mask, points, from_mpp, to_mpp):
     old = tf.shape(image)[:2]
     new = resampled_size(old, from_mpp, to_mpp)
 
-    def resize():
-        pixels = tf.image.resize(tf.cast(image, tf.float32), new, "bilinear", antialias=True)
+    def resize_mask():
         labels = tf.image.resize(tf.cast(mask[..., None], tf.float32), new, "bilinear", antialias=True)[..., 0]
-        return tf.cast(tf.clip_by_value(tf.round(pixels), 0.0, 255.0), tf.uint8), tf.cast(labels >= 0.5, mask.dtype)
+        return tf.cast(labels >= 0.5, mask.dtype)
 
-    image, mask = tf.cond(tf.reduce_all(tf.equal(new, old)), lambda: (image, mask), resize)
-    return image, mask, tuple(_scale_points(p, old, new) for p in points)
+    mask = tf.cond(tf.reduce_all(tf.equal(new, old)), lambda: mask, resize_mask)
+    return resample_image(image, new), mask, tuple(_scale_points(p, old, new) for p in points)
 
 
 def resample_example(example, target_mpp):

@@ -43,6 +43,7 @@ order ``skimage.measure.label`` numbers components in.
 import os
 import time
 
+from mitoseg_tf.data.resolution import resample_image, resampled_size
 from mitoseg_tf.export.saved_model import CARD_FILE, _reflect, _tf, export, tta_view
 from mitoseg_tf.inference.resample import MPP_TOLERANCE
 from mitoseg_tf.inference.tta import NUM_TRANSFORMS
@@ -144,31 +145,6 @@ def classify_windows(classifier, windows):
     return tf.cond(tf.shape(windows)[0] > 0, classify, lambda: tf.zeros([0], tf.float32))
 
 
-def work_size(height, width, mpp, target_mpp):
-    """``inference.resample.resampled_shape`` of a dynamic size: the input's within ``MPP_TOLERANCE``."""
-    tf = _tf()
-    factor = tf.cast(mpp, tf.float64) / target_mpp
-    same = tf.abs(factor - 1.0) <= MPP_TOLERANCE
-
-    def side(n):
-        # tf.round, like Python's round, rounds halves to even.
-        return tf.where(same, n, tf.maximum(1, tf.cast(tf.round(tf.cast(n, tf.float64) * factor), tf.int32)))
-
-    return side(height), side(width)
-
-
-def to_resolution_graph(image, height, width):
-    """``inference.resample.to_resolution`` of a uint8 (1, H, W, 3) batch to (height, width): untouched at its size."""
-    tf = _tf()
-
-    def resample():
-        out = tf.image.resize(tf.cast(image, tf.float32), tf.stack([height, width]), method="bilinear", antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
-
-    same = tf.logical_and(tf.equal(height, tf.shape(image)[1]), tf.equal(width, tf.shape(image)[2]))
-    return tf.cond(same, lambda: image, resample)
-
-
 # --- the signature ----------------------------------------------------------------------------------------------------
 
 
@@ -214,8 +190,9 @@ class _Figures:
                 work_mpp, work, work_h, work_w = tf.cast(mpp, tf.float64), images, height, width
             else:
                 work_mpp = tf.constant(self.mpp, tf.float64)
-                work_h, work_w = work_size(height, width, mpp, self.mpp)
-                work = to_resolution_graph(images, work_h, work_w)
+                size = resampled_size(tf.stack([height, width]), mpp, self.mpp)
+                work_h, work_w = size[0], size[1]
+                work = resample_image(images, size)
             probability = module.serve_tiled(work)["probability"][0]
             stats = component_stats(probability, self.pixel_threshold)
             # area * mpp^2 in this order, as extract_figures computes it: the size floor compares the same double.
