@@ -123,8 +123,13 @@ def _figure_radius(figure, base):
     return max(base, half_diagonal + base / 3)
 
 
+def class_colour(class_name):
+    """The RGB colour of a class in every picture and GeoJSON the package writes, so QuPath and the PNGs agree."""
+    return CLASS_COLOURS.get(class_name, DEFAULT_COLOUR)
+
+
 def _colour(class_name, colour):
-    return tuple(colour) if colour is not None else CLASS_COLOURS.get(class_name, DEFAULT_COLOUR)
+    return tuple(colour) if colour is not None else class_colour(class_name)
 
 
 def draw_figures(image, figures, *, class_name="Mitosis", colour=None, style=None):

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from mitoseg_tf.detection.counting import DEFAULT_HPF10_AREA_MM2
-from mitoseg_tf.detection.drawing import CLASS_COLOURS, DEFAULT_COLOUR, draw_figures, gallery, overview
+from mitoseg_tf.detection.drawing import class_colour, draw_figures, gallery, overview
 from mitoseg_tf.detection.geojson import write_geojson
 
 COUNT_COLUMNS = (
@@ -44,9 +44,8 @@ def write_prediction(prediction, image, out_dir, stem):
         paths[kind] = f"{base}_{kind}.png"
         Image.fromarray(picture).save(paths[kind])
     paths["geojson"] = base + ".geojson"
-    # QuPath draws the class in the colour of the PNGs, so both views agree.
-    colour = CLASS_COLOURS.get(prediction.object_class, DEFAULT_COLOUR)
-    write_geojson(figures, paths["geojson"], class_name=prediction.object_class, color=list(colour))
+    write_geojson(figures, paths["geojson"], class_name=prediction.object_class,
+                  color=list(class_colour(prediction.object_class)))  # fmt: skip
     return paths
 
 

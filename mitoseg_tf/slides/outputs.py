@@ -22,12 +22,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from mitoseg_tf.detection.drawing import class_colour
 from mitoseg_tf.detection.geojson import annotation_feature, figures_to_geojson
 
 THUMBNAIL_SIZE = 2048
 HEATMAP_SIGMA_UM = 250.0  # half a 0.5-mm field: the scale at which a pathologist judges density
-COLOURS = {"Mitosis": (255, 0, 0), "Nucleus": (0, 110, 255)}
-TISSUE_COLOUR = (0, 170, 0)
+TISSUE_COLOUR = (40, 40, 40)  # neutral: green and cyan are the classes' colours
 HOTSPOT_COLOUR = (255, 200, 0)
 FIGURE_COLUMNS = ("index", "x_px", "y_px", "x_um", "y_um", "score", "area_um2")
 
@@ -48,7 +48,7 @@ def hotspot_features(result):
 
 def slide_geojson(result):
     collection = figures_to_geojson(result.figures, class_name=result.object_class,
-                                    color=list(COLOURS.get(result.object_class, COLOURS["Mitosis"])))  # fmt: skip
+                                    color=list(class_colour(result.object_class)))  # fmt: skip
     collection["features"].extend(hotspot_features(result))
     return collection
 
@@ -70,7 +70,7 @@ def draw_thumbnail(result, thumbnail, downsample):
     picture = np.ascontiguousarray(thumbnail.copy())
     contours, _ = cv2.findContours(_tissue_at(result, picture.shape), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(picture, contours, -1, TISSUE_COLOUR, 2)
-    colour = COLOURS.get(result.object_class, COLOURS["Mitosis"])
+    colour = class_colour(result.object_class)
     # Thousands of nuclei would merge into a blot as rings; dots keep the tissue visible.
     radius, thickness = (6, 2) if result.object_class == "Mitosis" else (1, -1)
     for figure in result.figures:
