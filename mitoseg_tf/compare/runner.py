@@ -20,7 +20,7 @@ import numpy as np
 
 from mitoseg_tf.compare import budget as budget_lib
 from mitoseg_tf.compare.figure import FIGURE_FILE, pick_tiles, plot_comparison
-from mitoseg_tf.compare.selection import TABLES, resolve_models, table_models
+from mitoseg_tf.compare.selection import resolve_models, table_models
 from mitoseg_tf.compare.tables import markdown_table, run_scores, summarise, write_csv
 # CompareConfig lives in mitoseg_tf.config so that `mitoseg compare --help` needs no TensorFlow.
 from mitoseg_tf.config import CompareConfig  # noqa: F401  (re-exported)
