@@ -14,18 +14,14 @@ Without ``--image`` a 2084x2084 field of noise stands in.
 """
 
 import argparse
-import time
+import os
+import sys
 
 import numpy as np
 
-
-def best_of(repeat, fn):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+# Run as a script: the repository root makes the shared timing helper importable.
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+from benchmarks.timing import best_of  # noqa: E402
 
 
 def main():
