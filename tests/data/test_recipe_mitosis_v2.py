@@ -1,4 +1,4 @@
-"""zoo/recipes/mitosis_v2.yaml: a slide split of atypia14_train, AMi-Br from two folders, MoNuSeg negatives, 0.25 um/px.
+"""zoo/recipes/mitosis_v2.yaml: a slide split of atypia14_train, AMi-Br crops, MoNuSeg negatives, 0.25 um/px.
 
 The recipe's own data are not on every machine: its pipeline is built here on tiny
 folders of the same layout, and on the real folders when they are present.
@@ -31,13 +31,13 @@ def test_the_recipe_splits_atypia14_train_by_slide():
     assert not set(split["train"]) & set(split["validation"])
     # validation reads the same frames with the same options, the other side of the split
     assert spec["validation"] == {"data": "voc", "data_dir": "atypia14_train", "split": "validation", "options": frames["options"]}
-    assert amibr["data_dir"] == ["amibr", "amibr_rest"] and monuseg["background_only"]
+    assert amibr["data_dir"] == "amibr" and monuseg["background_only"]
 
 
 def _tiny_root(root):
     atypia14_train(os.path.join(root, "atypia14_train"), {f"{s}_00Aa": [(60, 70)] for s in SLIDES}, FRAME)
-    amibr_parts(os.path.join(root, "amibr"), os.path.join(root, "amibr_rest"),
-                [("001.tiff", 1, False), ("002.tiff", 2, True)], [("003.tiff", 3, False)])  # fmt: skip
+    amibr_parts(os.path.join(root, "amibr"), os.path.join(root, "unused"),
+                [("001.tiff", 1, False), ("002.tiff", 2, True), ("003.tiff", 3, False)], [])  # fmt: skip
     for name in ("TCGA-A1-0001-01Z", "TCGA-A2-0002-01Z"):
         mask = np.zeros((100, 100), np.uint8)
         mask[10:20, 10:20] = 255
@@ -74,18 +74,18 @@ def test_the_recipe_pipeline_builds_on_folders_of_its_layout(tmp_path, monkeypat
 
 
 def test_the_recipe_reads_the_real_folders(shared_data):
-    missing = [f for f in ("atypia14_train", "amibr", "amibr_rest") if not os.path.isdir(os.path.join(shared_data, f))]
-    if missing:
-        pytest.skip(f"the recipe's folders {', '.join(missing)} are not in {shared_data}")
     from mitoseg_tf.data.formats import read_records
 
-    # Parsing only (preparing thousands of frames is a training run's job): every frame passes the preset's checks,
-    # every slide is one the recipe splits, and amibr_rest adds crops to amibr's.
-    frames = read_records("voc", os.path.join(shared_data, "atypia14_train"), preset="atypia14_train")
+    # Parsing only (preparing the frames is a training run's job): every frame passes the preset's checks and
+    # every slide is one the recipe splits; present + frames_not_here.txt = the published 393 frames.
+    root = shared_data.need("atypia14_train")
+    frames = read_records("voc", root, preset="atypia14_train")
+    with open(os.path.join(root, "frames_not_here.txt")) as fh:
+        absent = [line for line in fh if line.strip()]
     assert {r.slide for r in frames} == set(SLIDES)
-    # the counts the dataset's description gives: 393 frames with at least one mitosis, 743 boxed mitoses
-    assert len(frames) == 393 and sum(len(r.points) for r in frames) == 743
+    assert len(frames) == 265 and len(frames) + len(absent) == 393 and sum(len(r.points) for r in frames) == 578
     assert all(len(r.points) >= 1 for r in frames)
-    first = read_records("amibr", os.path.join(shared_data, "amibr"))
-    both = read_records("amibr", os.path.join(shared_data, "amibr"), extra_dirs=[os.path.join(shared_data, "amibr_rest")])
-    assert len(first) < len(both) <= 3720
+    split = load_recipe(RECIPE).data_options["train"][0]["options"]["split_ids"]
+    by_side = {side: sum(r.slide in slides for r in frames) for side, slides in split.items()}
+    assert by_side == {"train": 199, "validation": 66}
+    assert len(read_records("amibr", shared_data.need("amibr"))) == 1800

@@ -8,6 +8,7 @@ from format_fixtures import save, tissue
 from voc_fixtures import amibr_parts, atypia14_train, voc_xml
 
 from mitoseg_tf.data.formats import FORMATS, load_example, read_records
+from mitoseg_tf.data.images import image_size
 from mitoseg_tf.data.mixture import check_spec
 
 SIZE = (60, 80)  # (height, width)
@@ -16,6 +17,26 @@ SIZE = (60, 80)  # (height, width)
 def _one_folder(root, objects, stem="frame1", size=SIZE):
     save(os.path.join(root, f"{stem}.png"), tissue(*size))
     voc_xml(os.path.join(root, f"{stem}.xml"), objects, size=size)
+
+
+def test_atypia14_preset_reads_the_real_frames(shared_data):
+    root = shared_data.need("atypia14_train")
+    records = {r.id: r for r in read_records("voc", root, preset="atypia14_train")}
+    with open(os.path.join(root, "frames_not_here.txt")) as fh:
+        absent = {line.strip() for line in fh if line.strip()}
+    # SOURCE_README.md: 265 of the published 393 frames, 578 of the 743 mitoses, the rest listed by stem
+    assert len(records) == 265 and sum(len(r.points) for r in records.values()) == 578
+    assert len(absent) == 128 and not absent & set(records)
+    assert sorted({r.slide for r in records.values()}) == [
+        "H03", "H04", "H05", "H07", "H10", "H11", "H12", "H14", "H15", "H17", "H18"
+    ]  # fmt: skip
+    # centres by hand from the XML: a whole 60-px box, x 1148-1208 y 1292-1352 -> (1322, 1178)
+    np.testing.assert_allclose(records["H03_00Aa"].points, [[1322, 1178]])
+    # a box clipped by the left edge, x 0-49 y 380-440: the mitosis is 30 px left of x = 49 -> (410, 19)
+    assert [410, 19] in records["H17_01Ac"].points.tolist()
+    # one of the 46 frames the converter wrote 1662 px wide while its XML says 1663
+    assert image_size(records["H11_00Bb"].image) == (1485, 1662)
+    np.testing.assert_allclose(records["H11_00Bb"].points, [[1259, 475]])
 
 
 def test_voc_is_a_listed_dataset_and_reads_box_centres_classes_and_negatives(tmp_path):
@@ -64,7 +85,7 @@ def _break(root, how):
     elif how == "no xml":
         save(os.path.join(root, "frame3.png"), tissue(*SIZE))
     elif how == "other size":
-        voc_xml(os.path.join(root, "frame1.xml"), [("mitosis", (10, 20, 30, 40))], size=(61, 80))
+        voc_xml(os.path.join(root, "frame1.xml"), [("mitosis", (10, 20, 30, 40))], size=(62, 80))
 
 
 @pytest.mark.parametrize(
@@ -118,6 +139,19 @@ def test_atypia14_preset_refuses_other_frames_and_odd_boxes(tmp_path):
         read_records("voc", root, preset="atypia14_train")
     voc_xml(os.path.join(root, "annotations", "H03_00Aa.xml"), [("mitosis", (40, 40, 80, 80))], size=(120, 140))
     with pytest.raises(ValueError, match="H03_00Aa.xml: a box spans y 40-80"):
+        read_records("voc", root, preset="atypia14_train", frame_size=(120, 140))
+
+
+def test_atypia14_preset_takes_frames_one_pixel_off_but_not_two(tmp_path):
+    root = str(tmp_path / "atypia14_train")
+    atypia14_train(root, {"H03_00Aa": [(60, 70)]}, size=(120, 139))  # XML <size> says 139 as well
+    voc_xml(os.path.join(root, "annotations", "H03_00Aa.xml"), [("mitosis", (40, 30, 100, 90))], size=(120, 140))
+    [record] = read_records("voc", root, preset="atypia14_train", frame_size=(120, 140))
+    np.testing.assert_allclose(record.points, [[60, 70]])
+    with pytest.raises(ValueError, match="preset's frames are 142x120"):
+        read_records("voc", root, preset="atypia14_train", frame_size=(120, 142))
+    voc_xml(os.path.join(root, "annotations", "H03_00Aa.xml"), [("mitosis", (40, 30, 100, 90))], size=(120, 141))
+    with pytest.raises(ValueError, match="<size> says 141x120"):
         read_records("voc", root, preset="atypia14_train", frame_size=(120, 140))
 
 

@@ -26,13 +26,14 @@ def voc_xml(path, objects, size=None, filename="x.jpg"):
 
 
 def atypia14_train(root, frames, size=(120, 140)):
-    """``root/<slide>_<frame>.jpg`` + ``root/annotations/<stem>.xml``; ``frames`` = {stem: [(row, col) mitoses]}.
+    """``root/images/<slide>_<frame>.jpg`` + ``root/annotations/<stem>.xml`` (the shared folder's layout);
+    ``frames`` = {stem: [(row, col) mitoses]}.
 
     Boxes are 60x60 around each mitosis, clipped at the frame edge as in the preset's description.
     """
     height, width = size
     for index, (stem, centres) in enumerate(sorted(frames.items())):
-        save(os.path.join(root, f"{stem}.jpg"), tissue(height, width, seed=index))
+        save(os.path.join(root, "images", f"{stem}.jpg"), tissue(height, width, seed=index))
         boxes = [
             ("mitosis", (max(c - 30, 0), max(r - 30, 0), min(c + 30, width), min(r + 30, height))) for r, c in centres
         ]

@@ -3,7 +3,7 @@
 Layouts (files paired by stem; one folder is read, not its sub-folders):
 - one folder: ``NAME.jpg`` beside ``NAME.xml``;
 - the VOC devkit's ``JPEGImages/NAME.jpg`` + ``Annotations/NAME.xml``;
-- images in the folder and their XML in ``annotations/`` (the ``atypia14_train`` preset).
+- images in the folder or in ``images/``, their XML in ``annotations/`` (the ``atypia14_train`` preset).
 
 Each box's centre is a point (row, col); ``masks="box"`` draws the boxes as
 the mask instead of disks of ``radius_um`` around the centres. Every object's
@@ -17,8 +17,8 @@ The pixel size is not in VOC files, so ``mpp`` is required. Presets fill the
 layout, pixel size and box rules of a known set:
 
 ``preset="atypia14_train"``: MITOS-ATYPIA-14's training frames as
-``atypia14_train/<slide>_<frame>.jpg`` + ``atypia14_train/annotations/<stem>.xml``,
-frames of 1663x1485 from the Hamamatsu NanoZoomer 2.0-HT at x40 (0.2273 um/px,
+``atypia14_train/images/<slide>_<frame>.jpg`` + ``atypia14_train/annotations/<stem>.xml``,
+frames of 1663x1485 (46 of the published frames are 1662 wide; sizes are compared to within one pixel) from the Hamamatsu NanoZoomer 2.0-HT at x40 (0.2273 um/px,
 the contest's description), slide = the file name's prefix (``H03``). Each
 mitosis is one 60x60 box centred on it, clipped at the frame edge: the middle
 of a clipped box is not the mitosis, so on a clipped side the centre is taken
@@ -44,7 +44,7 @@ from mitoseg_tf.data.images import image_size, list_images
 NAME = "voc"
 DESCRIPTION = "Pascal VOC XML boxes beside the images (box centres as points; mpp required)"
 EXPECTED = "images with same-named Pascal VOC .xml files: one folder, JPEGImages/ + Annotations/, or images + annotations/"
-IMAGE_DIRS = ("JPEGImages",)
+IMAGE_DIRS = ("JPEGImages", "images")
 ANNOTATION_DIRS = ("Annotations", "annotations")
 FIGURE_CLASSES = ("mitosis", "mitotic figure")
 NEGATIVE_CLASSES = ("non-mitosis", "not_mitosis", "hard negative")
@@ -52,6 +52,9 @@ MASKS = ("disk", "box")
 MISSING = ("error", "empty")
 # Boxes of a fixed side may differ from it by rounding in the converter that wrote them.
 BOX_TOLERANCE_PX = 2.0
+# The ATYPIA-14 converter wrote 46 frames 1662 px wide whose XML <size> still says 1663: a frame or
+# declared size one pixel off is the same frame, two pixels off is another image.
+SIZE_TOLERANCE_PX = 1
 
 PRESETS = {
     "atypia14_train": dict(
@@ -131,6 +134,10 @@ def box_centres(boxes, shape, path, box_size=None):
     return np.stack([rows, cols], 1).astype(np.float32).reshape(-1, 2)
 
 
+def _same_size(a, b):
+    return all(abs(int(x) - int(y)) <= SIZE_TOLERANCE_PX for x, y in zip(a, b))
+
+
 def _folder(data_dir, names):
     for name in names:
         if os.path.isdir(os.path.join(data_dir, name)):
@@ -198,13 +205,13 @@ def read(
     records = []
     for stem in sorted(images):
         shape = image_size(images[stem])
-        if o["frame_size"] is not None and tuple(shape) != tuple(o["frame_size"]):
+        if o["frame_size"] is not None and not _same_size(shape, o["frame_size"]):
             raise ValueError(
                 f"{images[stem]}: {shape[1]}x{shape[0]} (WxH) image; the {preset} preset's frames are "
                 f"{o['frame_size'][1]}x{o['frame_size'][0]} (another scanner's frame would get the wrong mpp)."
             )
         objects, declared = read_xml(xmls[stem]) if stem in xmls else ([], None)
-        if declared is not None and declared != tuple(shape):
+        if declared is not None and not _same_size(declared, shape):
             raise ValueError(
                 f"{xmls[stem]}: <size> says {declared[1]}x{declared[0]} (WxH) but {images[stem]} is {shape[1]}x{shape[0]}; "
                 "the XML belongs to another image."
