@@ -2,11 +2,12 @@
 
 Parses the options, builds a ``mitoseg_tf.detector.Detector`` and calls
 ``mitoseg_tf.detector.files.predict_files``; see that module for the files written.
+The pixel size is ``--mpp`` or what each file states (``mitoseg_tf.data.pixel_size``);
+there is no default.
 """
 
 import argparse
 
-DEFAULT_MPP = 0.25
 DEFAULT_HPF10_AREA_MM2 = 2.0  # MIDOG's 10-HPF area; kept here so --help imports nothing heavy
 
 
@@ -19,8 +20,10 @@ def add_parser(subparsers):
     p.add_argument("inputs", metavar="IMAGE_OR_FOLDER", help="an image file or a folder of images")
     p.add_argument("--out", required=True, help="output folder (created): per-image files and counts.csv")
     add_detector_options(p)
-    p.add_argument("--mpp", type=float, default=DEFAULT_MPP, help="microns per pixel of the images; they are "
-                   "resampled to the detector's resolution and the results mapped back")  # fmt: skip
+    p.add_argument("--mpp", type=float, default=None, help="microns per pixel of every image (0.25 at 40x, 0.5 at 20x; "
+                   "accepted 0.05-10); default: what each file states (TIFF resolution tags or Aperio/OME description, "
+                   "PNG pHYs, JPEG JFIF density), else an error. Images are resampled to the detector's resolution "
+                   "and the results mapped back")  # fmt: skip
     p.add_argument("--tile", type=int, default=512, help="sliding-window tile side (a multiple of the network stride)")
     p.add_argument("--overlap", type=float, default=0.25, help="fraction of a tile shared with each neighbour")
     p.add_argument("--hpf10-area-mm2", type=float, default=DEFAULT_HPF10_AREA_MM2,
@@ -65,22 +68,23 @@ def _print_row(row):
         return
     noun = "nuclei" if row["object_class"] == "Nucleus" else "mitoses"
     per_10hpf = f", {float(row['per_10hpf']):.3g} per 10 HPF" if row["per_10hpf"] else ""
-    print(f"{row['image']}: {row['count']} {noun}, {float(row['per_mm2']):.3g} per mm^2{per_10hpf}")
+    at = f"{float(row['mpp']):g} um/px ({row['mpp_source']})"
+    print(f"{row['image']}: {row['count']} {noun}, {float(row['per_mm2']):.3g} per mm^2{per_10hpf}; at {at}")
 
 
 def run(args):
     """Predict every image; exit status 1 when some image could not be read."""
+    from mitoseg_tf.data.pixel_size import image_pixel_sizes
     from mitoseg_tf.detector import Detector
     from mitoseg_tf.detector.files import list_image_files, predict_files
-    from mitoseg_tf.inference.resample import check_mpp
 
-    # Cheap checks first: a wrong folder should not wait for a network to load.
-    check_mpp(args.mpp, "--mpp")
+    # Cheap checks first: a wrong folder or an unknown pixel size should not wait for a network to load.
     files = list_image_files(args.inputs)
+    image_pixel_sizes(files, args.mpp, given_by="--mpp")
     detector = Detector.load(**detector_options(args))
     print(detector.describe())
-    result = predict_files(detector, files, mpp=args.mpp, out_dir=args.out, hpf10_area_mm2=args.hpf10_area_mm2,
-                           progress=args.progress, on_image=_print_row)  # fmt: skip
+    result = predict_files(detector, files, mpp=args.mpp, mpp_given_by="--mpp", out_dir=args.out,
+                           hpf10_area_mm2=args.hpf10_area_mm2, progress=args.progress, on_image=_print_row)  # fmt: skip
     failed = result.failures
     print(f"{len(result.rows) - len(failed)} image(s) predicted, {len(failed)} failed; counts in {result.counts_path}")
     return 1 if failed else 0

@@ -63,9 +63,13 @@ def annotation_feature(ring, *, name, color, measurements=None, feature_id=None)
     return feature
 
 
-def write_geojson(figures, path, **kwargs):
-    """Write ``figures_to_geojson(figures)`` to ``path``; returns the collection."""
-    collection = figures_to_geojson(figures, **kwargs)
+def write_geojson(figures, path, *, members=None, **kwargs):
+    """Write ``figures_to_geojson(figures)`` to ``path``; returns the collection.
+
+    ``members``: top-level keys added to the collection (RFC 7946's foreign
+    members, which readers such as QuPath ignore), e.g. the pixel size used.
+    """
+    collection = {**figures_to_geojson(figures, **kwargs), **(members or {})}
     with open(path, "w") as fh:
         json.dump(collection, fh)
     return collection

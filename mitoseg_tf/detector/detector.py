@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from mitoseg_tf.data.images import read_image
+from mitoseg_tf.data.pixel_size import TYPICAL, image_pixel_size
 from mitoseg_tf.detection.counting import DEFAULT_HPF10_AREA_MM2, count_density, image_area_mm2
 from mitoseg_tf.detection.figures import extract_figures, rescale_figure
 from mitoseg_tf.detection.rescoring import rescore_figures
@@ -28,6 +30,7 @@ class Prediction:
     settings: DetectionSettings
     rescored: bool = False
     probability: np.ndarray = None  # (H, W) float32 at the input's size, when kept
+    mpp_source: str = "mpp"  # where ``mpp`` came from: "mpp" (given), "--mpp", "TIFF tags", "PNG pHYs", ...
 
     @property
     def count(self):
@@ -125,7 +128,8 @@ class Detector:
         window, setting_overrides = _split_options(options)
         if saved:
             settings = DetectionSettings.from_dict(saved, f"detection.json of {os.path.basename(run_dir)}")
-            mpp = mpp if mpp is not None else saved.get("mpp")
+            if mpp is None and saved.get("mpp") is not None:
+                mpp = check_mpp(saved["mpp"], f"{os.path.join(run_dir, 'detection.json')} (mpp)")
         else:
             settings = DetectionSettings(chosen_by="defaults (the run has no detection.json)")
         # Run folder and file name only: an absolute path would leak the exporting machine's layout.
@@ -199,14 +203,19 @@ class Detector:
             figures = rescore_figures(self.classifier, image, figures)
         return [f for f in figures if f.score >= s.score_threshold]
 
-    def predict(self, image, mpp, *, keep_probability=True):
+    def predict(self, image, mpp, *, keep_probability=True, mpp_source="mpp"):
         """Figures of one RGB image (H, W, 3; 0-255) of ``mpp`` microns per pixel, in its pixels.
 
         The image is resampled to the detector's resolution, predicted there,
         and figures (centroid, outline, box) and the map are brought back.
+        An array states no pixel size: ``mpp`` is required (``predict_file``
+        reads it from a file). ``mpp_source``: where it came from, for the record.
         """
         image = check_image(image)
-        mpp = check_mpp(mpp)
+        if mpp is None:
+            raise ValueError(f"an image array states no pixel size: give mpp= (microns per pixel; {TYPICAL}), or call "
+                             "predict_file(path), which reads it from the file.")  # fmt: skip
+        mpp = check_mpp(mpp, mpp_source)
         work_mpp = self.mpp or mpp
         work = to_resolution(image, mpp, work_mpp)
         probability = self.probability_native(work)
@@ -217,7 +226,17 @@ class Detector:
             probability = resize(probability, image.shape[:2]) if keep_probability else None
         return Prediction(figures=tuple(figures), mpp=mpp, image_shape=tuple(image.shape[:2]),
                           object_class=self.object_class, settings=self.settings, rescored=self.rescored,
-                          probability=probability if keep_probability else None)  # fmt: skip
+                          probability=probability if keep_probability else None, mpp_source=mpp_source)  # fmt: skip
+
+    def predict_file(self, path, mpp=None, **options):
+        """``predict`` of the image file at ``path``; ``mpp`` None: the pixel size the file states, else ValueError.
+
+        ``data.pixel_size.image_pixel_size`` says where it is read from; the
+        prediction's ``mpp_source`` names it.
+        """
+        image = read_image(path)  # first: an unreadable file is named as such, not as one without a pixel size
+        size = image_pixel_size(path, mpp)
+        return self.predict(image, size.mpp, mpp_source=size.origin, **options)
 
     def predict_slide(self, path, **options):
         """Every figure of a whole slide, its tissue and hotspot: see ``mitoseg_tf.slides.predict_slide``."""

@@ -6,7 +6,8 @@ Per image ``NAME`` in the output folder:
 ``NAME_overview.png`` (the overlay shrunk to a screen, for big fields),
 ``NAME_gallery.png`` (every kept figure's crop, best first: how pathologists
 review candidates) and ``NAME.geojson`` (QuPath detections of the detector's
-class, "Mitosis" or "Nucleus").
+class, "Mitosis" or "Nucleus"; its top-level ``mpp`` and ``mpp_source`` say
+which pixel size was used and where it came from, as counts.csv's columns do).
 """
 
 import os
@@ -19,7 +20,7 @@ from mitoseg_tf.detection.drawing import class_colour, draw_figures, gallery, ov
 from mitoseg_tf.detection.geojson import write_geojson
 
 COUNT_COLUMNS = (
-    "image", "status", "height", "width", "mpp", "area_mm2", "object_class", "count", "per_mm2", "per_10hpf",
+    "image", "status", "height", "width", "mpp", "mpp_source", "area_mm2", "object_class", "count", "per_mm2", "per_10hpf",
     "settings",
 )  # fmt: skip
 
@@ -45,7 +46,8 @@ def write_prediction(prediction, image, out_dir, stem):
         Image.fromarray(picture).save(paths[kind])
     paths["geojson"] = base + ".geojson"
     write_geojson(figures, paths["geojson"], class_name=prediction.object_class,
-                  color=list(class_colour(prediction.object_class)))  # fmt: skip
+                  color=list(class_colour(prediction.object_class)),
+                  members={"mpp": prediction.mpp, "mpp_source": prediction.mpp_source})  # fmt: skip
     return paths
 
 
@@ -58,6 +60,7 @@ def counts_row(name, prediction, *, hpf10_area_mm2=DEFAULT_HPF10_AREA_MM2):
         "height": prediction.image_shape[0],
         "width": prediction.image_shape[1],
         "mpp": prediction.mpp,
+        "mpp_source": prediction.mpp_source,
         "area_mm2": f"{density['area_mm2']:.6g}",
         "object_class": prediction.object_class,
         "count": density["count"],

@@ -17,12 +17,12 @@ tissue detection and the network see the glass they would see on a scanner.
 
 import math
 import os
-import re
 
 import cv2
 import numpy as np
 
 from mitoseg_tf.data.images import read_image
+from mitoseg_tf.data.pixel_size import APERIO_MPP
 from mitoseg_tf.inference.resample import check_mpp
 
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -31,8 +31,6 @@ ACCEPTED = (
     "whole-slide images OpenSlide or tiffslide read (SVS, NDPI, MRXS, SCN, BIF, DICOM, tiled or OME TIFF) and plain "
     "RGB images (PNG, JPEG, BMP, TIFF; give their mpp)"
 )
-# Aperio writes "MPP = 0.2520" into the ImageDescription; some converters copy it verbatim.
-_APERIO_MPP = re.compile(r"\bMPP\s*=\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
 # Strip/tile sizes for reads that would otherwise hold a whole level in memory.
 READ_CHUNK = 4096
 
@@ -157,7 +155,7 @@ def _property_mpp(properties, keys):
         if math.isfinite(mpp) and mpp > 0:
             return mpp
     for key in ("aperio.MPP", "tiff.ImageDescription"):
-        match = _APERIO_MPP.search(str(properties.get(key, "")))
+        match = APERIO_MPP.search(str(properties.get(key, "")))
         if match and float(match.group(1)) > 0:
             return float(match.group(1))
     return None
@@ -226,7 +224,7 @@ def _resolve_mpp(path, given, metadata, backend):
             "tiffslide.mpp-x or an Aperio 'MPP = ' description); give it: mpp=... / --mpp MICRONS_PER_PIXEL "
             "(0.25 at 40x, 0.5 at 20x)."
         )
-    return metadata
+    return check_mpp(metadata, f"{path}: the pixel size in its metadata ({backend})")
 
 
 def open_slide(path, mpp=None):

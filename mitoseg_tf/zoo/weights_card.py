@@ -8,6 +8,8 @@ import dataclasses
 import json
 import os
 
+from mitoseg_tf.inference.resample import check_mpp
+
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 MANIFEST = "manifest.json"
 # The pixel size every shipped network was trained at when its card does not say (MoNuSeg and AMi-Br, 40x).
@@ -98,7 +100,7 @@ def _card(key, raw, weights_dir):
                                 path=os.path.join(folder, rescorer["file"]))  # fmt: skip
     known = {k: v for k, v in raw.items() if k in _FIELDS and k not in ("rescorer", "key", "model", "tag", "path")}
     mpp = raw.get("mpp") or (raw.get("detection") or {}).get("mpp") or DEFAULT_TRAINING_MPP
-    known["mpp"] = float(mpp)
+    known["mpp"] = check_mpp(mpp, f"{MANIFEST}, {key} (mpp)")
     return WeightsCard(
         key=key, model=model, tag=tag, path=os.path.join(folder, raw["file"]), rescorer=rescorer,
         extra={k: v for k, v in raw.items() if k not in _FIELDS}, **known,

@@ -75,7 +75,7 @@ def test_predict_uses_the_threshold_saved_in_the_run_folder(checkpoint, tmp_path
     with open(settings, "w") as fh:
         json.dump({"score_threshold": 0.9, "pixel_threshold": 0.5}, fh)
     try:
-        assert main(["predict", str(tmp_path / "c.png"), "--checkpoint", checkpoint, "--out", str(tmp_path / "o")]) == 0
+        assert main(["predict", str(tmp_path / "c.png"), "--checkpoint", checkpoint, "--out", str(tmp_path / "o"), "--mpp", "0.25"]) == 0
     finally:
         os.remove(settings)
     with open(tmp_path / "o" / "counts.csv", newline="") as fh:
@@ -85,7 +85,7 @@ def test_predict_uses_the_threshold_saved_in_the_run_folder(checkpoint, tmp_path
 
 def test_predict_without_a_checkpoint_uses_the_shipped_mitosis_weights_and_their_settings(tmp_path, capsys):
     Image.fromarray(np.full((64, 64, 3), 220, np.uint8)).save(tmp_path / "x.png")
-    assert main(["predict", str(tmp_path / "x.png"), "--out", str(tmp_path / "o"), "--tile", "64"]) == 0
+    assert main(["predict", str(tmp_path / "x.png"), "--out", str(tmp_path / "o"), "--tile", "64", "--mpp", "0.25"]) == 0
     # the shipped figure classifier rescores the candidates, at the settings chosen for its scores
     settings = weights_entry("unet", "mitosis")["rescorer"]["detection"]
     out = capsys.readouterr().out
@@ -146,13 +146,14 @@ def test_predict_with_shipped_weights(tmp_path, capsys):
     image = np.full((64, 64, 3), 225, np.uint8)
     image[20:30, 20:30] = (70, 40, 120)  # one dark nucleus-like blob
     Image.fromarray(image).save(tmp_path / "n.png")
-    assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/monuseg", "--out", str(tmp_path / "o"), "--tile", "64"]) == 0
+    at = ["--mpp", "0.25"]
+    assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/monuseg", "--out", str(tmp_path / "o"), "--tile", "64"] + at) == 0
     with open(tmp_path / "o" / "counts.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["image"].endswith("n.png") or row["image"] == "n"
-    assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/nope", "--out", str(tmp_path / "o")]) == 2
+    assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/nope", "--out", str(tmp_path / "o")] + at) == 2
     assert "No shipped weights 'unet/nope'; shipped (model/tag): mcsa_unet/monuseg, unet/mitosis, unet/monuseg" in capsys.readouterr().err
-    assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/monuseg", "--checkpoint", "x.keras", "--out", str(tmp_path / "o")]) == 2
+    assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/monuseg", "--checkpoint", "x.keras", "--out", str(tmp_path / "o")] + at) == 2
     assert "either a checkpoint (--checkpoint) or shipped weights (--weights), not both" in capsys.readouterr().err
 
 
@@ -166,7 +167,7 @@ def test_predict_averages_over_symmetries_when_the_thresholds_were_chosen_that_w
     image = np.full((96, 96, 3), 230, np.uint8)
     disc(image, (48, 48), 10, 20)
     Image.fromarray(image).save(tmp_path / "d.png")
-    args = ["predict", str(tmp_path / "d.png"), "--checkpoint", str(run_dir / "best.keras"), "--out", str(tmp_path / "o")]
+    args = ["predict", str(tmp_path / "d.png"), "--checkpoint", str(run_dir / "best.keras"), "--out", str(tmp_path / "o"), "--mpp", "0.25"]
     assert main(args + ["--tile", "64"] + flag) == 0
     written = np.asarray(Image.open(tmp_path / "o" / "d_probability.png")).astype(int)
     references = {tta: np.round(predict_image(model, image, tile=64, tta=tta) * 255).astype(int) for tta in (True, False)}
@@ -212,7 +213,7 @@ def shipped_with_rescorer(tmp_path, monkeypatch):
 )
 def test_predict_rescores_candidates_with_the_classifier_shipped_beside_the_weights(shipped_with_rescorer, capsys, flags, count, source):
     out_dir = shipped_with_rescorer / "o"
-    assert main(["predict", str(shipped_with_rescorer / "x.png"), "--out", str(out_dir), "--tile", "64"] + flags) == 0
+    assert main(["predict", str(shipped_with_rescorer / "x.png"), "--out", str(out_dir), "--tile", "64", "--mpp", "0.25"] + flags) == 0
     printed = capsys.readouterr().out
     assert source in printed and ("rescored by the figure classifier" in printed) is ("--no-rescore" not in flags)
     with open(out_dir / "counts.csv", newline="") as fh:
@@ -224,7 +225,7 @@ def test_predict_rescores_candidates_with_the_classifier_shipped_beside_the_weig
 
 
 def test_rescoring_needs_a_classifier(shipped_with_rescorer, capsys, checkpoint):
-    args = ["predict", str(shipped_with_rescorer / "x.png"), "--out", str(shipped_with_rescorer / "o"), "--rescore"]
+    args = ["predict", str(shipped_with_rescorer / "x.png"), "--out", str(shipped_with_rescorer / "o"), "--rescore", "--mpp", "0.25"]
     assert main(args + ["--checkpoint", checkpoint]) == 2
     assert "rescoring (--rescore) needs shipped weights with a figure classifier" in capsys.readouterr().err
 
@@ -237,7 +238,7 @@ def test_a_folder_with_an_unreadable_image_finishes_the_others_and_says_so(check
     Image.fromarray(image).save(folder / "a.png")
     (folder / "b.png").write_bytes(b"not a png at all")
     Image.fromarray(image).save(folder / "c.png")
-    assert main(["predict", str(folder), "--checkpoint", checkpoint, "--out", str(tmp_path / "o"), "--tile", "64"]) == 1
+    assert main(["predict", str(folder), "--checkpoint", checkpoint, "--out", str(tmp_path / "o"), "--tile", "64", "--mpp", "0.25"]) == 1
     with open(tmp_path / "o" / "counts.csv", newline="") as fh:
         rows = {r["image"]: r for r in csv.DictReader(fh)}
     assert rows["a.png"]["count"] == rows["c.png"]["count"] == "1"
@@ -250,7 +251,7 @@ def test_nucleus_weights_report_nuclei(tmp_path, capsys):
     image = np.full((64, 64, 3), 225, np.uint8)
     image[20:30, 20:30] = (70, 40, 120)
     Image.fromarray(image).save(tmp_path / "n.png")
-    assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/monuseg", "--out", str(tmp_path / "o"), "--tile", "64"]) == 0
+    assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/monuseg", "--out", str(tmp_path / "o"), "--tile", "64", "--mpp", "0.25"]) == 0
     with open(tmp_path / "o" / "counts.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["object_class"] == "Nucleus" and row["per_10hpf"] == ""
@@ -258,3 +259,71 @@ def test_nucleus_weights_report_nuclei(tmp_path, capsys):
     assert f"n.png: {row['count']} nuclei" in printed and "mitos" not in printed.split("\n", 1)[1]
     for feature in json.loads((tmp_path / "o" / "n.geojson").read_text())["features"]:
         assert feature["properties"]["classification"]["name"] == "Nucleus"
+
+
+# --- the pixel size: given, read from the file, or one clear error ------------------------------------------------
+
+
+def test_predict_reads_the_pixel_size_the_file_states_and_says_so_in_every_output(checkpoint, tmp_path, capsys):
+    import tifffile
+
+    image = np.full((64, 64, 3), 230, np.uint8)
+    disc(image, (30, 30), 8, 20)
+    tifffile.imwrite(tmp_path / "t.tif", image, resolution=(20000, 20000), resolutionunit="CENTIMETER")  # 0.5 um/px
+    Image.fromarray(image).save(tmp_path / "p.png", dpi=(101600, 101600))  # pHYs 4e6 px/m: 0.25 um/px
+    out = tmp_path / "o"
+    for name in ("t.tif", "p.png"):
+        assert main(["predict", str(tmp_path / name), "--checkpoint", checkpoint, "--out", str(out), "--tile", "64"]) == 0
+    with open(out / "counts.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))  # the last run's: p.png
+    assert (row["mpp"], row["mpp_source"]) == ("0.25", "PNG pHYs")
+    geojson = json.loads((out / "t.geojson").read_text())
+    assert (geojson["mpp"], geojson["mpp_source"]) == (0.5, "TIFF tags")
+    printed = capsys.readouterr().out
+    assert "t.tif: 1 mitoses" in printed and "at 0.5 um/px (TIFF tags)" in printed and "at 0.25 um/px (PNG pHYs)" in printed
+
+
+def test_a_given_mpp_wins_and_a_contradicting_file_is_warned_of_once(checkpoint, tmp_path, caplog):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((64, 64, 3), 230, np.uint8)).save(folder / name, dpi=(50800, 50800))  # 0.5 um/px
+    args = ["predict", str(folder), "--checkpoint", checkpoint, "--out", str(tmp_path / "o"), "--tile", "64", "--mpp", "0.25"]
+    with caplog.at_level("WARNING", logger="mitoseg_tf"):
+        assert main(args) == 0
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "--mpp 0.25 um/px is used for every image, but 2 of them state another" in warning and "0.5 um/px (PNG pHYs)" in warning
+    with open(tmp_path / "o" / "counts.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["mpp"] for r in rows] == ["0.25", "0.25"]
+    assert rows[0]["mpp_source"] == "--mpp; the file states 0.5 um/px (PNG pHYs)"
+
+
+def test_an_image_without_a_pixel_size_stops_before_the_network_loads_with_one_message_naming_mpp(tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((16, 16, 3), 230, np.uint8)).save(folder / name)  # no pHYs
+    # no such checkpoint: the pixel size is checked first
+    assert main(["predict", str(folder), "--checkpoint", "nope.keras", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the pixel size of 2 of 2 images is unknown" in err
+    assert "a.png states no pixel size" in err and "give it with --mpp MICRONS_PER_PIXEL (0.25 at 40x, 0.5 at 20x)" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e6"])
+def test_an_absurd_mpp_is_one_clear_error_naming_its_source(checkpoint, tmp_path, capsys, value):
+    Image.fromarray(np.full((16, 16, 3), 230, np.uint8)).save(tmp_path / "x.png")
+    args = ["predict", str(tmp_path / "x.png"), "--out", str(tmp_path / "o")]
+    assert main(args + ["--checkpoint", checkpoint, "--mpp", value]) == 2
+    err = capsys.readouterr().err
+    assert f"--mpp: {float(value)!r} is not a plausible pixel size; accepted: 0.05 to 10 microns per pixel" in err
+    # the same value in a run's detection.json (the detector's training resolution)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    darkness_model().save(run_dir / "best.keras")
+    (run_dir / "detection.json").write_text(json.dumps({"score_threshold": 0.5, "mpp": float(value)}))
+    assert main(args + ["--checkpoint", str(run_dir / "best.keras"), "--mpp", "0.25"]) == 2
+    err = capsys.readouterr().err
+    assert f"detection.json (mpp): {float(value)!r} is not a plausible pixel size; accepted: 0.05 to 10" in err

@@ -107,7 +107,7 @@ def test_load_refuses_conflicting_sources(tmp_path):
         Detector.load(weights="unet/monuseg", rescore=True)
     with pytest.raises(ValueError, match="no best.keras"):
         Detector.from_run(str(tmp_path))
-    with pytest.raises(ValueError, match="positive number of microns"):
+    with pytest.raises(ValueError, match="mpp: 0 is not a plausible pixel size; accepted: 0.05 to 10 microns per pixel"):
         Detector(darkness_model(), mpp=0.25).predict(np.zeros((8, 8, 3), np.uint8), mpp=0)
 
 
