@@ -9,11 +9,12 @@ import argparse
 from mitoseg_tf.cli.predict import add_detector_options, detector_options
 
 # The library's defaults, repeated so that --help imports nothing heavy (slides pulls in the detection stack).
+# The high-power field and the hotspot's tissue fraction are not repeated: left out, the library's own apply.
 DEFAULT_TILE = 1024
 DEFAULT_MARGIN = 128
-DEFAULT_HPF10_AREA_MM2 = 2.0
-DEFAULT_FIELD_DIAMETER_MM = 0.50
 DEFAULT_TISSUE_MPP = 8.0
+# Passed to predict_slides only when given.
+LIBRARY_DEFAULTS = ("hpf10_area_mm2", "field_diameter_mm", "hotspot_fields", "hotspot_min_tissue")
 
 
 def add_parser(subparsers):
@@ -33,15 +34,24 @@ def add_parser(subparsers):
                    "resolution (memory and speed, not results)")  # fmt: skip
     p.add_argument("--margin", type=int, default=DEFAULT_MARGIN, help="context read around each core, pixels at the "
                    "detector's resolution")  # fmt: skip
-    p.add_argument("--hpf10-area-mm2", type=float, default=DEFAULT_HPF10_AREA_MM2,
-                   help="area of 10 high-power fields (MIDOG: 2 mm^2): the hotspot window and per-10-HPF densities")
-    p.add_argument("--hotspot-fields", type=float, default=None, help="hotspot window as this many circular fields of "
-                   "--field-diameter-mm instead of --hpf10-area-mm2 (e.g. 10)")  # fmt: skip
-    p.add_argument("--field-diameter-mm", type=float, default=DEFAULT_FIELD_DIAMETER_MM,
-                   help="microscope field diameter: Nottingham cut-offs and --hotspot-fields")
+    field = p.add_mutually_exclusive_group()
+    field.add_argument("--hpf10-area-mm2", type=float, default=None, help="area of 10 high-power fields: the hotspot "
+                       "window, per-10-HPF densities and Nottingham cut-offs all use it (default: MIDOG's, "
+                       "mitoseg_tf.detection.counting.DEFAULT_HPF10_AREA_MM2)")  # fmt: skip
+    field.add_argument("--field-diameter-mm", type=float, default=None, help="or the microscope's field diameter "
+                       "instead: 10 such fields are the 10-HPF area")  # fmt: skip
+    p.add_argument("--hotspot-fields", type=float, default=None, help="hotspot window as this many high-power fields "
+                   "(default: 10, the 10-HPF area)")  # fmt: skip
+    p.add_argument("--hotspot-shape", choices=("square", "circle"), default="square", help="the hotspot window: a "
+                   "square, or a circle (a microscope's field of view) of the same area")  # fmt: skip
+    p.add_argument("--hotspot-min-tissue", type=float, default=None, help="least fraction of a hotspot window that "
+                   "must be tissue; the density is per tissue area inside (default: "
+                   "mitoseg_tf.detection.hotspot.MIN_TISSUE_FRACTION)")  # fmt: skip
     p.add_argument("--hotspots", type=int, default=1, help="number of non-overlapping hotspot windows to report")
     p.add_argument("--tissue-mpp", type=float, default=DEFAULT_TISSUE_MPP, help="microns per pixel of the tissue mask")
     p.add_argument("--prefetch", type=int, default=4, help="tiles read ahead on a background thread (memory bound)")
+    p.add_argument("--state-every-s", type=float, default=10.0, help="seconds between writes of the resume state "
+                   "(what a kill can cost)")  # fmt: skip
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="progress bar over tiles, shown only when stderr is a terminal")
 
@@ -68,11 +78,12 @@ def run(args):
     # --tile here is the slide tile; the detector's own sliding window keeps its default.
     detector = Detector.load(**{**detector_options(args), "tile": None})
     print(detector.describe())
+    given = {name: getattr(args, name) for name in LIBRARY_DEFAULTS if getattr(args, name) is not None}
     result = predict_slides(
         detector, args.inputs, out_dir=args.out, on_slide=_print_row, mpp=args.mpp, resume=args.resume,
-        tile=args.tile, margin=args.margin, hpf10_area_mm2=args.hpf10_area_mm2, hotspot_fields=args.hotspot_fields,
-        field_diameter_mm=args.field_diameter_mm, hotspots=args.hotspots, tissue_mpp=args.tissue_mpp,
-        prefetch=args.prefetch, progress=args.progress,
+        tile=args.tile, margin=args.margin, hotspot_shape=args.hotspot_shape, hotspots=args.hotspots,
+        tissue_mpp=args.tissue_mpp, prefetch=args.prefetch, progress=args.progress, state_every_s=args.state_every_s,
+        **given,
     )  # fmt: skip
     failed = result.failures
     print(f"{len(result.rows) - len(failed)} slide(s) done, {len(failed)} failed; summary in {result.summary_path}")

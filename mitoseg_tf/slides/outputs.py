@@ -1,13 +1,16 @@
-"""The files ``predict_slide(..., out_dir=DIR)`` writes per slide ``STEM`` (level-0 pixels unless said).
+"""The files ``predict_slide(..., out_dir=DIR)`` writes per slide ``NAME`` (level-0 pixels unless said).
 
-- ``STEM.geojson``: every figure as a QuPath detection of the detector's class
-  and each hotspot window as a QuPath annotation ("Hotspot 1", ...);
-- ``STEM_figures.csv``: one row per figure: x, y in pixels and in microns, score, area;
-- ``STEM_thumbnail.png``: the slide shrunk, tissue outlined in green, figures
-  ringed (red: mitoses, blue: nuclei), hotspots as yellow squares with their count;
-- ``STEM_heatmap.png``: figures per mm^2 smoothed over a field (0.25 mm), over the thumbnail;
-- ``STEM_tissue.png``: the tissue mask (255 = tissue) at its own resolution;
-- ``STEM_summary.json``: ``SlideResult.summary()`` as one JSON line.
+``NAME`` is the slide's whole file name, suffix included (``a.svs.geojson``),
+so slides that differ only by suffix (``a.svs``, ``a.tif``) keep their files apart.
+
+- ``NAME.geojson``: every figure as a QuPath detection of the detector's class
+  and each hotspot window (square or circle) as a QuPath annotation ("Hotspot 1", ...);
+- ``NAME_figures.csv``: one row per figure: x, y in pixels and in microns, score, area;
+- ``NAME_thumbnail.png``: the slide shrunk, tissue outlined, figures ringed in
+  their class's colour, hotspots outlined in yellow with their count;
+- ``NAME_heatmap.png``: figures per mm^2 smoothed over a field (0.25 mm), over the thumbnail;
+- ``NAME_tissue.png``: the tissue mask (255 = tissue) at its own resolution;
+- ``NAME_summary.json``: ``SlideResult.summary()`` as one JSON line.
 
 All are written to temporary names and renamed at the end, so an error
 never leaves a half-written set.
@@ -36,11 +39,12 @@ def hotspot_features(result):
     """QuPath annotations of the hotspot windows, in level-0 pixels."""
     features = []
     for rank, hot in enumerate(result.hotspots, start=1):
-        x0, y0, x1, y1 = (v / result.mpp for v in hot.bounds_um)
-        measurements = {"count": hot.count, "area_mm2": hot.area_mm2, "per_10hpf": hot.per_10hpf}
+        outline = [(x / result.mpp, y / result.mpp) for x, y in hot.outline_um()]
+        measurements = {"count": hot.count, "area_mm2": hot.area_mm2, "tissue_area_mm2": hot.tissue_area_mm2,
+                        "per_10hpf": hot.per_10hpf}  # fmt: skip
         if hot.nottingham is not None:
             measurements["nottingham_mitotic_score"] = hot.nottingham
-        features.append(annotation_feature([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], name=f"Hotspot {rank}",
+        features.append(annotation_feature(outline, name=f"Hotspot {rank}",
                                            color=HOTSPOT_COLOUR, measurements=measurements,
                                            feature_id=f"hotspot-{rank}"))  # fmt: skip
     return features
@@ -77,8 +81,9 @@ def draw_thumbnail(result, thumbnail, downsample):
         centre = (int(round((figure.centroid[1] + 0.5) / downsample)), int(round((figure.centroid[0] + 0.5) / downsample)))
         cv2.circle(picture, centre, radius, colour, thickness, lineType=cv2.LINE_AA)
     for rank, hot in enumerate(result.hotspots, start=1):
-        x0, y0, x1, y1 = (int(round(v / result.mpp / downsample)) for v in hot.bounds_um)
-        cv2.rectangle(picture, (x0, y0), (x1, y1), HOTSPOT_COLOUR, 2)
+        outline = np.array([(x / result.mpp / downsample, y / result.mpp / downsample) for x, y in hot.outline_um()])
+        cv2.polylines(picture, [np.round(outline).astype(np.int32)], True, HOTSPOT_COLOUR, 2, lineType=cv2.LINE_AA)
+        x0, y0 = (int(round(v / result.mpp / downsample)) for v in hot.bounds_um[:2])
         cv2.putText(picture, f"#{rank}: {hot.count}", (x0 + 3, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                     HOTSPOT_COLOUR, 1, cv2.LINE_AA)  # fmt: skip
     return picture

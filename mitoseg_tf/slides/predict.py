@@ -10,8 +10,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from mitoseg_tf.detection.counting import DEFAULT_FIELD_DIAMETER_MM, DEFAULT_HPF10_AREA_MM2
-from mitoseg_tf.detection.hotspot import find_hotspots
+from mitoseg_tf.detection.hotspot import MIN_TISSUE_FRACTION, find_hotspots, ten_hpf
 from mitoseg_tf.slides.outputs import write_slide_outputs
 from mitoseg_tf.slides.reader import is_slide_file, open_slide
 from mitoseg_tf.slides.tiles import ResumeState, plan_tiles, stream_tiles, to_level0, write_atomic
@@ -21,8 +20,8 @@ DEFAULT_TILE = 1024
 DEFAULT_MARGIN = 128
 SUMMARY_FILE = "summary.csv"
 SUMMARY_COLUMNS = (
-    "slide", "status", "object_class", "count", "tissue_area_mm2", "per_mm2", "hotspot_count", "hotspot_per_10hpf",
-    "nottingham", "mpp", "width", "height", "seconds",
+    "slide", "status", "object_class", "count", "tissue_area_mm2", "per_mm2", "hotspot_count", "hotspot_tissue_mm2",
+    "hotspot_per_10hpf", "nottingham", "hpf10_area_mm2", "mpp", "width", "height", "seconds",
 )  # fmt: skip
 
 
@@ -38,8 +37,9 @@ class SlideResult:
     detector: str
     figures: tuple
     tissue: object  # slides.tissue.TissueMask
-    hotspots: list  # detection.hotspot.Hotspot, best first; empty for nuclei or without tissue
-    hpf10_area_mm2: float
+    hotspots: list  # detection.hotspot.Hotspot, best first; empty for nuclei or without a window on enough tissue
+    hpf10_area_mm2: float  # the one 10-HPF area of every per-10-HPF number and the Nottingham score
+    field_diameter_mm: float  # the field that makes it: 10 of them cover hpf10_area_mm2
     seconds: float
     tiles: dict  # total, with_tissue, run, resumed
     timing: dict  # seconds: tissue, reading (background thread), waiting for reads, network, stitching
@@ -80,6 +80,7 @@ class SlideResult:
             out.update({
                 "hotspot_count": hot.count if hot else None,
                 "hotspot_area_mm2": hot.area_mm2 if hot else None,
+                "hotspot_tissue_mm2": hot.tissue_area_mm2 if hot else None,
                 "hotspot_per_10hpf": hot.per_10hpf if hot else None,
                 "nottingham": hot.nottingham if hot else None,
             })  # fmt: skip
@@ -91,6 +92,7 @@ class SlideResult:
             "slide": self.name, "path": self.path, "backend": self.backend, "mpp": self.mpp,
             "width": self.dimensions[0], "height": self.dimensions[1], "object_class": self.object_class,
             "detector": self.detector, **self.counts(), "hpf10_area_mm2": self.hpf10_area_mm2,
+            "field_diameter_mm": self.field_diameter_mm,
             "hotspots_um": [{k: v for k, v in h.to_dict().items() if k != "indices"} for h in self.hotspots],
             "seconds": round(self.seconds, 3), "tiles": self.tiles,
             "timing": {k: round(v, 3) for k, v in self.timing.items()}, "outputs": self.outputs,
@@ -105,9 +107,9 @@ def _slide_key(slide, plan, detector, tissue_mpp):
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _check_options(hpf10_area_mm2, hotspots, prefetch):
-    if not (isinstance(hpf10_area_mm2, (int, float)) and hpf10_area_mm2 > 0):
-        raise ValueError(f"hpf10_area_mm2 must be a positive area in mm^2 (MIDOG: 2); got {hpf10_area_mm2!r}.")
+def _check_options(hotspots, prefetch, hotspot_options):
+    # The hotspot's options are checked now, on nothing, not after hours of tiles.
+    find_hotspots(np.zeros((0, 2)), tissue=np.ones((1, 1), bool), tissue_mpp=1.0, **hotspot_options)
     if not (isinstance(hotspots, int) and hotspots >= 1):
         raise ValueError(f"hotspots must be a whole number >= 1 of windows to report; got {hotspots!r}.")
     if not (isinstance(prefetch, int) and prefetch >= 1):
@@ -123,10 +125,12 @@ def predict_slide(
     resume=False,
     tile=DEFAULT_TILE,
     margin=DEFAULT_MARGIN,
-    hpf10_area_mm2=DEFAULT_HPF10_AREA_MM2,
+    hpf10_area_mm2=None,
+    field_diameter_mm=None,
     hotspot_area_mm2=None,
     hotspot_fields=None,
-    field_diameter_mm=DEFAULT_FIELD_DIAMETER_MM,
+    hotspot_shape="square",
+    hotspot_min_tissue=MIN_TISSUE_FRACTION,
     hotspots=1,
     tissue_mpp=DEFAULT_TISSUE_MPP,
     prefetch=4,
@@ -140,15 +144,22 @@ def predict_slide(
             ``mpp``, ``object_class``, ``describe()`` and ``figures_native``).
         mpp: microns per level-0 pixel; overrides the slide's metadata and is
             required for plain images and slides without it.
-        out_dir: write the slide's files there (see ``slides.outputs``); None: only return.
+        out_dir: write the slide's files there (see ``slides.outputs``), named by
+            the slide's whole file name (``a.svs.geojson``: ``a.svs`` and
+            ``a.tif`` keep theirs apart); None: only return.
         resume: continue from ``out_dir``'s state file of an interrupted run
             of the same slide, detector and tiling (same figures as one run).
         tile, margin: core side and context on each side, in pixels at the
             detector's resolution (memory and speed, not results).
-        hpf10_area_mm2: area of 10 HPF for per-10-HPF densities (MIDOG: 2).
-        hotspot_area_mm2 / hotspot_fields: the hotspot window as an area
-            (default ``hpf10_area_mm2``) or as ``hotspot_fields`` fields of
-            ``field_diameter_mm``; ``hotspots``: how many non-overlapping windows.
+        hpf10_area_mm2 / field_diameter_mm: the high-power field, one or the
+            other (default MIDOG's 2 mm^2 for 10 fields; ``detection.hotspot.ten_hpf``):
+            the hotspot's default area, per 10 HPF and the Nottingham cut-offs.
+        hotspot_area_mm2 / hotspot_fields: the hotspot window as an area or as
+            this many high-power fields (default: 10 HPF); ``hotspot_shape``:
+            "square" or "circle"; ``hotspot_min_tissue``: the least tissue
+            fraction of a candidate window (default 0.5); ``hotspots``: how many
+            non-overlapping windows. Windows lie on the tissue mask and are
+            ranked by figures per mm^2 of tissue inside (``detection.hotspot``).
         tissue_mpp: microns per pixel of the tissue mask.
         prefetch: tiles read ahead on the background thread (memory bound).
         progress: tqdm bar over tiles (shown only on a terminal); False: never.
@@ -158,12 +169,15 @@ def predict_slide(
     gives an empty result (count 0, tissue area 0, no hotspot, per_mm2 None),
     not an error. Nucleus detectors get no hotspot, per 10 HPF or Nottingham score.
     """
-    _check_options(hpf10_area_mm2, hotspots, prefetch)
+    hpf10_area_mm2, field_diameter_mm = ten_hpf(hpf10_area_mm2, field_diameter_mm)
+    hotspot_options = {"min_tissue_fraction": hotspot_min_tissue, "shape": hotspot_shape, "area_mm2": hotspot_area_mm2,
+                       "fields": hotspot_fields, "hpf10_area_mm2": hpf10_area_mm2}  # fmt: skip
+    _check_options(hotspots, prefetch, hotspot_options)
     if resume and not out_dir:
         raise ValueError("resume needs out_dir: the resume state is kept beside the slide's outputs.")
     start = time.perf_counter()
     with open_slide(path, mpp=mpp) as slide:
-        stem = os.path.splitext(slide.name)[0]
+        stem = slide.name  # the whole name: a.svs and a.tif must not share files
         if out_dir:
             os.makedirs(out_dir, exist_ok=True)
         t0 = time.perf_counter()
@@ -208,17 +222,13 @@ def predict_slide(
         result = SlideResult(
             path=os.fspath(path), backend=slide.backend, mpp=slide.mpp, dimensions=slide.dimensions,
             object_class=detector.object_class, detector=detector.describe(), figures=tuple(figures), tissue=tissue,
-            hotspots=[], hpf10_area_mm2=float(hpf10_area_mm2), seconds=0.0,
+            hotspots=[], hpf10_area_mm2=hpf10_area_mm2, field_diameter_mm=field_diameter_mm, seconds=0.0,
             tiles={"total": len(all_tiles), "with_tissue": len(with_tissue), "run": len(todo), "resumed": resumed},
             timing=timing,
         )  # fmt: skip
-        bounds = tissue.bounds()
-        if detector.object_class == "Mitosis" and bounds is not None:
-            result.hotspots = find_hotspots(
-                result.positions_um(), bounds_um=tuple(v * slide.mpp for v in bounds),
-                area_mm2=None if hotspot_fields else (hotspot_area_mm2 or hpf10_area_mm2), fields=hotspot_fields,
-                field_diameter_mm=field_diameter_mm, hpf10_area_mm2=hpf10_area_mm2, k=hotspots,
-            )  # fmt: skip
+        if detector.object_class == "Mitosis":
+            result.hotspots = find_hotspots(result.positions_um(), tissue=tissue.mask, tissue_mpp=tissue.mpp,
+                                            k=hotspots, **hotspot_options)  # fmt: skip
         result.seconds = time.perf_counter() - start
         if out_dir:
             result.outputs = write_slide_outputs(result, slide, out_dir, stem)
@@ -246,13 +256,14 @@ def _summary_row(result):
 
     return {"slide": result.name, "status": "ok", "object_class": result.object_class, "mpp": fmt(result.mpp),
             "width": result.dimensions[0], "height": result.dimensions[1], "seconds": fmt(result.seconds),
+            "hpf10_area_mm2": fmt(result.hpf10_area_mm2),
             **{k: fmt(counts.get(k)) for k in ("count", "tissue_area_mm2", "per_mm2", "hotspot_count",
-                                              "hotspot_per_10hpf", "nottingham")}}  # fmt: skip
+                                              "hotspot_tissue_mm2", "hotspot_per_10hpf", "nottingham")}}  # fmt: skip
 
 
 @dataclasses.dataclass
 class SlidesResult:
-    rows: list  # summary.csv rows, failed slides included with their reason
+    rows: list  # summary.csv rows of this run, failed slides included with their reason
     results: list  # SlideResult of the slides that finished
     summary_path: str
 
@@ -261,15 +272,44 @@ class SlidesResult:
         return [r for r in self.rows if r["status"] != "ok"]
 
 
+class SummaryFile:
+    """``summary.csv``, rewritten whole (atomically) as each slide finishes: a run killed later loses no row.
+
+    Rows of slides run earlier into the same folder stay (a slide run again
+    gets its row replaced in place), so the file describes every slide whose
+    files the folder holds, whichever run wrote them.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.rows = {}
+        if os.path.isfile(path):
+            with open(path, newline="") as fh:
+                self.rows = {r["slide"]: r for r in csv.DictReader(fh) if r.get("slide")}
+
+    def put(self, row):
+        self.rows[row["slide"]] = row
+
+        def write(temp):
+            with open(temp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=SUMMARY_COLUMNS, restval="", extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(self.rows.values())
+
+        write_atomic(self.path, write)
+
+
 def predict_slides(detector, inputs, *, out_dir, on_slide=None, **options):
     """``predict_slide`` over a slide or a folder of slides; a slide that fails is listed in summary.csv, not fatal.
 
     Each slide's files go to ``out_dir`` (see ``predict_slide``), with
-    ``summary.csv``: one row per slide, failures with their reason.
-    ``on_slide(row)`` is called after each slide (the CLI prints).
+    ``summary.csv``: one row per slide, failures with their reason, written
+    as each slide finishes (``SummaryFile``). ``on_slide(row)`` is called
+    after each slide (the CLI prints).
     """
     files = list_slides(inputs)
     os.makedirs(out_dir, exist_ok=True)
+    summary = SummaryFile(os.path.join(out_dir, SUMMARY_FILE))
     rows, results = [], []
     for path in files:
         try:
@@ -278,20 +318,12 @@ def predict_slides(detector, inputs, *, out_dir, on_slide=None, **options):
             raise
         except Exception as err:  # a corrupt tile or file must not cost the other slides their run
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
-            rows.append({c: "" for c in SUMMARY_COLUMNS} | {"slide": os.path.basename(path),
+            rows.append({c: "" for c in SUMMARY_COLUMNS} | {"slide": os.path.basename(path.rstrip(os.sep)),
                                                             "status": f"failed: {type(err).__name__}: {message}"})  # fmt: skip
         else:
             results.append(result)
             rows.append(_summary_row(result))
+        summary.put(rows[-1])
         if on_slide is not None:
             on_slide(rows[-1])
-    summary_path = os.path.join(out_dir, SUMMARY_FILE)
-
-    def write(temp):
-        with open(temp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=SUMMARY_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    write_atomic(summary_path, write)
-    return SlidesResult(rows=rows, results=results, summary_path=summary_path)
+    return SlidesResult(rows=rows, results=results, summary_path=summary.path)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mitoseg_tf.detection.counting import field_area_mm2, nottingham_mitotic_score
-from mitoseg_tf.detection.hotspot import find_hotspot, find_hotspots, window_area_mm2
+from mitoseg_tf.detection.hotspot import find_hotspot, find_hotspots, ten_hpf, window_area_mm2
 
 
 def brute_force(points, bounds, side):
@@ -90,11 +90,13 @@ def test_density_nottingham_and_area_options():
     hot = find_hotspot(cluster, bounds_um=(0, 0, 5000, 5000), hpf10_area_mm2=2.0)
     assert hot.count == 30 and hot.per_10hpf == pytest.approx(30.0)
     assert hot.nottingham == nottingham_mitotic_score(30, 2.0, field_diameter_mm=0.5) == 3
-    # Ten fields of 0.5 mm as the window: area from the field diameter.
-    assert window_area_mm2(fields=10, field_diameter_mm=0.5) == pytest.approx(10 * field_area_mm2(0.5))
+    # One field definition: 2 mm^2 for 10 HPF is fields of 0.505 mm; a 0.5 mm field gives 10 HPF of 1.963 mm^2.
+    assert ten_hpf() == pytest.approx((2.0, 0.5046), abs=1e-4)
+    assert ten_hpf(field_diameter_mm=0.5) == pytest.approx((10 * field_area_mm2(0.5), 0.5))
     hot = find_hotspot(cluster, bounds_um=(0, 0, 5000, 5000), fields=10, field_diameter_mm=0.5)
-    assert hot.area_mm2 == pytest.approx(10 * field_area_mm2(0.5))
+    assert hot.area_mm2 == pytest.approx(10 * field_area_mm2(0.5)) and hot.per_10hpf == pytest.approx(30.0)
     assert hot.x1 - hot.x0 == pytest.approx(math.sqrt(hot.area_mm2) * 1000)
+    assert window_area_mm2(fields=1, hpf10_area_mm2=2.0) == pytest.approx(0.2)
 
 
 def test_bounds_smaller_than_the_window_give_the_whole_bounds_without_nottingham():
@@ -112,6 +114,9 @@ def test_bounds_smaller_than_the_window_give_the_whole_bounds_without_nottingham
         ({"area_mm2": 2, "fields": 10}, "not both"),
         ({"k": 0}, "k must"),
         ({"bounds_um": (10, 0, 0, 10)}, "bounds_um"),
+        ({"hpf10_area_mm2": 2, "field_diameter_mm": 0.5}, "not both"),
+        ({"shape": "circle"}, "tissue mask"),
+        ({"shape": "hexagon"}, "shape"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):

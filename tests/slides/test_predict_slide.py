@@ -69,8 +69,8 @@ def test_resume_after_a_kill_gives_the_same_figures(synthetic, tmp_path):
     out = str(tmp_path / "out")
     with pytest.raises(KeyboardInterrupt):
         predict_slide(FakeDetector(fail_after=9), path, out_dir=out, tile=256, margin=48, progress=False, state_every_s=0)
-    assert os.path.isfile(os.path.join(out, "synthetic.resume.json"))
-    assert not os.path.exists(os.path.join(out, "synthetic.geojson"))  # nothing written for a run that died
+    assert os.path.isfile(os.path.join(out, "synthetic.svs.resume.json"))
+    assert not os.path.exists(os.path.join(out, "synthetic.svs.geojson"))  # nothing written for a run that died
     again = FakeDetector()
     resumed = predict_slide(again, path, out_dir=out, resume=True, tile=256, margin=48, progress=False)
     assert resumed.tiles["resumed"] == 9 and again.calls == resumed.tiles["with_tissue"] - 9
@@ -84,7 +84,7 @@ def test_outputs_geojson_csv_pictures_and_summary(synthetic, tmp_path):
     _, path = synthetic
     out = str(tmp_path / "out")
     result = predict_slide(FakeDetector(), path, out_dir=out, tile=512, margin=48, progress=False, hotspots=2,
-                           hpf10_area_mm2=0.05)  # fmt: skip
+                           hotspot_area_mm2=0.05)  # fmt: skip
     with open(result.outputs["geojson"]) as fh:
         text = fh.read()
     assert geojson.loads(text).is_valid

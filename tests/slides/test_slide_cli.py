@@ -40,7 +40,7 @@ def test_folder_with_a_bad_slide_exits_1_and_lists_it(tmp_path, monkeypatch, cap
     with open(out / "summary.csv") as fh:
         rows = {r["slide"]: r for r in csv.DictReader(fh)}
     assert rows["good.svs"]["status"] == "ok" and rows["bad.svs"]["status"].startswith("failed")
-    assert os.path.isfile(out / "good.geojson") and not os.path.exists(out / "bad.geojson")
+    assert os.path.isfile(out / "good.svs.geojson") and not os.path.exists(out / "bad.svs.geojson")
     assert main(["slide", str(folder / "good.svs"), "--out", str(out), "--no-progress"]) == 0
 
 
