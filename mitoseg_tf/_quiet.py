@@ -8,30 +8,40 @@ imported ("All log messages before absl::InitializeLog() ...", the oneDNN note,
 from Python applies: TF_CPP_MIN_LOG_LEVEL does not reach them. So the first
 ``import tensorflow`` runs with descriptor 2 captured, and whatever it printed
 that is not one of those known lines is written back, so a real warning or a
-crash message is never lost. TF_CPP_MIN_LOG_LEVEL=3 (unless already set) hides
-what comes later ("failed call to cuInit" on machines without a GPU).
+crash message is never lost. The first look at the devices, where "failed call to
+cuInit" comes from on machines without a GPU, is made inside the same capture.
+Later, TF_CPP_MIN_LOG_LEVEL=2 (unless already set) hides TensorFlow's INFO and
+WARNING lines and keeps its ERROR lines (out of memory, a failed kernel): they
+reach stderr as TensorFlow writes them.
+
+``import mitoseg_tf`` installs this, so Python users get the same quiet start.
 
 ``MITOSEG_VERBOSE=1`` in the environment, or ``uninstall()`` before TensorFlow
 is imported (``mitoseg --verbose``), leaves everything as TensorFlow prints it.
 """
 
 import contextlib
-import importlib.abc
 import os
 import re
 import sys
 import tempfile
 
+from mitoseg_tf._import_hook import ImportHook
+
 LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
 VERBOSE_VARIABLE = "MITOSEG_VERBOSE"
+# Hides INFO (0) and WARNING (1) lines logged after start-up, keeps ERROR (2) and FATAL ones.
+QUIET_LOG_LEVEL = "2"
 # absl-formatted INFO/WARNING lines ("I0000 00:00:17... port.cc:153] oneDNN ..."), the line announcing
 # them, the cpu_feature_guard continuation line, and the factory-registration errors printed on GPU
-# machines whenever TensorFlow and another CUDA library are loaded in one process.
+# machines whenever TensorFlow and another CUDA library are loaded in one process, and the cuInit
+# failure of machines without a GPU. Only these are dropped, and only while TensorFlow starts.
 NOISE = re.compile(
     r"^(?:[IW]\d{4} \d\d:\d\d:\d\d"
     r"|WARNING: All log messages before absl::InitializeLog\(\)"
     r"|To enable the following instructions:"
     r"|E\d{4} .*Unable to register cu(?:DNN|FFT|BLAS) factory"
+    r"|E\d{4} .*failed call to cuInit"
     r"|WARNING: Logging before InitGoogleLogging\(\))"
 )
 
@@ -62,46 +72,17 @@ def _capture_fd2():
                 sys.stderr.flush()
 
 
-class _QuietLoader(importlib.abc.Loader):
-    """TensorFlow's own loader, run with descriptor 2 captured."""
-
-    def __init__(self, loader):
-        self._loader = loader
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module):
-        try:
-            with _capture_fd2():
-                self._loader.exec_module(module)
-        finally:
-            # Resource readers and reloads look at the module's loader: give them the real one.
-            module.__loader__ = self._loader
-            if module.__spec__ is not None:
-                module.__spec__.loader = self._loader
-
-    def __getattr__(self, name):
-        return getattr(self._loader, name)
+@contextlib.contextmanager
+def _quiet_start_up():
+    """The import of TensorFlow and its first look at the devices, with descriptor 2 captured."""
+    with _capture_fd2():
+        yield
+        # The first device query prints "failed call to cuInit" on a machine without a GPU (an ERROR line
+        # of start-up, not of the user's work): made here, it is captured with the rest.
+        sys.modules["tensorflow"].config.list_physical_devices()
 
 
-class _QuietFinder(importlib.abc.MetaPathFinder):
-    """Finds ``tensorflow`` with the other finders and wraps its loader; once only."""
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname != "tensorflow":
-            return None
-        uninstall()  # the wrapped import happens once; later lookups must not come back here
-        for finder in sys.meta_path:
-            spec = finder.find_spec(fullname, path, target) if hasattr(finder, "find_spec") else None
-            if spec is not None:
-                if spec.loader is not None:
-                    spec.loader = _QuietLoader(spec.loader)
-                return spec
-        return None
-
-
-_FINDER = _QuietFinder()
+_HOOK = ImportHook("tensorflow", _quiet_start_up)
 _SET_BY_US = []
 
 
@@ -110,16 +91,14 @@ def install():
     if os.environ.get(VERBOSE_VARIABLE, "").strip() not in ("", "0"):
         return
     if LOG_LEVEL_VARIABLE not in os.environ:
-        os.environ[LOG_LEVEL_VARIABLE] = "3"
+        os.environ[LOG_LEVEL_VARIABLE] = QUIET_LOG_LEVEL
         _SET_BY_US.append(LOG_LEVEL_VARIABLE)
-    if "tensorflow" not in sys.modules and _FINDER not in sys.meta_path:
-        sys.meta_path.insert(0, _FINDER)
+    _HOOK.install()
 
 
 def uninstall():
     """Stop hiding: TensorFlow imported from now on prints what it prints."""
-    if _FINDER in sys.meta_path:
-        sys.meta_path.remove(_FINDER)
+    _HOOK.remove()
 
 
 def verbose():

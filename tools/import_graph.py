@@ -26,12 +26,16 @@ PACKAGE = "mitoseg_tf"
 # The floors, lowest first. A module may import from its own floor and those below; never from above.
 # The zoo and what deploys it (layers .. zoo) run without TensorFlow; training, whole slides, the deployable
 # detector, export, the comparison and the command line are built on top of them.
-LOWER = ("config", "_quiet", "layers", "losses", "metrics", "models", "inference", "data", "detection", "zoo")
+LOWER = (
+    "config", "_import_hook", "_quiet", "layers", "losses", "metrics", "models", "inference", "data", "detection",
+    "zoo",
+)
 HIGHER = ("training", "slides", "detector", "export", "compare", "cli")
 FLOORS = {
     # lower floors
     "config": 0,  # plain dataclasses: `mitoseg train --help` reads their defaults without TensorFlow
-    "_quiet": 0,  # silences TensorFlow's C++ start-up logs; imports nothing of the package
+    "_import_hook": 0,  # runs code around one module's first import; imports nothing of the package
+    "_quiet": 0,  # silences TensorFlow's C++ start-up logs; imports only _import_hook
     "layers": 0,
     "losses": 0,
     "metrics": 0,

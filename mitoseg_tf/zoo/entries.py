@@ -1,11 +1,20 @@
-"""The built-in zoo entries. Importing this module registers them."""
+"""The built-in zoo entries. Importing this module registers them (and imports no Keras).
 
-from mitoseg_tf.models.ms_rcnn import build_ms_rcnn
-from mitoseg_tf.models.res_unet import build_res_unet
-from mitoseg_tf.models.unet import build_unet
-from mitoseg_tf.models.unet_3plus import build_unet_3plus
-from mitoseg_tf.models.unet_plus_plus import build_unet_plus_plus
+Each builder is named by its import path and imported when first built, so
+``mitoseg models`` lists names, summaries and parameter counts in a fraction
+of a second.
+"""
+
 from mitoseg_tf.zoo.registry import register
+
+# The modules holding the builders; importing them registers their layers with Keras (zoo/__init__.py).
+BUILDERS = {
+    "unet": "mitoseg_tf.models.unet:build_unet",
+    "res_unet": "mitoseg_tf.models.res_unet:build_res_unet",
+    "unet_plus_plus": "mitoseg_tf.models.unet_plus_plus:build_unet_plus_plus",
+    "unet_3plus": "mitoseg_tf.models.unet_3plus:build_unet_3plus",
+    "ms_rcnn": "mitoseg_tf.models.ms_rcnn:build_ms_rcnn",
+}
 
 _UNET_REF = "Ronneberger, Fischer & Brox, U-Net, MICCAI 2015 (arXiv:1505.04597)"
 _MCSA_REF = (
@@ -87,7 +96,7 @@ def _register_unet_family():
                     tiny=dict(base_filters=4, input_shape=(32, 32, 3), dropout=0.0),
                     parameters=_UNET_FAMILY_PARAMETERS[name],
                     **switches,
-                )(build_unet)
+                )(BUILDERS["unet"])
 
 
 _register_unet_family()
@@ -115,7 +124,7 @@ def _register_comparison_networks():
         tags=("comparison", "table2", "residual"),
         parameters=8_228_866,
         tiny=dict(base_filters=4, input_shape=(32, 32, 3), dropout=0.0),
-    )(build_res_unet)
+    )(BUILDERS["res_unet"])
     register(
         "unet_plus_plus",
         summary="UNet++: nested dense skip pathways, deep supervision, accurate / fast (pruned) inference",
@@ -129,7 +138,7 @@ def _register_comparison_networks():
         tags=("comparison", "table2", "deep_supervision"),
         parameters=9_042_408,
         tiny=dict(base_filters=4, input_shape=(32, 32, 3), dropout=0.0),
-    )(build_unet_plus_plus)
+    )(BUILDERS["unet_plus_plus"])
     register(
         "unet_3plus",
         summary="UNet 3+: full-scale skips, full-scale deep supervision and a classification-guided module",
@@ -143,7 +152,7 @@ def _register_comparison_networks():
         tags=("comparison", "table2", "deep_supervision", "cgm"),
         parameters=27_017_931,
         tiny=dict(base_filters=4, skip_filters=4, input_shape=(32, 32, 3), cgm_dropout=0.0),
-    )(build_unet_3plus)
+    )(BUILDERS["unet_3plus"])
 
 
 _register_comparison_networks()
@@ -192,7 +201,7 @@ def _register_detectors():
             max_detections=10,
             max_instances=8,
         ),
-    )(build_ms_rcnn)
+    )(BUILDERS["ms_rcnn"])
 
 
 _register_detectors()

@@ -11,7 +11,6 @@ The manifest is read by ``weights_card.read_manifest`` (typed: ``weights_card``)
 
 import os
 
-from mitoseg_tf.models.figure_classifier import build_figure_classifier
 from mitoseg_tf.zoo.weights_card import read_manifest, weights_folder
 
 # Builder arguments a user may still choose when loading trained weights: they do not change the weights.
@@ -67,6 +66,8 @@ def load_rescorer(name, tag, weights_dir=None):
             f"weights {name}/{tag} ship without a second-stage figure classifier; "
             f"shipped with one: {', '.join(with_rescorer) or 'none'}."
         )
+    from mitoseg_tf.models.figure_classifier import build_figure_classifier  # Keras: only when loading
+
     model = build_figure_classifier(**entry["arguments"])
     model.load_weights(entry["path"])
     return model

@@ -2,12 +2,16 @@
 
 timm-style: ``@register("name", ...)`` on a builder, ``build(name, **overrides)``,
 ``list_models("unet*")``. The registry knows nothing about individual networks;
-``mitoseg_tf.zoo.entries`` registers the built-in ones.
+``mitoseg_tf.zoo.entries`` registers the built-in ones, each builder named by its
+import path (``"module:function"``) and imported when first used, so listing the
+zoo and reading its cards imports no Keras.
 """
 
 import dataclasses
 import difflib
 import fnmatch
+import functools
+import importlib
 import inspect
 import os
 from typing import Any, Callable
@@ -15,6 +19,28 @@ from typing import Any, Callable
 from mitoseg_tf.zoo.pretrained import resolve_arguments
 
 _REGISTRY: dict[str, "ModelCard"] = {}
+
+
+class LazyBuilder:
+    """A builder named ``"package.module:function"``, imported on first call or signature lookup."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    @functools.cached_property
+    def function(self) -> Callable[..., Any]:
+        module, name = self.path.split(":")
+        return getattr(importlib.import_module(module), name)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self.function)
+
+    def __call__(self, *args, **kwargs):
+        return self.function(*args, **kwargs)
+
+    def __repr__(self):
+        return f"LazyBuilder({self.path!r})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +78,12 @@ class ModelCard:
         (the detector's widths are its backbone's), so one run recipe builds every network."""
         return {"base_filters": base_filters} if "base_filters" in self.arguments or self.accepts_any_argument else {}
 
+    def check_defaults(self) -> None:
+        """ValueError when the card's defaults or ``tiny`` name an argument its builder does not take."""
+        unknown = sorted((set(self.defaults) | set(self.tiny)) - set(self.arguments))
+        if unknown and not self.accepts_any_argument:
+            raise ValueError(f"Defaults {unknown} of {self.name!r} are not arguments of its builder {self.arguments}.")
+
     def resolved_config(self, **overrides) -> dict:
         """Builder defaults, then the card's defaults, then the overrides."""
         signature = inspect.signature(self.builder)
@@ -84,6 +116,9 @@ def register(
     (tests, notebooks and smoke runs build it with ``build(name, **card.tiny)``).
     ``parameters``: the parameter count at the defaults, shown by ``mitoseg models``.
 
+    The decorated builder may be a function or its import path ``"package.module:function"``
+    (imported when first built; its defaults are then checked by ``tests/zoo/test_registry.py``).
+
     Example:
         >>> @register("tiny_unet", summary="U-Net at width 8", reference="", base_filters=8)
         ... def tiny(**kwargs):
@@ -97,7 +132,7 @@ def register(
             raise ValueError(f"A model named {name!r} is already registered; pass overwrite=True to replace it.")
         card = ModelCard(
             name=name,
-            builder=builder,
+            builder=LazyBuilder(builder) if isinstance(builder, str) else builder,
             defaults=dict(defaults),
             summary=summary,
             reference=reference,
@@ -108,9 +143,8 @@ def register(
             tiny=dict(tiny or {}),
             parameters=parameters,
         )
-        unknown = sorted((set(defaults) | set(card.tiny)) - set(card.arguments))
-        if unknown and not card.accepts_any_argument:
-            raise ValueError(f"Defaults {unknown} of {name!r} are not arguments of its builder {card.arguments}.")
+        if not isinstance(card.builder, LazyBuilder):  # checking would import it
+            card.check_defaults()
         _REGISTRY[name] = card
         return builder
 

@@ -438,7 +438,8 @@ def test_load_checkpoint_rejects_truncated_archives(trained_run, tmp_path):
 def test_plain_keras_loads_a_compiled_checkpoint_once_the_zoo_is_imported(tmp_path):
     """A notebook's ``keras.models.load_model("best.keras")`` after ``import mitoseg_tf.zoo``.
 
-    A fresh process: in this one every test has already registered the losses and metrics.
+    A fresh process: in this one every test has already registered the losses and metrics. The zoo is
+    imported before Keras, the harder order: it registers them when Keras is imported.
     """
     import subprocess
     import sys
@@ -447,7 +448,7 @@ def test_plain_keras_loads_a_compiled_checkpoint_once_the_zoo_is_imported(tmp_pa
     model = compile_model(tiny_unet(), "ce_dice")
     model.save(path)
     script = (
-        "import keras, mitoseg_tf.zoo, sys\n"
+        "import mitoseg_tf.zoo, keras, sys\n"
         "m = keras.models.load_model(sys.argv[1])\n"
         "import numpy as np\n"
         "scores = m.evaluate(np.zeros((1, 32, 32, 3)), np.zeros((1, 32, 32, 1)), verbose=0, return_dict=True)\n"

@@ -96,3 +96,12 @@ def test_register_decorator(monkeypatch):
         register("My-Net", summary="", reference="")
     with pytest.raises(ValueError, match="not arguments"):
         register("other_unet", summary="", reference="", widths=3)(build_unet)
+
+
+def test_builtin_builders_are_imported_when_used_and_take_their_cards_defaults():
+    # Registered by import path (listing the zoo imports no Keras), so register() could not check them.
+    for name in list_models():
+        card = get_card(name)
+        assert isinstance(card.builder, registry.LazyBuilder), name
+        card.check_defaults()
+    assert get_card("unet").builder.function is build_unet
