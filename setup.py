@@ -5,6 +5,15 @@ setup(
     version="0.1.0",
     description="Keras 3 model zoo for segmenting and counting mitotic figures in H&E images",
     python_requires=">=3.10",
+    # The code; shipped weights carry the terms of the data they were trained on (their cards, `mitoseg weights`).
+    license="MIT",
+    license_files=["LICENSE"],
+    classifiers=[
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Medical Science Apps.",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
     # Only the library: the top-level `datasets/` and `zoo/` folders are docs and
     # must never be installed as packages (a `datasets` package would shadow
     # Hugging Face's library).
