@@ -1,5 +1,7 @@
 """Test slides written with tifffile and a detector that needs no network: dark blobs are figures."""
 
+import time
+
 import numpy as np
 import tifffile
 from skimage import measure
@@ -55,13 +57,14 @@ def blob_canvas(height, width, blobs, *, tissue_boxes=(), radius=9):
 class FakeDetector:
     """The ``Detector`` contract without a network: dark pixels form figures. Counts calls and pixels seen."""
 
-    def __init__(self, mpp=0.25, object_class="Mitosis", fail_after=None, min_area_um2=5.0):
+    def __init__(self, mpp=0.25, object_class="Mitosis", fail_after=None, min_area_um2=5.0, hang_after=None):
         self.mpp = mpp
         self.object_class = object_class
         self.settings = DetectionSettings(min_area_um2=min_area_um2, chosen_by="test")
         self.calls = 0
         self.pixels = 0
         self.fail_after = fail_after
+        self.hang_after = hang_after  # calls after which it hangs (a process to kill mid-slide)
 
     def describe(self):
         return f"fake dark-blob detector at {self.mpp} um/px"
@@ -72,6 +75,8 @@ class FakeDetector:
     def figures_native(self, image, mpp=None, probability=None):
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise KeyboardInterrupt("simulated kill")
+        if self.hang_after is not None and self.calls >= self.hang_after:
+            time.sleep(3600)
         self.calls += 1
         self.pixels += image.shape[0] * image.shape[1]
         dark = (image.astype(np.float32).mean(axis=-1) < BLOB_LEVEL).astype(np.float32)
