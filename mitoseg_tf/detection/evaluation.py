@@ -29,6 +29,7 @@ from mitoseg_tf.detection.matching import (
     select_threshold,
 )
 from mitoseg_tf.inference import predict_image
+from mitoseg_tf.inference.resample import check_mpp
 
 DETECTION_FILE = "detection.json"
 DEFAULT_MPP = 0.25
@@ -329,7 +330,7 @@ def detection_for_checkpoint(model, source, checkpoint, *, data=None, mpp=None, 
         model,
         source,
         score_threshold=saved.get("score_threshold", 0.0),
-        mpp=mpp or source_mpp(data),
+        mpp=source_mpp(data) if mpp is None else check_mpp(mpp, "the mpp given for the detection scores (--mpp)"),
         **kwargs,
     )
 

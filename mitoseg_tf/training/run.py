@@ -14,6 +14,7 @@ import numpy as np
 from mitoseg_tf import __version__
 # RunConfig lives in mitoseg_tf.config so that `mitoseg train --help` needs no TensorFlow; add fields there.
 from mitoseg_tf.config import RunConfig  # noqa: F401  (re-exported)
+from mitoseg_tf.inference.resample import check_mpp
 
 
 def load_recipe(path, **overrides):
@@ -33,7 +34,25 @@ def load_recipe(path, **overrides):
     unknown = sorted(set(values) - fields)
     if unknown:
         raise ValueError(f"recipe {path}: unknown key(s) {unknown}; valid keys: {', '.join(sorted(fields))}.")
+    check_recipe_pixel_sizes(values, f"recipe {path}")
     return RunConfig(**{**values, **overrides, "recipe": path})
+
+
+def check_recipe_pixel_sizes(values, where):
+    """A recipe's ``target_mpp`` and reader options ``mpp`` (a mixture's components' too) by the one pixel-size rule."""
+    if values.get("target_mpp") is not None:
+        check_mpp(values["target_mpp"], f"{where}, target_mpp")
+    options = values.get("data_options")
+    if not isinstance(options, dict):
+        return
+    named = [("data_options", options)]
+    for role, specs in options.items():
+        for index, spec in enumerate(specs if isinstance(specs, list) else [specs]):
+            if isinstance(spec, dict) and isinstance(spec.get("options"), dict):
+                named.append((f"data_options.{role}{f'[{index}]' if isinstance(specs, list) else ''}.options", spec["options"]))
+    for name, component in named:
+        if component.get("mpp") is not None:
+            check_mpp(component["mpp"], f"{where}, {name}.mpp")
 
 
 def recorded_precision_warning(config, resolved):

@@ -8,6 +8,10 @@ shared as a subset). Slides group by ``<dataset>/<slide>`` for splits.
 
 Several folders (``extra_dirs``; a mixture component's ``data_dir: [amibr,
 amibr_rest]``) are read as one set: their tables merged, every crop in one folder only.
+
+The crops state no pixel size; they are taken to be at 0.25 um/px (TUPAC16's,
+and MIDOG21's nominal, whose scanners range 0.23-0.26) unless the reader
+option ``mpp`` (a recipe's ``data_options: {mpp: ...}``) says otherwise.
 """
 
 import csv
@@ -19,6 +23,7 @@ from mitoseg_tf.data.formats.record import (
     Record,
     check_manual_dir,
     check_unique_ids,
+    reader_mpp,
     require_records,
     warn_skipped,
 )
@@ -26,7 +31,7 @@ from mitoseg_tf.data.formats.record import (
 NAME = "amibr"
 DESCRIPTION = "AMi-Br: 128x128 mitotic-figure crops + AMI-BR.csv (normal/atypical)"
 EXPECTED = "AMI-BR.csv and patches/{normal,atypical}/<DATASET>_<uid>.png"
-MPP = 0.25
+MPP = 0.25  # assumed: see the module's docstring
 CSV_NAME = "AMI-BR.csv"
 REQUIRED = {"slide", "dataset", "uid", "majority_atypical"}
 SEVERAL_FOLDERS = True  # reads extra_dirs
@@ -79,13 +84,14 @@ def _crops(folders):
     return found
 
 
-def read(data_dir, *, crop_size=128, extra_dirs=()):
+def read(data_dir, *, crop_size=128, extra_dirs=(), mpp=None):
     """Records of the crops in ``data_dir`` and ``extra_dirs`` (the crops shared in parts, e.g. ``amibr_rest/``).
 
     Each folder holds ``patches/{normal,atypical}/`` and may hold ``AMI-BR.csv``
     (at least one must); the tables are merged, so one full table describes the
-    crops of every folder.
+    crops of every folder. ``mpp``: every crop's pixel size (default: ``MPP``, assumed).
     """
+    mpp = reader_mpp(mpp, NAME, MPP)
     folders = [data_dir, *extra_dirs]
     for folder in folders:
         check_manual_dir(folder, NAME, EXPECTED)
@@ -104,7 +110,7 @@ def read(data_dir, *, crop_size=128, extra_dirs=()):
                 id=f"{row['dataset']}_{row['uid']}",
                 image=crops[key],
                 slide=f"{row['dataset']}/{row['slide']}",
-                mpp=MPP,
+                mpp=mpp,
                 points=centre,
                 label=label,
             )

@@ -3,12 +3,15 @@
 The reference paper's own layout (328 images of 1720x1280 with label images of
 the same name). ``DATA_DIR/images/NAME.ext`` pairs with ``DATA_DIR/masks/NAME.ext``
 (the mask folder may also be called ``labels``; extensions may differ).
+
+The files' pixel size is not read: it is the reader option ``mpp`` (a recipe's
+``data_options: {mpp: ...}``), 0.25 um/px (a 40x scan) unless given.
 """
 
 import os
 import re
 
-from mitoseg_tf.data.formats.record import Record, check_manual_dir, require_records
+from mitoseg_tf.data.formats.record import Record, check_manual_dir, reader_mpp, require_records
 from mitoseg_tf.data.images import list_images
 
 NAME = "folder"
@@ -26,13 +29,14 @@ def _subfolder(data_dir, names, what):
     raise FileNotFoundError(f"{NAME}: {data_dir} has no {what} folder; expected one of {', '.join(names)}.")
 
 
-def read(data_dir, *, mpp=DEFAULT_MPP, slide_pattern=None):
+def read(data_dir, *, mpp=None, slide_pattern=None):
     """Records of the folder layout; every image needs its mask and every mask its image.
 
     ``slide_pattern``: a regex whose first group (or whole match) names the slide
     of an image from its file name, so splits keep a slide's images together;
-    default: each image is its own slide.
+    default: each image is its own slide. ``mpp``: every image's pixel size (default: ``DEFAULT_MPP``).
     """
+    mpp = reader_mpp(mpp, NAME, DEFAULT_MPP)
     check_manual_dir(data_dir, NAME, EXPECTED)
     images = list_images(_subfolder(data_dir, IMAGE_DIRS, "image"))
     masks = list_images(_subfolder(data_dir, MASK_DIRS, "mask"))

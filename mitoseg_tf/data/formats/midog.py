@@ -7,6 +7,11 @@ Box centres are the points; hard negatives are kept for hard-negative
 sampling. Images (about 7000x5000) go in the same folder as the JSON or below
 it; images the JSON lists but the folder lacks are skipped with a warning
 (people often work on a subset). Each image is one case, so it is its own slide.
+
+The database states no pixel size, and MIDOG's scanners differ (about 0.23 to
+0.26 um/px); every image is taken to be at 0.25 unless the reader option
+``mpp`` (a recipe's ``data_options: {mpp: ...}``) says otherwise, e.g. for a
+subset from one scanner.
 """
 
 import json
@@ -17,6 +22,7 @@ import numpy as np
 from mitoseg_tf.data.formats.record import (
     Record,
     check_manual_dir,
+    reader_mpp,
     require_records,
     warn_skipped,
 )
@@ -26,7 +32,7 @@ from mitoseg_tf.data.points import boxes_to_points
 NAME = "midog"
 DESCRIPTION = "MIDOG / MIDOG++: COCO-style JSON, boxes, category 1 mitotic figure / 2 hard negative"
 EXPECTED = "a MIDOG*.json annotation database and the image files it names"
-MPP = 0.25  # MIDOG's scanners range 0.23-0.26 um/px; the database does not record it per image
+MPP = 0.25  # assumed: MIDOG's scanners range 0.23-0.26 um/px and the database does not record it per image
 MITOTIC_FIGURE, HARD_NEGATIVE = 1, 2
 
 
@@ -77,8 +83,10 @@ def _database_path(data_dir):
     return os.path.join(data_dir, candidates[0])
 
 
-def read(data_dir):
+def read(data_dir, *, mpp=None):
+    """Records of the images the JSON lists and the folder holds; ``mpp``: every image's (default: ``MPP``, assumed)."""
     check_manual_dir(data_dir, NAME, EXPECTED)
+    mpp = reader_mpp(mpp, NAME, MPP)
     db = read_database(_database_path(data_dir))
     files = {}
     for folder, _, names in sorted(os.walk(data_dir)):
@@ -97,7 +105,7 @@ def read(data_dir):
                 id=stem,
                 image=files[file_name],
                 slide=stem,
-                mpp=MPP,
+                mpp=mpp,
                 points=entry["points"],
                 negatives=entry["negatives"],
                 tumour_type=entry["tumour_type"],

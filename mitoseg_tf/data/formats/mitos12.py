@@ -8,10 +8,14 @@ Two layouts are read:
   ``images/`` (the form kept in ``shared/data/mitos12_dev``); masks are disks.
 
 Image names are ``<scanner><slide>_<field>``: scanner A (Aperio XT, 0.2456
-um/px), H (Hamamatsu, 0.2273 um/px), M (multispectral, 0.185 um/px).
+um/px), H (Hamamatsu, 0.2273 um/px), M (multispectral, 0.185 um/px). The files
+state no pixel size: it is the named scanner's. A name with no known scanner
+letter is refused unless the reader option ``mpp`` (a recipe's
+``data_options: {mpp: ...}``) gives the pixel size, which then holds for every image.
 """
 
 import csv
+import functools
 import os
 
 import numpy as np
@@ -22,8 +26,10 @@ from mitoseg_tf.data.formats.record import (
     check_unique_ids,
     find_files,
     number_rows,
+    reader_mpp,
     records_from_point_list,
     require_records,
+    scanner_meta,
     warn_skipped,
 )
 from mitoseg_tf.data.images import IMAGE_SUFFIXES
@@ -33,11 +39,6 @@ DESCRIPTION = "MITOS-2012: per-image CSV of mitosis pixels (original) or a mitos
 EXPECTED = "A00_00.bmp + A00_00.csv pairs, or mitoses.csv (image,x,y) + images/"
 MPP = {"A": 0.2456, "H": 0.2273, "M": 0.185}
 SCANNERS = {"A": "Aperio ScanScope XT", "H": "Hamamatsu NanoZoomer", "M": "10-band multispectral microscope"}
-
-
-def _meta(stem):
-    scanner = stem[:1].upper()
-    return dict(slide=stem.split("_")[0], mpp=MPP.get(scanner, 0.2456), scanner=SCANNERS.get(scanner, ""))
 
 
 def read_pixel_csv(path):
@@ -62,12 +63,14 @@ def read_centre_list(path):
     return {k: np.asarray(v, np.float32) for k, v in points.items()}
 
 
-def read(data_dir):
+def read(data_dir, *, mpp=None):
+    """Records of either layout; ``mpp``: microns per pixel of every image (default: its scanner's)."""
     check_manual_dir(data_dir, NAME, EXPECTED)
+    meta = functools.partial(scanner_meta, name=NAME, mpps=MPP, scanners=SCANNERS, mpp=reader_mpp(mpp, NAME))
     centre_list = os.path.join(data_dir, "mitoses.csv")
     images = find_files(data_dir, IMAGE_SUFFIXES)
     if os.path.isfile(centre_list):
-        return records_from_point_list(read_centre_list(centre_list), images, centre_list, _meta, EXPECTED)
+        return records_from_point_list(read_centre_list(centre_list), images, centre_list, meta, EXPECTED)
     csvs = find_files(data_dir, (".csv",))
     records, unlabelled = [], []
     for stem in sorted(images):
@@ -76,7 +79,7 @@ def read(data_dir):
             continue
         pixels = read_pixel_csv(csvs[stem])
         centres = np.asarray([obj.mean(axis=0) for obj in pixels], np.float32).reshape(-1, 2)
-        records.append(Record(id=stem, image=images[stem], pixels=pixels, points=centres, **_meta(stem)))
+        records.append(Record(id=stem, image=images[stem], pixels=pixels, points=centres, **meta(stem)))
     warn_skipped("images without a CSV of the same name", unlabelled, data_dir)
     orphans = sorted(set(csvs) - set(images))
     warn_skipped("CSVs without an image", orphans, data_dir)

@@ -10,9 +10,13 @@ Two layouts are read:
   ``<folder>/<slide>/<frame> x y``; images named ``<frame>``.
 
 Frames are named ``<scanner><slide>_<field>...``: A = Aperio ScanScope XT
-(0.2455 um/px), H = Hamamatsu NanoZoomer 2.0-HT (0.2273 um/px).
+(0.2455 um/px), H = Hamamatsu NanoZoomer 2.0-HT (0.2273 um/px). The files
+state no pixel size: it is the named scanner's. A frame with no known scanner
+letter is refused unless the reader option ``mpp`` (a recipe's
+``data_options: {mpp: ...}``) gives the pixel size, which then holds for every frame.
 """
 
+import functools
 import os
 
 import numpy as np
@@ -23,8 +27,10 @@ from mitoseg_tf.data.formats.record import (
     check_manual_dir,
     find_files,
     number_rows,
+    reader_mpp,
     records_from_point_list,
     require_records,
+    scanner_meta,
     warn_skipped,
 )
 from mitoseg_tf.data.images import IMAGE_SUFFIXES
@@ -35,11 +41,6 @@ EXPECTED = "<frame>.tiff with <frame>_mitosis.csv (and _not_mitosis.csv), or poi
 MPP = {"A": 0.2455, "H": 0.2273}
 SCANNERS = {"A": "Aperio ScanScope XT", "H": "Hamamatsu NanoZoomer 2.0-HT"}
 POINT_LIST = "points_validation.txt"
-
-
-def _meta(frame):
-    scanner = frame[:1].upper()
-    return dict(slide=frame.split("_")[0], mpp=MPP.get(scanner, 0.2455), scanner=SCANNERS.get(scanner, ""))
 
 
 def read_frame_csv(path, min_confidence=0.0):
@@ -67,12 +68,14 @@ def read_point_list(path):
     return {k: np.asarray(v, np.float32) for k, v in points.items()}
 
 
-def read(data_dir, *, min_confidence=0.0):
+def read(data_dir, *, min_confidence=0.0, mpp=None):
+    """Records of either layout; ``mpp``: microns per pixel of every frame (default: its scanner's)."""
     check_manual_dir(data_dir, NAME, EXPECTED)
+    meta = functools.partial(scanner_meta, name=NAME, mpps=MPP, scanners=SCANNERS, mpp=reader_mpp(mpp, NAME))
     images = find_files(data_dir, IMAGE_SUFFIXES)
     point_list = os.path.join(data_dir, POINT_LIST)
     if os.path.isfile(point_list):
-        return records_from_point_list(read_point_list(point_list), images, point_list, _meta, EXPECTED)
+        return records_from_point_list(read_point_list(point_list), images, point_list, meta, EXPECTED)
     csvs = find_files(data_dir, (".csv",))
     records, unlabelled = [], []
     for frame in sorted(images):
@@ -86,7 +89,7 @@ def read(data_dir, *, min_confidence=0.0):
                 image=images[frame],
                 points=read_frame_csv(csvs[frame + "_mitosis"], min_confidence),
                 negatives=read_frame_csv(negatives) if negatives else EMPTY_POINTS,
-                **_meta(frame),
+                **meta(frame),
             )
         )
     warn_skipped("frames without a <frame>_mitosis.csv", unlabelled, data_dir)

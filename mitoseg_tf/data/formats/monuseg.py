@@ -4,7 +4,8 @@
 2-channel grey + alpha PNGs) or Aperio XML polygons ``<name>.xml`` (in
 ``annotations/``, ``Annotations/`` or beside the images). Polygons are
 rasterised with Pillow (fill + outline), which reproduces the distributed
-masks. Microns per pixel come from the XML's ``MicronsPerPixel`` when present.
+masks. Microns per pixel: the reader option ``mpp`` when given, else the XML's
+``MicronsPerPixel`` when present, else 0.25 (40x, as the challenge states).
 Slides group by TCGA case (``TCGA-XX-XXXX``). Licence: CC BY-NC-SA 4.0.
 """
 
@@ -17,9 +18,11 @@ from mitoseg_tf.data.formats.record import (
     Record,
     check_manual_dir,
     find_files,
+    reader_mpp,
     require_records,
 )
 from mitoseg_tf.data.images import list_images
+from mitoseg_tf.inference.resample import check_mpp
 
 NAME = "monuseg"
 DESCRIPTION = "MoNuSeg 2018 nuclei: .tif images + binary mask PNGs or Aperio XML polygons"
@@ -40,12 +43,19 @@ def read_xml(path):
             polygons.append(np.asarray(vertices, np.float32))
     if not polygons:
         raise ValueError(f"{path}: no Region/Vertices polygons found; is this an Aperio annotation file?")
-    mpp = root.get("MicronsPerPixel")
-    return polygons, (float(mpp) if mpp else None)
+    stated = root.get("MicronsPerPixel")
+    if not stated:
+        return polygons, None
+    try:
+        value = float(stated)
+    except ValueError:
+        value = stated  # refused below, named
+    return polygons, check_mpp(value, f"{path} (MicronsPerPixel)")
 
 
-def read(data_dir):
+def read(data_dir, *, mpp=None):
     check_manual_dir(data_dir, NAME, EXPECTED)
+    given = reader_mpp(mpp, NAME)
     image_dir = os.path.join(data_dir, "images")
     images = list_images(image_dir if os.path.isdir(image_dir) else data_dir)
     mask_dir = os.path.join(data_dir, "masks")
@@ -55,12 +65,12 @@ def read(data_dir):
     for stem in sorted(images):
         slide = "-".join(stem.split("-")[:3])
         if stem in masks:
-            records.append(Record(id=stem, image=images[stem], slide=slide, mpp=MPP, mask=masks[stem]))
+            records.append(Record(id=stem, image=images[stem], slide=slide, mpp=given or MPP, mask=masks[stem]))
         elif stem in xmls:
-            polygons, mpp = read_xml(xmls[stem])
+            polygons, stated = read_xml(xmls[stem])
             centroids = np.asarray([p.mean(axis=0)[::-1] for p in polygons], np.float32)
             records.append(
-                Record(id=stem, image=images[stem], slide=slide, mpp=mpp or MPP, polygons=polygons, points=centroids)
+                Record(id=stem, image=images[stem], slide=slide, mpp=given or stated or MPP, polygons=polygons, points=centroids)
             )
         else:
             raise ValueError(f"{NAME}: {images[stem]} has neither masks/{stem}.png nor {stem}.xml.")

@@ -14,6 +14,7 @@ import numpy as np
 
 from mitoseg_tf.data.images import read_image, read_label_image
 from mitoseg_tf.data.points import DEFAULT_RADIUS_UM, check_points, points_to_mask
+from mitoseg_tf.inference.resample import check_mpp
 
 log = logging.getLogger("mitoseg_tf.data")
 
@@ -43,6 +44,10 @@ class Record:
     tumour_type: str = ""
     label: str = ""
     classes: tuple = ()  # class name of each point, where the format names them (VOC)
+
+    def __post_init__(self):
+        # The one pixel-size rule, whichever reader (or reader option, or annotation file) gave it.
+        self.mpp = check_mpp(self.mpp, f"{self.image or self.id} (its pixel size)")
 
     @property
     def mask_from_points(self):
@@ -170,6 +175,25 @@ def find_files(root, suffixes):
                     )
                 found[stem] = path
     return found
+
+
+def reader_mpp(mpp, name, default=None):
+    """A reader's ``mpp`` option through the one pixel-size rule; ``default`` (the format's own) when None."""
+    return default if mpp is None else check_mpp(mpp, f"{name}: the reader option mpp")
+
+
+def scanner_meta(stem, name, mpps, scanners, mpp=None):
+    """Slide, mpp and scanner of a field named ``<scanner letter><slide>_<field>``; ``mpp``: given for every field.
+
+    A letter that names no known scanner has no known pixel size: a ValueError
+    asks for the reader option ``mpp`` rather than guessing one.
+    """
+    letter = stem[:1].upper()
+    if mpp is None and letter not in mpps:
+        known = ", ".join(f"{k} = {scanners[k]} ({v} um/px)" for k, v in mpps.items())
+        raise ValueError(f"{name}: image {stem!r} names no known scanner ({known}), so its pixel size is unknown; give "
+                         "it with the reader option mpp (a recipe's data_options: {mpp: ...}).")  # fmt: skip
+    return dict(slide=stem.split("_")[0], mpp=mpps[letter] if mpp is None else mpp, scanner=scanners.get(letter, ""))
 
 
 def check_manual_dir(data_dir, name, expected):

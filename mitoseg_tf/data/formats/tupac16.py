@@ -4,7 +4,9 @@ Header-less ``row,col`` CSVs per case and frame:
 ``mitoses_ground_truth/<case>/<frame>.csv`` (and optionally
 ``nonmitoses_ground_truth/<case>/<frame>.csv``, hard negatives); the image of
 frame ``<case>/<frame>`` is ``<case>/<frame>.tif`` (or png/jpg) anywhere below
-the folder, e.g. ``mitoses_image_data/01/01.tif``. 40x, 0.25 um/px.
+the folder, e.g. ``mitoses_image_data/01/01.tif``. 40x, 0.25 um/px as the
+challenge states it (the files do not); the reader option ``mpp`` (a recipe's
+``data_options: {mpp: ...}``) gives another.
 """
 
 import os
@@ -16,6 +18,7 @@ from mitoseg_tf.data.formats.record import (
     Record,
     check_manual_dir,
     number_rows,
+    reader_mpp,
     require_records,
     warn_skipped,
 )
@@ -60,8 +63,10 @@ def _images(data_dir):
     return found
 
 
-def read(data_dir):
+def read(data_dir, *, mpp=None):
+    """Records of every labelled frame whose image is present; ``mpp``: every frame's (default: ``MPP``)."""
     check_manual_dir(data_dir, NAME, EXPECTED)
+    mpp = reader_mpp(mpp, NAME, MPP)
     mitoses, negatives = _labels(data_dir, MITOSES), _labels(data_dir, NON_MITOSES)
     if not mitoses:
         raise ValueError(f"{NAME}: no {MITOSES}/<case>/<frame>.csv below {data_dir}; expected {EXPECTED}.")
@@ -77,7 +82,7 @@ def read(data_dir):
                 id=f"{case}_{frame}",
                 image=images[key],
                 slide=case,
-                mpp=MPP,
+                mpp=mpp,
                 points=read_points(mitoses[key]),
                 negatives=read_points(negatives[key]) if key in negatives else EMPTY_POINTS,
             )
