@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from mitoseg_tf.detection.hotspot import MIN_TISSUE_FRACTION, find_hotspots, ten_hpf
 from mitoseg_tf.slides.outputs import write_slide_outputs
-from mitoseg_tf.slides.reader import is_slide_file, open_slide
+from mitoseg_tf.slides.reader import dicom_series, is_slide_file, open_slide
 from mitoseg_tf.slides.tiles import ResumeState, plan_tiles, stream_tiles, to_level0, write_atomic
 from mitoseg_tf.slides.tissue import DEFAULT_TISSUE_MPP, detect_tissue
 
@@ -101,8 +101,8 @@ class SlideResult:
 
 def _slide_key(slide, plan, detector, tissue_mpp):
     """What a resume state must match: the same file, tiling and detector give the same figures."""
-    stat = os.stat(slide.path)
-    facts = {"slide": slide.name, "bytes": stat.st_size, "dimensions": list(slide.dimensions), "mpp": slide.mpp,
+    files = dicom_series(slide.path) or [slide.path]
+    facts = {"slide": slide.name, "bytes": sum(os.path.getsize(f) for f in files), "dimensions": list(slide.dimensions), "mpp": slide.mpp,
              "plan": plan.signature(), "tissue_mpp": tissue_mpp, "detector": detector.describe()}  # fmt: skip
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -236,13 +236,22 @@ def predict_slide(
 
 
 def list_slides(path):
-    """The slide files named by ``path``: the file itself, or a folder's slides and images sorted by name."""
+    """The slides named by ``path``: a file, a DICOM series folder, or a folder's slides sorted by name.
+
+    In a folder, each slide or image file is a slide, and so is each DICOM
+    series (``reader.dicom_series``): the folder's own ``.dcm`` files, and
+    each subfolder holding some, count as one slide each, named after their folder.
+    """
     if os.path.isdir(path):
-        files = sorted(os.path.join(path, n) for n in os.listdir(path)
-                       if is_slide_file(n) and os.path.isfile(os.path.join(path, n)))  # fmt: skip
-        if not files:
-            raise ValueError(f"no slides or images in folder {path!r} (by suffix: .svs, .tif, .ndpi, .mrxs, .png, ...).")
-        return files
+        entries = [path] if dicom_series(path) else []
+        for name in sorted(os.listdir(path)):
+            full = os.path.join(path, name)
+            if (os.path.isfile(full) and is_slide_file(name)) or dicom_series(full):
+                entries.append(full)
+        if not entries:
+            raise ValueError(f"no slides or images in folder {path!r} (by suffix: .svs, .tif, .ndpi, .mrxs, .png, ...; "
+                             "or DICOM series: folders of .dcm files).")  # fmt: skip
+        return entries
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path!r} is neither a slide file nor a folder.")
     return [path]

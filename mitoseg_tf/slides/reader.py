@@ -26,6 +26,7 @@ from mitoseg_tf.data.pixel_size import APERIO_MPP
 from mitoseg_tf.inference.resample import check_mpp
 
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+DICOM_SUFFIX = ".dcm"  # one file of a series: the folder holding them is the slide (dicom_series)
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".dcm")
 ACCEPTED = (
     "whole-slide images OpenSlide or tiffslide read (SVS, NDPI, MRXS, SCN, BIF, DICOM, tiled or OME TIFF) and plain "
@@ -227,26 +228,58 @@ def _resolve_mpp(path, given, metadata, backend):
     return check_mpp(metadata, f"{path}: the pixel size in its metadata ({backend})")
 
 
+def _handle_slide(path, opened, mpp, backend):
+    handle, metadata = opened
+    try:
+        return _HandleSlide(path, handle, _resolve_mpp(path, mpp, metadata, backend), backend)
+    except ValueError:
+        handle.close()
+        raise
+
+
+def dicom_series(path):
+    """The ``.dcm`` files of a folder, sorted ([] for a file or a folder without any).
+
+    A DICOM whole-slide image is a series of files in one folder (a file per
+    pyramid level, label and overview): the folder is the slide.
+    """
+    if not os.path.isdir(path):
+        return []
+    files = (os.path.join(path, n) for n in os.listdir(path) if os.path.splitext(n)[1].lower() == DICOM_SUFFIX)
+    return sorted(f for f in files if os.path.isfile(f))
+
+
+def _open_dicom_series(folder, files, mpp):
+    # OpenSlide opens a series from one of its files and finds the others beside it; a label or overview
+    # file it may refuse as a start, so each is tried in turn.
+    for file in files:
+        opened = _open_openslide(file)
+        if opened is not None:
+            return _handle_slide(folder, opened, mpp, "openslide")
+    raise ValueError(f"{folder}: a folder of {len(files)} DICOM file(s) that OpenSlide cannot open as a whole-slide "
+                     f"image series (OpenSlide 4 or later reads DICOM WSI); accepted: {ACCEPTED}.")  # fmt: skip
+
+
 def open_slide(path, mpp=None):
     """The slide at ``path`` as a ``Slide``; ``mpp`` (microns per level-0 pixel) overrides the metadata's.
 
-    Raises FileNotFoundError when there is no such file, ValueError naming the
-    file when no backend can read it or when its pixel size is unknown.
+    ``path`` is a slide or image file, or a DICOM series folder (``dicom_series``;
+    the slide is named after the folder). Raises FileNotFoundError when there
+    is no such file, ValueError naming the file when no backend can read it
+    or when its pixel size is unknown.
     """
     path = os.fspath(path)
+    series = dicom_series(path)
+    if series:
+        return _open_dicom_series(path, series, mpp)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such slide file.")
+        raise FileNotFoundError(f"{path}: no such slide file (nor a folder of DICOM files).")
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in PLAIN_SUFFIXES:
         for backend, opener in (("openslide", _open_openslide), ("tiffslide", _open_tiffslide)):
             opened = opener(path)
             if opened is not None:
-                handle, metadata = opened
-                try:
-                    return _HandleSlide(path, handle, _resolve_mpp(path, mpp, metadata, backend), backend)
-                except ValueError:
-                    handle.close()
-                    raise
+                return _handle_slide(path, opened, mpp, backend)
     try:
         image = read_image(path)
     except ValueError as err:
@@ -255,5 +288,6 @@ def open_slide(path, mpp=None):
 
 
 def is_slide_file(name):
-    """Whether a folder entry looks like something ``open_slide`` reads (by its suffix)."""
-    return os.path.splitext(name)[1].lower() in SLIDE_SUFFIXES + PLAIN_SUFFIXES
+    """Whether a folder entry looks like a slide of its own (by its suffix; a DICOM file is part of a series)."""
+    suffix = os.path.splitext(name)[1].lower()
+    return suffix != DICOM_SUFFIX and suffix in SLIDE_SUFFIXES + PLAIN_SUFFIXES
