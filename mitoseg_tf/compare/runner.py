@@ -27,6 +27,7 @@ from mitoseg_tf.config import CompareConfig  # noqa: F401  (re-exported)
 from mitoseg_tf.data.sources import check_source, load_source
 from mitoseg_tf.detection.evaluation import calibrate_model, save_detection_settings, source_mpp
 from mitoseg_tf.inference import predict_image
+from mitoseg_tf.inference.resample import check_mpp
 from mitoseg_tf.training import set_precision
 from mitoseg_tf.training.run import RunConfig, train_run
 from mitoseg_tf.zoo import get_card
@@ -194,7 +195,7 @@ def run_compare(config: CompareConfig, log=print):
     check_source(config.data)
     names = resolve_models(config.models, config.tables)
     seeds = list(range(config.seed, config.seed + config.repeats))
-    mpp = float(config.mpp) if config.mpp else source_mpp(config.data)
+    mpp = source_mpp(config.data) if config.mpp is None else check_mpp(config.mpp, "the compare option mpp (--mpp)")
     config = dataclasses.replace(config, mpp=mpp)
     jobs = [(n, s) for s in seeds for n in names]
     pending = [(n, s) for n, s in jobs if not is_finished(_run_dir(config, n, s))]

@@ -72,3 +72,10 @@ def test_a_recipe_pixel_size_is_checked_before_any_training_naming_the_recipe(tm
     (tmp_path / "r.yaml").write_text(body)
     with pytest.raises(ValueError, match=rf"recipe .*r\.yaml, {where} {RANGE}"):
         load_recipe(str(tmp_path / "r.yaml"))
+
+
+def test_a_compare_mpp_is_checked_not_replaced_by_a_default(tmp_path):
+    from mitoseg_tf.compare import CompareConfig, run_compare
+
+    with pytest.raises(ValueError, match=f"the compare option mpp \\(--mpp\\): 0 {RANGE}"):
+        run_compare(CompareConfig(output_dir=str(tmp_path), models=("unet",), mpp=0))
