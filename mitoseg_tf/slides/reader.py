@@ -7,7 +7,8 @@ Backends, tried in order:
 2. tiffslide, when OpenSlide is not importable or cannot open the file
    (pure Python over tifffile: OME-TIFF and TIFFs OpenSlide refuses);
 3. plain images (PNG, JPEG, BMP, untiled TIFF) held in memory as one level;
-   they carry no pixel size, so ``mpp`` must be given.
+   their pixel size is ``mpp``, else what the file states as ``mitoseg predict``
+   reads it (``data.pixel_size``: TIFF tags, PNG pHYs, ...), else an error.
 
 Coordinates follow OpenSlide: ``read_region(x, y, w, h, level)`` takes the
 top-left corner in level-0 pixels and the size in pixels of ``level``;
@@ -22,7 +23,7 @@ import cv2
 import numpy as np
 
 from mitoseg_tf.data.images import read_image
-from mitoseg_tf.data.pixel_size import APERIO_MPP
+from mitoseg_tf.data.pixel_size import APERIO_MPP, image_pixel_size
 from mitoseg_tf.inference.resample import check_mpp
 
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -284,7 +285,7 @@ def open_slide(path, mpp=None):
         image = read_image(path)
     except ValueError as err:
         raise ValueError(f"{path}: not a readable slide or image ({err}); accepted: {ACCEPTED}.") from None
-    return _ImageSlide(path, image, _resolve_mpp(path, mpp, None, "plain-image"))
+    return _ImageSlide(path, image, image_pixel_size(path, mpp, given_by="mpp= / --mpp").mpp)
 
 
 def is_slide_file(name):

@@ -101,3 +101,13 @@ def test_the_resampler_neither_allocates_without_bound_nor_shrinks_to_a_speck():
     with pytest.raises(ValueError, match=r"an image of 100x100 px at 0\.05 um/px would be 2x2 px at 2\.5 um/px, under 8 px"):
         resampled_shape((100, 100), 0.05, 2.5)
     assert resampled_shape((4, 6), 0.25, 0.5) == (2, 3)  # already smaller than 8 px: it may stay small
+
+
+def test_mitoseg_slide_reads_a_plain_image_pixel_size_as_predict_does(tmp_path):
+    from mitoseg_tf.slides.reader import open_slide
+
+    Image.fromarray(PIXELS).save(tmp_path / "a.png", dpi=(50800, 50800))  # 2e6 px/m: 0.5 um/px
+    with open_slide(str(tmp_path / "a.png")) as slide:
+        assert slide.mpp == 0.5
+    with open_slide(str(tmp_path / "a.png"), mpp=0.25) as slide:
+        assert slide.mpp == 0.25
