@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import types
 
 import geojson
 import numpy as np
@@ -9,6 +10,7 @@ import shapely.geometry
 from PIL import Image
 from slide_testing import FakeDetector, blob_canvas, write_pyramid
 
+from mitoseg_tf.detection.hotspot import find_hotspot
 from mitoseg_tf.slides import open_slide, predict_slide, predict_slides
 from mitoseg_tf.slides import outputs as outputs_module
 
@@ -108,6 +110,17 @@ def test_outputs_geojson_csv_pictures_and_summary(synthetic, tmp_path):
     for kind in ("thumbnail", "heatmap", "tissue"):
         assert Image.open(result.outputs[kind]).size[0] > 10
     assert not [n for n in os.listdir(out) if ".partial" in n]
+
+
+def test_a_circular_hotspot_is_a_circle_in_geojson():
+    hot = find_hotspot(np.array([[300.0, 300.0]]), tissue=np.ones((80, 80), bool), tissue_mpp=8.0, shape="circle",
+                       area_mm2=0.05)  # fmt: skip
+    (feature,) = outputs_module.hotspot_features(types.SimpleNamespace(hotspots=[hot], mpp=0.5))
+    ring = np.array(feature["geometry"]["coordinates"][0]) * 0.5  # microns
+    radius = np.hypot(*(ring - [(hot.x0 + hot.x1) / 2, (hot.y0 + hot.y1) / 2]).T)
+    assert len(ring) == 65 and np.ptp(radius) < 1e-6
+    assert radius[0] == pytest.approx(np.sqrt(0.05 / np.pi) * 1000, abs=8.0)  # within a mask cell
+    assert feature["properties"]["measurements"]["tissue_area_mm2"] == pytest.approx(hot.area_mm2)
 
 
 def test_nothing_half_written_when_writing_fails(synthetic, tmp_path, monkeypatch):

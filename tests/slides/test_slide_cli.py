@@ -62,6 +62,9 @@ def test_folder_with_a_bad_slide_exits_1_and_lists_it(tmp_path, monkeypatch, cap
     assert rows["good.svs"]["hpf10_area_mm2"] == f"{DEFAULT_HPF10_AREA_MM2:.6g}"  # the library's, not a copy
     assert os.path.isfile(out / "good.svs.geojson") and not os.path.exists(out / "bad.svs.geojson")
     assert main(["slide", str(folder / "good.svs"), "--out", str(out), "--no-progress"]) == 0
+    # A later run into the folder replaces its slides' rows and keeps the others'.
+    rows = [(r["slide"], r["status"][:6]) for r in read_rows(out / "summary.csv")]
+    assert rows == [("bad.svs", "failed"), ("good.svs", "ok")]
 
 
 def test_plain_image_without_mpp_fails_with_the_reason(tmp_path, monkeypatch, capsys):
