@@ -379,6 +379,8 @@ def _weights(args):
         if card.rescorer:
             print(f"  second stage: figure classifier on {card.rescorer.window}-px windows (mitoseg predict uses it)")
         print(f"  licence:     {card.licence}")
+        for number, terms in enumerate(card.data_licences):  # each training set's own conditions
+            print(f"  {'' if number else 'data terms:':<13}{terms.source}: {terms.terms}")
         print()
     print("Use: mitoseg predict IMAGES --weights MODEL/TAG --out DIR, or build(MODEL, weights=TAG) in Python.")
 

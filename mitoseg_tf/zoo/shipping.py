@@ -18,6 +18,7 @@ from mitoseg_tf.detection.evaluation import load_detection_settings
 from mitoseg_tf.models.figure_classifier import figure_classifier_arguments
 from mitoseg_tf.zoo.checkpoint import load_checkpoint
 from mitoseg_tf.zoo.pretrained import weights_entry
+from mitoseg_tf.zoo import weights_card
 from mitoseg_tf.zoo.weights_card import MANIFEST, read_manifest, weights_folder
 
 
@@ -50,16 +51,19 @@ def _write_manifest(manifest, weights_dir):
         json.dump(manifest, fh, indent=2, sort_keys=True)
 
 
-def ship_run(run_dir, tag, *, data, licence, weights_dir=None, extra=None, detection=False):
+def ship_run(run_dir, tag, *, data, licence, data_licences, weights_dir=None, extra=None, detection=False):
     """Copy a run's best checkpoint into the package as float16 weights and list it in the manifest.
 
     ``data`` and ``licence`` describe the training data (weights inherit its
-    licence conditions); the run's config.json gives the model and builder
+    licence conditions); ``data_licences`` names every dataset trained on, keys of
+    ``weights_card.DATA_LICENCES`` (e.g. ``["mitos_atypia14", "amibr", "monuseg"]``),
+    so the card lists each one's terms; the run's config.json gives the model and builder
     arguments, metrics.json the validation metrics and, for detection weights
     (``detection=True``), detection.json the figure settings chosen on validation,
     which ``mitoseg predict`` then applies.
     """
     weights_dir = weights_folder(weights_dir)
+    weights_card.data_licences(data_licences)  # an unknown dataset fails before anything is written
     with open(os.path.join(run_dir, "config.json")) as fh:
         config = json.load(fh)
     with open(os.path.join(run_dir, "metrics.json")) as fh:
@@ -77,6 +81,7 @@ def ship_run(run_dir, tag, *, data, licence, weights_dir=None, extra=None, detec
         "threshold": 0.5,
         "data": data,
         "licence": licence,
+        "data_licences": list(data_licences),
         "recipe": config.get("recipe"),
         "precision": config.get("resolved_precision"),
         "train_seconds": metrics.get("train_seconds"),

@@ -2,6 +2,11 @@
 
     >>> card = weights_card("unet/mitosis")
     >>> card.object_class, card.mpp, card.detection["score_threshold"], card.rescorer.window
+    >>> [d.terms for d in card.data_licences]      # the conditions of every dataset it was trained on
+
+Trained weights carry the conditions of the data they were trained on: a
+manifest entry lists those datasets by name (``"data_licences": ["amibr",
+"monuseg"]``, keys of ``DATA_LICENCES``) and its card holds each one's terms.
 """
 
 import dataclasses
@@ -28,6 +33,49 @@ def read_manifest(weights_dir=None):
         return {}
     with open(path) as fh:
         return json.load(fh)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataLicence:
+    """The conditions of one training dataset, which weights trained on it inherit."""
+
+    dataset: str  # the key of DATA_LICENCES, as manifest entries name it
+    source: str  # the dataset and the paper to cite
+    terms: str
+
+
+# Every dataset shipped weights may be trained on (from datasets/README.md and the datasets' own releases).
+# To ship weights trained on another, add it here. Mitosis v2 (zoo/recipes/mitosis_v2.yaml) will list
+# ["mitos_atypia14", "amibr", "monuseg"].
+DATA_LICENCES = {
+    d.dataset: d
+    for d in (
+        DataLicence("monuseg", "MoNuSeg 2018 (Kumar et al., IEEE TMI 2017)",
+                    "CC BY-NC-SA 4.0: attribution, non-commercial use only, derivatives under the same licence"),
+        DataLicence("amibr", "AMi-Br (Bertram et al. 2025); crops of TUPAC16 and MIDOG 2021 images",
+                    "research use under the terms of TUPAC16 and MIDOG 2021, whose images the crops are; cite AMi-Br"),
+        DataLicence("mitos_atypia14", "MITOS-ATYPIA-14 (ICPR 2014 contest; Roux et al.)",
+                    "research use under the contest's terms; cite the contest"),
+        DataLicence("mitos12", "MITOS-2012 (ICPR 2012 contest; Roux et al., J Pathol Inform 2013)",
+                    "research use under the contest's terms; cite the paper"),
+        DataLicence("tupac16", "TUPAC16 (Veta et al., Med Image Anal 2019)",
+                    "research use under the challenge's terms; cite the paper"),
+        DataLicence("midog", "MIDOG++ (Aubreville et al., Sci Data 2023)",
+                    "CC BY-NC-SA 4.0: attribution, non-commercial use only, derivatives under the same licence"),
+        DataLicence("synthetic", "mitoseg-tf's procedural tiles (datasets/synthetic.md)", "MIT, as the code"),
+    )
+}  # fmt: skip
+
+
+def data_licences(names):
+    """The ``DataLicence`` of each dataset name; one ValueError naming the unknown ones and the known."""
+    unknown = [n for n in names if n not in DATA_LICENCES]
+    if unknown:
+        raise ValueError(
+            f"No licence recorded for dataset(s) {', '.join(map(repr, unknown))}; known: {', '.join(DATA_LICENCES)}. "
+            "Add the dataset's terms to DATA_LICENCES in mitoseg_tf/zoo/weights_card.py."
+        )
+    return tuple(DATA_LICENCES[n] for n in names)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +106,7 @@ class WeightsCard:
     task: str = ""  # e.g. "nucleus segmentation (class 1 = nucleus)"; mitosis when it does not say nucleus
     data: str = ""
     licence: str = ""
+    data_licences: tuple[DataLicence, ...] = ()  # every training dataset's terms (manifest: their names)
     threshold: float = 0.5
     mpp: float = DEFAULT_TRAINING_MPP
     recipe: str = None
@@ -101,6 +150,7 @@ def _card(key, raw, weights_dir):
     known = {k: v for k, v in raw.items() if k in _FIELDS and k not in ("rescorer", "key", "model", "tag", "path")}
     mpp = raw.get("mpp") or (raw.get("detection") or {}).get("mpp") or DEFAULT_TRAINING_MPP
     known["mpp"] = check_mpp(mpp, f"{MANIFEST}, {key} (mpp)")
+    known["data_licences"] = data_licences(raw.get("data_licences", ()))
     return WeightsCard(
         key=key, model=model, tag=tag, path=os.path.join(folder, raw["file"]), rescorer=rescorer,
         extra={k: v for k, v in raw.items() if k not in _FIELDS}, **known,

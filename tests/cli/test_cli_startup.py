@@ -87,7 +87,8 @@ def test_verbose_is_accepted_before_and_after_the_command():
 
 def test_listing_models_and_weights_imports_no_keras_or_tensorflow():
     # Their speed (under a second) is measured by benchmarks/cli_startup.py; here, its cause.
-    out, heavy = _heavy_imports("from mitoseg_tf.cli.main import main\nassert main(['models']) == main(['weights']) == 0")
+    listing = "from mitoseg_tf.cli.main import main\nassert main(['models']) == main(['weights']) == 0\n"
+    out, heavy = _heavy_imports(listing)
     assert "31,052,354" in out and "unet/monuseg" in out
     assert heavy == "", f"listing imported: {heavy}"
 
@@ -167,6 +168,7 @@ def test_weights_lists_every_shipped_card_with_data_scores_and_licence(capsys):
         assert card.task in block and card.licence in block and card.data in block
         assert f"class:       {card.object_class} " in block
         assert "validation:" in block and "not recorded" not in block
+        assert card.data_licences and all(f"{d.source}: {d.terms}" in block for d in card.data_licences)
     mitosis = cards.get("unet/mitosis")
     if mitosis is not None:  # the shipped detector: its F1 with and without the figure classifier
         f1 = mitosis.rescorer.detection["validation"]["5um"]["f1"]

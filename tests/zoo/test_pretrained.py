@@ -67,10 +67,16 @@ def test_ship_run_writes_float16_weights_and_a_card_with_the_runs_detection_sett
     save_detection_settings(str(run), settings)
 
     weights_dir = tmp_path / "weights"
-    path = shipping.ship_run(str(run), "demo", data="toy", licence="CC0", weights_dir=str(weights_dir), detection=True)
+    with pytest.raises(ValueError, match="No licence recorded for dataset.*'toy'.*DATA_LICENCES"):
+        shipping.ship_run(str(run), "demo", data="toy", licence="CC0", data_licences=["toy"], weights_dir=weights_dir)
+    assert not weights_dir.exists()
+    path = shipping.ship_run(str(run), "demo", data="toy", licence="MIT", data_licences=["synthetic"],
+                             weights_dir=str(weights_dir), detection=True)  # fmt: skip
     assert os.path.basename(path) == "unet_demo.weights.h5" and os.path.isfile(path)
     entry = pretrained.weights_entry("unet", "demo", weights_dir=str(weights_dir))
     assert entry["arguments"] == {"base_filters": 4} and entry["recipe"] == "zoo/recipes/x.yaml" and entry["data"] == "toy"
+    shipped_card = weights_card.weights_card("unet/demo", str(weights_dir))
+    assert shipped_card.data_licences == (weights_card.DATA_LICENCES["synthetic"],)
     assert entry["validation"] == {"pooled": {"dice": 0.5}} and entry["train_seconds"] == 12.5
     card = entry["detection"]
     # pooled: threshold 0.8 keeps both (tp 1, fp 1, fn 1 -> 1/2), 0.9 keeps the true one only (2/3): 0.9 is chosen

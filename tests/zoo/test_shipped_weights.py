@@ -4,8 +4,15 @@ import os
 
 import pytest
 
+import yaml
+
 from mitoseg_tf.zoo import build
 from mitoseg_tf.zoo.pretrained import available_weights, load_rescorer, weights_entry
+from mitoseg_tf.zoo.weights_card import shipped_cards
+
+REPOSITORY = os.path.join(os.path.dirname(__file__), "..", "..")
+# Data sources of a recipe -> the dataset whose terms apply (a VOC folder is what its preset names).
+RECIPE_DATASETS = {"voc:atypia14_train": "mitos_atypia14"}
 
 # A validation image of the recipes (zoo/recipes/monuseg_*.yaml): never trained on.
 VALIDATION_IMAGE = "TCGA-A7-A13F-01Z-00-DX1"
@@ -18,6 +25,24 @@ def test_manifest_lists_the_shipped_weights_with_their_card():
         assert "CC BY-NC-SA 4.0" in entry["licence"] and entry["recipe"].startswith("zoo/recipes/")
         size = os.path.getsize(os.path.join(os.path.dirname(__file__), "..", "..", "mitoseg_tf", "zoo", "weights", entry["file"]))
         assert size <= 10 * 1024 * 1024
+
+
+def _trained_on(recipe):
+    """The datasets a recipe trains on: its data, or each training component of a mixture."""
+    with open(os.path.join(REPOSITORY, recipe)) as fh:
+        config = yaml.safe_load(fh)
+    sources = config["data_options"]["train"] if config["data"] == "mixture" else [config]
+    names = {f"{s['data']}:{s.get('options', s.get('data_options', {})).get('preset')}": s["data"] for s in sources}
+    return {RECIPE_DATASETS.get(key, name) for key, name in names.items()}
+
+
+def test_every_shipped_card_names_the_terms_of_every_dataset_its_recipe_trained_on():
+    for key, card in shipped_cards().items():
+        named = {d.dataset for d in card.data_licences}
+        assert named == _trained_on(card.recipe), key
+        assert all(d.terms and d.source for d in card.data_licences)
+        if "monuseg" in named:  # its non-commercial, share-alike terms pass to the weights
+            assert "CC BY-NC-SA 4.0" in card.licence, key
 
 
 @pytest.mark.parametrize("name", ["unet", "mcsa_unet"])
