@@ -4,6 +4,7 @@ The recipe's own data are not on every machine: its pipeline is built here on ti
 folders of the same layout, and on the real folders when they are present.
 """
 
+import dataclasses
 import os
 
 import numpy as np
@@ -89,3 +90,11 @@ def test_the_recipe_reads_the_real_folders(shared_data):
     by_side = {side: sum(r.slide in slides for r in frames) for side, slides in split.items()}
     assert by_side == {"train": 199, "validation": 66}
     assert len(read_records("amibr", shared_data.need("amibr"))) == 1800
+
+
+def test_the_cpu_cut_differs_from_the_recipe_only_in_steps_validation_and_precision():
+    full = dataclasses.asdict(load_recipe(RECIPE))
+    cut = dataclasses.asdict(load_recipe(os.path.join(os.path.dirname(RECIPE), "mitosis_v2_cpu.yaml")))
+    differ = {k for k in full if full[k] != cut[k]}
+    assert differ == {"recipe", "epochs", "steps_per_epoch", "budget_minutes", "precision"}
+    assert cut["epochs"] * cut["steps_per_epoch"] == 2000 and cut["precision"] == "float32"
