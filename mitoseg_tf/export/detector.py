@@ -45,8 +45,11 @@ import time
 
 from mitoseg_tf.data.resolution import resample_image, resampled_size
 from mitoseg_tf.export.saved_model import CARD_FILE, _reflect, _tf, export, tta_view
-from mitoseg_tf.inference.resample import MPP_TOLERANCE
+from mitoseg_tf.inference.resample import MAX_RESAMPLED_PIXELS, MPP_RANGE, MPP_TOLERANCE
 from mitoseg_tf.inference.tta import NUM_TRANSFORMS
+
+MPP_MESSAGE = (f"serving_figures: mpp must be {MPP_RANGE[0]:g} to {MPP_RANGE[1]:g} microns per pixel (0.25 at 40x, "
+               "0.5 at 20x)")
 
 FIGURES_SIGNATURE = "serving_figures"
 WINDOWS_SIGNATURE = "serving_windows"
@@ -180,8 +183,9 @@ class _Figures:
                                           "[1, height, width, 3]; call it once per image"),  # fmt: skip
                 tf.debugging.assert_positive(tf.shape(images)[1:3], "serving_figures: the image is empty"),
                 tf.debugging.assert_all_finite(mpp, "serving_figures: mpp must be a finite number of microns per pixel"),
-                tf.debugging.assert_positive(mpp, "serving_figures: mpp must be positive (microns per pixel, "
-                                             "e.g. 0.25 at 40x)"),  # fmt: skip
+                # The one pixel-size rule (inference.resample.check_mpp), in the graph.
+                tf.debugging.assert_greater_equal(mpp, MPP_RANGE[0], MPP_MESSAGE),
+                tf.debugging.assert_less_equal(mpp, MPP_RANGE[1], MPP_MESSAGE),
             ]  # fmt: skip
             with tf.control_dependencies(checks):
                 height, width = tf.shape(images)[1], tf.shape(images)[2]
@@ -192,7 +196,11 @@ class _Figures:
                 work_mpp = tf.constant(self.mpp, tf.float64)
                 size = resampled_size(tf.stack([height, width]), mpp, self.mpp)
                 work_h, work_w = size[0], size[1]
-                work = resample_image(images, size)
+                pixels = tf.cast(work_h, tf.int64) * tf.cast(work_w, tf.int64)
+                with tf.control_dependencies([tf.debugging.assert_less_equal(pixels, tf.constant(MAX_RESAMPLED_PIXELS, tf.int64),
+                                              f"serving_figures: the image resampled to {self.mpp:g} um/px would exceed "
+                                              f"{MAX_RESAMPLED_PIXELS} pixels; check mpp")]):  # fmt: skip
+                    work = resample_image(images, size)
             probability = module.serve_tiled(work)["probability"][0]
             stats = component_stats(probability, self.pixel_threshold)
             # area * mpp^2 in this order, as extract_figures computes it: the size floor compares the same double.

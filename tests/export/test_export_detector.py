@@ -179,7 +179,7 @@ def test_image_without_figures_counts_zero(tiny):
 def test_bad_inputs_fail_clearly(tiny, tmp_path):
     signature = tiny["served"]["plain"][FIGURES_SIGNATURE]
     image = tf.constant(tiny["image"][None])
-    for mpp in (0.0, -0.25, float("nan")):
+    for mpp in (0.0, -0.25, float("nan"), 0.01, 1e6):
         with pytest.raises(tf.errors.InvalidArgumentError, match="mpp"):
             signature(images=image, mpp=tf.constant(mpp))
     with pytest.raises(tf.errors.InvalidArgumentError, match="one image"):
