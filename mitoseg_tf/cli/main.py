@@ -1,7 +1,10 @@
 """``mitoseg``: train, evaluate, export and list the zoo's models from the shell.
 
-Thin wrappers over ``mitoseg_tf.training`` and ``mitoseg_tf.zoo``; every
-user error becomes one line on stderr and exit status 2, not a traceback.
+Thin wrappers over ``mitoseg_tf.training`` and ``mitoseg_tf.zoo``. Exit status:
+0 done; 1 a command over many files finished, but some files failed (each named
+in its output); 2 a user error (a bad option, a missing or malformed file): one
+line on stderr, "mitoseg COMMAND: error: ..."; 3 anything else, a fault of the
+program: one line that says so and how to see the traceback (``--verbose``).
 
 Nothing heavy is imported at module level, here or in the subcommand modules'
 ``add_parser``: ``mitoseg --help`` and every subcommand's ``--help`` must not
@@ -167,9 +170,12 @@ def _subcommand_modules():
     return {"datasets": datasets, "predict": predict, "compare": compare, "slide": slide}
 
 
+VERBOSE_HELP = "let TensorFlow print its start-up and device logs; print the traceback of an error"
+
+
 def parser():
     p = Parser(prog="mitoseg", description=__doc__.split("\n")[0])
-    p.add_argument("--verbose", action="store_true", help="let TensorFlow print its start-up and device logs")
+    p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = p.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_evaluate(sub)
@@ -190,7 +196,7 @@ def _accept_verbose_after_the_command(parser):
                 if "--verbose" not in subparser._option_string_actions:
                     # SUPPRESS: not given here leaves the top level's value in place
                     subparser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
-                                           help="let TensorFlow print its start-up and device logs")
+                                           help=VERBOSE_HELP)
                 _accept_verbose_after_the_command(subparser)
 
 
@@ -246,7 +252,10 @@ def _train(args):
 
 
 def _evaluate(args):
+    from mitoseg_tf.cli.predict import check_window_options
     from mitoseg_tf.data.sources import check_source, load_source, make_data
+    from mitoseg_tf.detector.files import check_out_dir
+    from mitoseg_tf.inference.resample import check_mpp
     from mitoseg_tf.detection.evaluation import detection_for_checkpoint
     from mitoseg_tf.training import evaluate, format_table
     from mitoseg_tf.zoo.checkpoint import load_checkpoint
@@ -261,8 +270,11 @@ def _evaluate(args):
         args.data, args.data_dir = recipe.data, args.data_dir or recipe.data_dir
         options = {**recipe.data_options, **options}
     check_source(args.data)
-    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise ValueError(f"--out {args.out!r} is a file; give a folder for the pictures.")
+    check_window_options(args)
+    if args.mpp is not None:
+        check_mpp(args.mpp, "--mpp")
+    if args.out:
+        check_out_dir(args.out, option="--out")
     model = load_checkpoint(args.checkpoint)
     data = make_data(
         args.data,
@@ -386,7 +398,10 @@ def _weights(args):
 
 
 def _export(args):
+    from mitoseg_tf.cli.predict import check_window_options
     from mitoseg_tf.detector import Detector
+
+    check_window_options(args)
 
     detector = Detector.load(checkpoint=args.checkpoint, weights=args.weights, rescore=args.rescore, tta=args.tta,
                              pixel_threshold=args.threshold, tile=args.tile, overlap=args.overlap)  # fmt: skip
@@ -398,6 +413,23 @@ def _export(args):
     print(f"Signatures: {', '.join(written['signatures'])}; model card: {written['card']}")
 
 
+# Errors a user can cause and fix (a bad option or value, a missing, unreadable or malformed file):
+# their messages name what is wrong. Anything else is a fault of the program.
+USER_ERRORS = (ValueError, KeyError, OSError)
+USER_ERROR_STATUS = 2
+INTERNAL_ERROR_STATUS = 3
+INTERRUPTED_STATUS = 130  # as a shell reports a Ctrl-C
+
+
+def _error_line(command, err):
+    if isinstance(err, KeyError) and err.args:
+        return f"mitoseg {command}: error: {err.args[0]}"
+    if isinstance(err, USER_ERRORS):
+        return f"mitoseg {command}: error: {err}"
+    return (f"mitoseg {command}: internal error: {type(err).__name__}: {err} "
+            f"(run with --verbose for the traceback)")  # fmt: skip
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
     if args.verbose:
@@ -406,10 +438,16 @@ def main(argv=None):
     handler = handlers.get(args.command) or _subcommand_modules()[args.command].run
     try:
         code = handler(args)
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"mitoseg {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"mitoseg {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED_STATUS
+    except Exception as err:  # noqa: BLE001 - the one place every error becomes a line and a status
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(_error_line(args.command, err), file=sys.stderr)
+        return USER_ERROR_STATUS if isinstance(err, USER_ERRORS) else INTERNAL_ERROR_STATUS
     # A command over many files returns 1 when some failed and the others finished.
     return code if isinstance(code, int) else 0
 

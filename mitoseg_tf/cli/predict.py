@@ -9,6 +9,7 @@ there is no default.
 import argparse
 
 DEFAULT_HPF10_AREA_MM2 = 2.0  # MIDOG's 10-HPF area; kept here so --help imports nothing heavy
+MIN_TILE = 16  # the shipped networks' stride: a smaller window holds no whole feature map
 
 
 def add_parser(subparsers):
@@ -62,6 +63,24 @@ def detector_options(args):
     }  # fmt: skip
 
 
+def check_window_options(args):
+    """The sliding window and density options a command has (predict, slide, export, evaluate), before any network loads."""
+    import math
+
+    def given(name):
+        return getattr(args, name, None) is not None
+
+    if given("tile") and args.tile < MIN_TILE:
+        raise ValueError(f"--tile must be at least {MIN_TILE} pixels; got {args.tile}.")
+    if given("overlap") and not 0 <= args.overlap < 1:
+        raise ValueError(f"--overlap is a fraction of a tile in [0, 1); got {args.overlap}.")
+    if given("batch_size") and args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1; got {args.batch_size}.")
+    for name in ("hpf10_area_mm2", "match_distance_um"):
+        if given(name) and not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number > 0; got {getattr(args, name)}.")
+
+
 def _print_row(row):
     if row["status"] != "ok":
         print(f"{row['image']}: {row['status']}")
@@ -73,13 +92,16 @@ def _print_row(row):
 
 
 def run(args):
-    """Predict every image; exit status 1 when some image could not be read."""
+    """Predict every image; exit status 1 when some image failed (the others finish; counts.csv lists all)."""
     from mitoseg_tf.data.pixel_size import image_pixel_sizes
     from mitoseg_tf.detector import Detector
-    from mitoseg_tf.detector.files import list_image_files, predict_files
+    from mitoseg_tf.detector.files import check_out_dir, list_image_files, output_stems, predict_files
 
-    # Cheap checks first: a wrong folder or an unknown pixel size should not wait for a network to load.
+    # Cheap checks first: a wrong folder, output folder or pixel size should not wait for a network to load.
+    check_window_options(args)
     files = list_image_files(args.inputs)
+    check_out_dir(args.out, files)
+    output_stems(files)
     image_pixel_sizes(files, args.mpp, given_by="--mpp")
     detector = Detector.load(**detector_options(args))
     print(detector.describe())

@@ -6,7 +6,7 @@ Parses the options, builds a ``mitoseg_tf.detector.Detector`` and calls
 
 import argparse
 
-from mitoseg_tf.cli.predict import add_detector_options, detector_options
+from mitoseg_tf.cli.predict import add_detector_options, check_window_options, detector_options
 
 # The library's defaults, repeated so that --help imports nothing heavy (slides pulls in the detection stack).
 # The high-power field and the hotspot's tissue fraction are not repeated: left out, the library's own apply.
@@ -73,8 +73,12 @@ def _print_row(row):
 def run(args):
     """Predict every slide; exit status 1 when some slide failed (the others finish)."""
     from mitoseg_tf.detector import Detector
+    from mitoseg_tf.detector.files import check_out_dir
     from mitoseg_tf.slides import predict_slides
+    from mitoseg_tf.slides.predict import list_slides
 
+    check_window_options(args)  # before the network loads
+    check_out_dir(args.out, list_slides(args.inputs))
     # --tile here is the slide tile; the detector's own sliding window keeps its default.
     detector = Detector.load(**{**detector_options(args), "tile": None})
     print(detector.describe())

@@ -16,6 +16,48 @@ COUNTS_FILE = "counts.csv"
 log = logging.getLogger("mitoseg_tf.detector")
 
 
+def check_out_dir(out_dir, inputs=(), option="--out"):
+    """Refuse an output folder that cannot be one, or that holds input files (a later run would read the outputs).
+
+    ``inputs``: the input files or folders; ``option`` names the folder in messages.
+    """
+    out = os.path.abspath(out_dir)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"{option} {out_dir!r} is a file; give a folder (it is created if missing).")
+    parent = os.path.dirname(out)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{option} {out_dir!r} lies under the file {parent!r}; give a folder.")
+    existing = out if os.path.isdir(out) else parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {out_dir!r}: no permission to write in {existing!r}.")
+    real = os.path.realpath(out)
+    holding = [p for p in inputs if os.path.realpath(p if os.path.isdir(p) else os.path.dirname(os.path.abspath(p))) == real]
+    if holding:
+        raise ValueError(
+            f"{option} {out_dir!r} is the folder of the input {holding[0]!r}: the outputs would mix with the "
+            "inputs (and be read as inputs next time); give another folder."
+        )
+
+
+def output_stems(files):
+    """The name each file's outputs start with: its name without the suffix, or with it where two share a stem.
+
+    ``x.png`` and ``x.jpg`` in one folder write ``x.png_overlay.png`` and
+    ``x.jpg_overlay.png`` instead of overwriting one ``x_overlay.png``. Two
+    inputs of the same file name (from two folders) are an error.
+    """
+    names = [os.path.basename(p) for p in files]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        same = [p for p in files if os.path.basename(p) == repeated[0]]
+        raise ValueError(f"{len(same)} inputs share the file name {repeated[0]} ({', '.join(same[:3])}): their "
+                         "outputs and counts.csv rows would be confused; predict them into separate folders.")  # fmt: skip
+    stems = [os.path.splitext(n)[0] for n in names]
+    return {p: stem if stems.count(stem) == 1 else name for p, name, stem in zip(files, names, stems)}
+
+
 def list_image_files(path):
     """The image files named by ``path``: the file itself, or a folder's images sorted by name."""
     if os.path.isdir(path):
@@ -47,11 +89,14 @@ def predict_files(detector, inputs, *, mpp=None, out_dir, hpf10_area_mm2=DEFAULT
     the file (``data.pixel_size``). Every pixel size is settled before any
     prediction: one ValueError names the images that have none. A given ``mpp``
     that a file contradicts is warned of once and noted in that image's row.
-    An unreadable image is listed in counts.csv with its error and the others
-    go on. ``on_image(row)`` is called after each image (the CLI prints);
+    An image that cannot be read or predicted is listed in counts.csv with its
+    error and the others go on; counts.csv is rewritten after every image.
+    Outputs are named by ``output_stems``; ``out_dir`` must pass ``check_out_dir``. ``on_image(row)`` is called after each image (the CLI prints);
     ``progress``: a tqdm bar over images (default: when stderr is a terminal).
     """
     files = list_image_files(inputs) if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    check_out_dir(out_dir, files, option="out_dir")
+    stems = output_stems(files)
     sizes = image_pixel_sizes(files, mpp, given_by=mpp_given_by)
     contradicted = [path for path, size in sizes.items() if size is not None and size.note]
     if contradicted:
@@ -59,24 +104,33 @@ def predict_files(detector, inputs, *, mpp=None, out_dir, hpf10_area_mm2=DEFAULT
                     mpp_given_by, sizes[contradicted[0]].mpp, len(contradicted), os.path.basename(contradicted[0]),
                     sizes[contradicted[0]].note)  # fmt: skip
     os.makedirs(out_dir, exist_ok=True)
+    counts_path = os.path.join(out_dir, COUNTS_FILE)
     rows = []
     bar = tqdm(files, desc="images", unit="image", disable=None if progress is None else not progress, leave=False)
     for path in bar:
         name = os.path.basename(path)
         try:
             image = read_image(path)
-        except (ValueError, FileNotFoundError) as err:
-            rows.append(failed_row(name, err))
-        else:
             size = sizes[path]
             prediction = detector.predict(image, mpp=size.mpp, mpp_source=size.origin)
-            write_prediction(prediction, image, out_dir, os.path.splitext(name)[0])
+            write_prediction(prediction, image, out_dir, stems[path])
             rows.append(counts_row(name, prediction, hpf10_area_mm2=hpf10_area_mm2))
+        except (ValueError, OSError) as err:
+            rows.append(failed_row(name, err))
+        except Exception as err:  # noqa: BLE001 - one image's fault must not cost the others theirs
+            log.debug("%s failed", path, exc_info=True)
+            rows.append(failed_row(name, f"{type(err).__name__}: {err}"))
+        _write_counts(counts_path, rows)  # after every image: a run that dies keeps the rows before it
         if on_image is not None:
             on_image(rows[-1])
-    counts_path = os.path.join(out_dir, COUNTS_FILE)
-    with open(counts_path, "w", newline="") as fh:
+    _write_counts(counts_path, rows)
+    return FilesResult(rows=rows, counts_path=counts_path)
+
+
+def _write_counts(path, rows):
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COUNT_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    return FilesResult(rows=rows, counts_path=counts_path)
+    os.replace(tmp, path)
