@@ -22,6 +22,7 @@ import numpy as np
 from mitoseg_tf.data.formats.record import (
     Record,
     check_manual_dir,
+    parse_number,
     reader_mpp,
     require_records,
     warn_skipped,
@@ -41,27 +42,40 @@ def read_database(path):
     try:
         with open(path) as fh:
             db = json.load(fh)
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid JSON ({err}).") from None
     if not isinstance(db, dict) or not {"images", "annotations"} <= set(db):
         raise ValueError(f"{path}: expected a COCO-style object with 'images' and 'annotations'.")
     if not db["images"]:
         raise ValueError(f"{path}: the database lists no images.")
+    if not isinstance(db["images"], list) or not isinstance(db["annotations"], list):
+        raise ValueError(f"{path}: 'images' and 'annotations' must be lists.")
     by_id = {}
-    for img in db["images"]:
+    for index, img in enumerate(db["images"]):
+        where = f"{path}: images[{index}]"
+        _require_fields(img, ("id", "file_name", "width", "height"), where)
+        size = [parse_number(img[k], f"{where} ({img['file_name']}), {k}") for k in ("width", "height")]
+        if min(size) < 1 or any(v != int(v) for v in size):
+            raise ValueError(f"{where} ({img['file_name']}): width and height must be whole numbers >= 1; got {size}.")
         by_id[img["id"]] = {
             "file_name": img["file_name"],
-            "width": int(img["width"]),
-            "height": int(img["height"]),
+            "width": int(size[0]),
+            "height": int(size[1]),
             "tumour_type": img.get("tumor_type", ""),
             "boxes": {MITOTIC_FIGURE: [], HARD_NEGATIVE: []},
         }
-    for ann in db["annotations"]:
+    for index, ann in enumerate(db["annotations"]):
+        where = f"{path}: annotations[{index}]"
+        _require_fields(ann, ("image_id", "category_id", "bbox"), where)
+        where += f" (id {ann.get('id')})"
         if ann["image_id"] not in by_id:
-            raise ValueError(f"{path}: annotation {ann.get('id')} refers to unknown image id {ann['image_id']}.")
+            raise ValueError(f"{where} refers to unknown image id {ann['image_id']}.")
         if ann["category_id"] not in (MITOTIC_FIGURE, HARD_NEGATIVE):
-            raise ValueError(f"{path}: annotation {ann.get('id')} has category {ann['category_id']}; expected 1 or 2.")
-        by_id[ann["image_id"]]["boxes"][ann["category_id"]].append(ann["bbox"])
+            raise ValueError(f"{where} has category {ann['category_id']}; expected 1 or 2.")
+        box = ann["bbox"]
+        if not isinstance(box, list) or len(box) != 4:
+            raise ValueError(f"{where}: bbox must be [x1, y1, x2, y2]; got {box!r}.")
+        by_id[ann["image_id"]]["boxes"][ann["category_id"]].append([parse_number(v, f"{where}, bbox") for v in box])
     out = {}
     for img in by_id.values():
         out[img["file_name"]] = {
@@ -72,6 +86,14 @@ def read_database(path):
             "negatives": boxes_to_points(np.asarray(img["boxes"][HARD_NEGATIVE], np.float32)),
         }
     return out
+
+
+def _require_fields(entry, names, where):
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: expected an object; got {entry!r}.")
+    missing = [n for n in names if n not in entry]
+    if missing:
+        raise ValueError(f"{where}: lacks the field(s) {', '.join(missing)} (has {', '.join(map(str, entry)) or 'none'}).")
 
 
 def _database_path(data_dir):

@@ -26,6 +26,7 @@ from mitoseg_tf.data.formats.record import (
     check_unique_ids,
     find_files,
     number_rows,
+    parse_number,
     reader_mpp,
     records_from_point_list,
     require_records,
@@ -55,10 +56,8 @@ def read_centre_list(path):
         if reader.fieldnames is None or not {"image", "x", "y"} <= set(reader.fieldnames):
             raise ValueError(f"{path}: expected a header with columns image,x,y; got {reader.fieldnames}.")
         for number, row in enumerate(reader, 2):
-            try:
-                point = (float(row["y"]), float(row["x"]))
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}, line {number}: x and y must be numbers; got {row}.") from None
+            where = f"{path}, line {number} (x and y)"
+            point = (parse_number(row["y"], where), parse_number(row["x"], where))
             points.setdefault(row["image"], []).append(point)
     return {k: np.asarray(v, np.float32) for k, v in points.items()}
 

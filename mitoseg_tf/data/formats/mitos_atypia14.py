@@ -27,6 +27,7 @@ from mitoseg_tf.data.formats.record import (
     check_manual_dir,
     find_files,
     number_rows,
+    parse_number,
     reader_mpp,
     records_from_point_list,
     require_records,
@@ -60,10 +61,7 @@ def read_point_list(path):
                 continue
             if len(parts) != 3:
                 raise ValueError(f"{path}, line {number}: expected '<folder>/<slide>/<frame> x y'; got {line.strip()!r}.")
-            try:
-                x, y = float(parts[1]), float(parts[2])
-            except ValueError:
-                raise ValueError(f"{path}, line {number}: x and y must be numbers; got {line.strip()!r}.") from None
+            x, y = (parse_number(v, f"{path}, line {number} (x and y)") for v in parts[1:])
             points.setdefault(os.path.basename(parts[0]), []).append((y, x))
     return {k: np.asarray(v, np.float32) for k, v in points.items()}
 

@@ -18,6 +18,7 @@ from mitoseg_tf.data.formats.record import (
     Record,
     check_manual_dir,
     find_files,
+    parse_number,
     reader_mpp,
     require_records,
 )
@@ -37,8 +38,10 @@ def read_xml(path):
     except ET.ParseError as err:
         raise ValueError(f"{path}: not a valid XML file ({err}).") from None
     polygons = []
-    for region in root.iter("Region"):
-        vertices = [(float(v.get("X")), float(v.get("Y"))) for v in region.iter("Vertex")]
+    for number, region in enumerate(root.iter("Region"), 1):
+        where = f"{path}: Region {region.get('Id', number)}, Vertex"
+        vertices = [tuple(parse_number(v.get(axis), f"{where} {k} {axis}") for axis in "XY")
+                    for k, v in enumerate(region.iter("Vertex"), 1)]  # fmt: skip
         if vertices:
             polygons.append(np.asarray(vertices, np.float32))
     if not polygons:

@@ -8,6 +8,7 @@ that the labels fit it. Centroids are (row, col) pixels everywhere.
 import csv
 import dataclasses
 import logging
+import math
 import os
 
 import numpy as np
@@ -48,10 +49,40 @@ class Record:
     def __post_init__(self):
         # The one pixel-size rule, whichever reader (or reader option, or annotation file) gave it.
         self.mpp = check_mpp(self.mpp, f"{self.image or self.id} (its pixel size)")
+        # No reader may pass on a NaN or infinite coordinate: it would draw nothing, or crash far from here.
+        where = f"record {self.id!r} ({self.image})"
+        for kind in ("points", "negatives"):
+            check_finite(getattr(self, kind), f"{where}, {kind}")
+        for kind in ("polygons", "pixels"):
+            for index, shape in enumerate(getattr(self, kind) or ()):
+                check_finite(shape, f"{where}, {kind}[{index}]")
 
     @property
     def mask_from_points(self):
         return self.mask is None and self.polygons is None and self.pixels is None
+
+
+def parse_number(text, where):
+    """``text`` (a string from a label file) as a finite float; else a ValueError naming ``where`` and the text."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: {text!r} is not a number.") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: {text!r} is not a finite number.")
+    return value
+
+
+def check_finite(values, where):
+    """``values`` (coordinates) numeric and finite; else a ValueError naming ``where`` and the first bad value."""
+    try:
+        array = np.asarray(values, np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: coordinates must be numbers; got {values!r}.") from None
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise ValueError(f"{where}: {int(bad.sum())} coordinate(s) are not finite numbers (e.g. {array[bad][0]}).")
+    return values
 
 
 def _polygons_to_mask(polygons, shape):
@@ -216,8 +247,5 @@ def number_rows(path, accepts, expected):
                 continue
             if not accepts(len(values)):
                 raise ValueError(f"{path}, line {number}: expected {expected}; got {len(values)} values.")
-            try:
-                rows.append([float(v) for v in values])
-            except ValueError:
-                raise ValueError(f"{path}, line {number}: non-numeric value; expected {expected}.") from None
+            rows.append([parse_number(v, f"{path}, line {number} (expected {expected})") for v in values])
     return rows

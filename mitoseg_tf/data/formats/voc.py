@@ -38,7 +38,7 @@ import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 
-from mitoseg_tf.data.formats.record import EMPTY_POINTS, Record, check_manual_dir, require_records
+from mitoseg_tf.data.formats.record import EMPTY_POINTS, Record, check_manual_dir, parse_number, require_records
 from mitoseg_tf.data.images import image_size, list_images
 
 NAME = "voc"
@@ -70,11 +70,7 @@ PRESETS = {
 
 
 def _number(node, tag, path, index):
-    text = node.findtext(tag)
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: object {index} has no numeric <bndbox><{tag}> (got {text!r}).") from None
+    return parse_number(node.findtext(tag), f"{path}: object {index}, <bndbox><{tag}>")
 
 
 def read_xml(path):
