@@ -6,6 +6,10 @@
 """
 
 import dataclasses
+import math
+import numbers
+import os
+import types
 
 # The paper's two tables; mitoseg_tf.compare.selection checks names against these.
 TABLES = ("table1", "table2")
@@ -61,6 +65,66 @@ class RunConfig:
     resume: bool = False  # continue the run folder output_dir/run_name from its last completed epoch
     deterministic: bool = True  # TensorFlow op determinism: same seed, bitwise-same run
 
+    def __post_init__(self):
+        check_options(self)
+
+
+# Value rules of the training options, shared by RunConfig and CompareConfig (the fields each has).
+AT_LEAST = {"epochs": 1, "steps_per_epoch": 1, "batch_size": 1, "crop_size": 16, "base_filters": 1, "eval_tile": 16,
+            "repeats": 1, "num_examples": 1, "num_overlays": 0, "figure_tiles": 0}  # fmt: skip
+POSITIVE = ("learning_rate", "budget_minutes", "match_distance_um")  # finite and > 0
+FRACTIONS = ("positive_fraction",)  # in [0, 1]
+
+_ACCEPTED = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping",
+             tuple: "a list", list: "a list", type(None): "null (None)"}  # fmt: skip
+
+
+def _fits(value, kind):
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if kind in (tuple, list):
+        return isinstance(value, (tuple, list))
+    if kind is str:
+        return isinstance(value, (str, os.PathLike))  # folders and files may be given as paths
+    return isinstance(value, kind)
+
+
+def check_type(value, annotation, name, where=""):
+    """``value`` of a field annotated ``annotation`` (``int``, ``float | None``, ...), else a ValueError naming it.
+
+    ``bool`` is no integer and ``"false"`` no boolean: a YAML or JSON file that
+    says ``epochs: "ten"`` or ``"tta": "false"`` is refused, not read as something else.
+    """
+    kinds = annotation.__args__ if isinstance(annotation, types.UnionType) else (annotation,)
+    if not any(_fits(value, kind) for kind in kinds):
+        accepted = " or ".join(dict.fromkeys(_ACCEPTED.get(k, getattr(k, "__name__", str(k))) for k in kinds))
+        raise ValueError(f"{where}{name} must be {accepted}; got {value!r}.")
+
+
+def check_options(config, where=""):
+    """Every field of a dataclass ``config`` of its declared type and within ``AT_LEAST`` / ``POSITIVE`` / ``FRACTIONS``.
+
+    ``where`` prefixes the messages (e.g. ``"recipe r.yaml: "``). Runs before
+    any TensorFlow work: ``RunConfig`` and ``CompareConfig`` call it on creation.
+    """
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        check_type(value, field.type, field.name, where)
+        if value is None:
+            continue
+        if field.name in AT_LEAST and value < AT_LEAST[field.name]:
+            raise ValueError(f"{where}{field.name} must be an integer >= {AT_LEAST[field.name]}; got {value!r}.")
+        if field.name in POSITIVE and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{where}{field.name} must be a finite number > 0; got {value!r}.")
+        if field.name in FRACTIONS and not 0 <= value <= 1:
+            raise ValueError(f"{where}{field.name} must lie in [0, 1]; got {value!r}.")
+
 
 _RUN = RunConfig()  # the training defaults come from one place: RunConfig's quick CPU schedule
 
@@ -91,3 +155,6 @@ class CompareConfig:
     mpp: float | None = None  # None: the source's own (``detection.evaluation.source_mpp``)
     aggregation: str = "pooled"
     figure_tiles: int = 3
+
+    def __post_init__(self):
+        check_options(self)

@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from mitoseg_tf.config import check_type
 from mitoseg_tf.detection.figures import (
     DEFAULT_MIN_AREA_UM2,
     extract_figures,
@@ -302,15 +303,30 @@ def save_detection_settings(run_dir, settings):
     return path
 
 
+# The settings detection.json holds and their types (detector.settings.DetectionSettings checks its own, too).
+SETTING_TYPES = {"pixel_threshold": float, "score_threshold": float, "min_area_um2": float, "tta": bool,
+                 "figure_score": str, "mpp": float, "match_distance_um": float}  # fmt: skip
+
+
 def load_detection_settings(run_dir):
-    """``detection.json`` of a run folder, or None when the run has none."""
+    """``detection.json`` of a run folder, or None when the run has none.
+
+    A file cut short, or a setting of the wrong type (``"tta": "false"``), is a
+    ValueError naming the file and the field.
+    """
     path = os.path.join(run_dir, DETECTION_FILE)
     if not os.path.isfile(path):
         return None
     with open(path) as fh:
-        settings = json.load(fh)
+        try:
+            settings = json.load(fh)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not valid JSON (cut short or edited?): {err}.") from None
     if not isinstance(settings, dict) or "score_threshold" not in settings:
         raise ValueError(f"{path} is not a detection settings file (no 'score_threshold').")
+    for name, annotation in SETTING_TYPES.items():
+        if settings.get(name) is not None:
+            check_type(settings[name], annotation, name, f"{path}: ")
     return settings
 
 

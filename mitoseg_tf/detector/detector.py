@@ -123,20 +123,22 @@ class Detector:
         from mitoseg_tf.zoo.checkpoint import load_checkpoint
 
         run_dir, file = os.path.split(os.path.abspath(path))
-        model = load_checkpoint(path)
-        saved = load_detection_settings(run_dir)
+        saved = load_detection_settings(run_dir)  # before the model: a bad run file fails at once
         window, setting_overrides = _split_options(options)
         if saved:
-            settings = DetectionSettings.from_dict(saved, f"detection.json of {os.path.basename(run_dir)}")
+            where = os.path.join(run_dir, "detection.json")
+            settings = DetectionSettings.from_dict(saved, f"detection.json of {os.path.basename(run_dir)}", where=where)
             if mpp is None and saved.get("mpp") is not None:
-                mpp = check_mpp(saved["mpp"], f"{os.path.join(run_dir, 'detection.json')} (mpp)")
+                mpp = check_mpp(saved["mpp"], f"{where} (mpp)")
         else:
             settings = DetectionSettings(chosen_by="defaults (the run has no detection.json)")
+        settings = settings.replace(**setting_overrides)
+        model = load_checkpoint(path)
         # Run folder and file name only: an absolute path would leak the exporting machine's layout.
         card = {**run_card(run_dir), "checkpoint": f"{os.path.basename(run_dir)}/{file}"}
         if saved:
             card["detection"] = saved
-        return cls(model, mpp=mpp, settings=settings.replace(**setting_overrides), object_class=object_class,
+        return cls(model, mpp=mpp, settings=settings, object_class=object_class,
                    card=card, name=os.path.basename(run_dir), **window)  # fmt: skip
 
     @classmethod

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+from mitoseg_tf.config import check_type
 from mitoseg_tf.detection.figures import DEFAULT_MIN_AREA_UM2
 
 # Settings of a plain segmentation checkpoint with no detection.json: the map's own 0.5.
@@ -34,7 +35,7 @@ class DetectionSettings:
             value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1]; got {value!r}.")
-        if float(self.min_area_um2) < 0:
+        if not 0 <= float(self.min_area_um2) < float("inf"):  # NaN fails too
             raise ValueError(f"min_area_um2 must be >= 0 square microns; got {self.min_area_um2!r}.")
 
     def replace(self, **overrides):
@@ -58,10 +59,20 @@ class DetectionSettings:
         return ", ".join(steps) + f" ({self.chosen_by})"
 
     @classmethod
-    def from_dict(cls, saved, chosen_by):
-        """From a card's or detection.json's dict (extra keys such as validation scores are ignored)."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"chosen_by"}
-        values = {k: saved[k] for k in names if k in saved and saved[k] is not None}
-        if "tta" in values:
-            values["tta"] = bool(values["tta"])
-        return cls(chosen_by=chosen_by, **values)
+    def from_dict(cls, saved, chosen_by, where=None):
+        """From a card's or detection.json's dict (extra keys such as validation scores are ignored).
+
+        Each setting must have its field's type (``"tta": "false"`` is refused,
+        not read as true); ``where`` (default ``chosen_by``) names the file in the error.
+        """
+        if not isinstance(saved, dict):
+            raise ValueError(f"{where or chosen_by}: expected a mapping of detection settings; got {type(saved).__name__}.")
+        fields = [f for f in dataclasses.fields(cls) if f.name != "chosen_by"]
+        values = {f.name: saved[f.name] for f in fields if saved.get(f.name) is not None}
+        for field in fields:
+            if field.name in values:
+                check_type(values[field.name], field.type, field.name, f"{where or chosen_by}: ")
+        try:
+            return cls(chosen_by=chosen_by, **values)
+        except ValueError as err:
+            raise ValueError(f"{where or chosen_by}: {err}") from None

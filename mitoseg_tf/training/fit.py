@@ -1,5 +1,6 @@
 """``fit``: ``model.fit`` with the callbacks every zoo run wants."""
 
+import math
 import os
 import sys
 
@@ -13,6 +14,44 @@ from mitoseg_tf.training.callbacks import BatchLossLogger, BestCheckpoint, Epoch
 BEST_CHECKPOINT = "best.keras"
 BATCH_LOG = "batch_loss.csv"
 EPOCH_LOG = "history.csv"
+
+
+class NonFiniteLoss(ValueError):
+    """The training loss became NaN or infinite; the run stops (``StopOnNonFiniteLoss``)."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """End training with ``NonFiniteLoss`` at the first batch whose loss is NaN or infinite.
+
+    Keras' ``TerminateOnNaN`` only sets ``stop_training``: the epoch still ends,
+    validation scores the broken weights and a checkpoint callback may save them
+    as the best, and ``fit`` returns as if training had finished. Raising here,
+    before the epoch ends, keeps ``best.keras`` and the resume state at the last
+    finite epoch and tells the caller why the run stopped.
+    """
+
+    ADVICE = "Lower the learning rate, or check the data for NaN or infinite values."
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLoss(
+                f"training stopped: the loss became {float(loss)} at epoch {getattr(self, '_epoch', 0) + 1}, batch "
+                f"{batch + 1}; no checkpoint of that epoch was kept (a best.keras there is from an earlier epoch). "
+                + self.ADVICE
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Weights the last update broke show only in validation: never checkpoint them either.
+        loss = (logs or {}).get("val_loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLoss(
+                f"training stopped: the validation loss became {float(loss)} after epoch {epoch + 1}; no checkpoint "
+                "of that epoch was kept. " + self.ADVICE
+            )
 
 
 def monitor_key(model, metric="mitosis_dice", split="val"):
@@ -59,6 +98,9 @@ def fit(
     epoch on a terminal or in a notebook; elsewhere (a log file, CI) one plain
     line per epoch with its metrics and the time left.
 
+    A NaN or infinite loss ends training with ``NonFiniteLoss`` (a ValueError)
+    at that batch, before the epoch can be checkpointed.
+
     Returns the Keras ``History``.
     """
     if not getattr(model, "compiled", False):
@@ -82,7 +124,7 @@ def fit(
             # Must come before the checkpoint so validation and saving see the EMA weights.
             swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
             cbs.append(swap)
-        cbs.append(keras.callbacks.TerminateOnNaN())
+        cbs.append(StopOnNonFiniteLoss())  # before the checkpoint: a NaN epoch never reaches it
         if write_dir is not None:
             os.makedirs(write_dir, exist_ok=True)
             if validation_data is not None:
