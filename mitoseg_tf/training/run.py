@@ -20,22 +20,32 @@ from mitoseg_tf.inference.resample import check_mpp
 def load_recipe(path, **overrides):
     """A ``RunConfig`` from a YAML recipe (keys = RunConfig fields), with ``overrides`` applied.
 
-    Unknown keys are an error, so a misspelt option cannot be silently ignored.
+    Unknown keys are an error, so a misspelt option cannot be silently ignored;
+    so are an empty file and a value of the wrong type or range, each message
+    naming the recipe and the field.
     """
     import yaml
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"recipe {path} not found.")
     with open(path) as fh:
-        values = yaml.safe_load(fh) or {}
+        try:
+            values = yaml.safe_load(fh)
+        except yaml.YAMLError as err:
+            raise ValueError(f"recipe {path} is not valid YAML: {' '.join(str(err).split())}") from None
+    if values is None or values == {}:
+        raise ValueError(f"recipe {path} is empty; a recipe sets RunConfig fields, at least model and data.")
     if not isinstance(values, dict):
         raise ValueError(f"recipe {path}: expected a mapping of RunConfig fields; got {type(values).__name__}.")
     fields = {f.name for f in dataclasses.fields(RunConfig)}
-    unknown = sorted(set(values) - fields)
+    unknown = sorted(map(str, set(values) - fields))
     if unknown:
         raise ValueError(f"recipe {path}: unknown key(s) {unknown}; valid keys: {', '.join(sorted(fields))}.")
     check_recipe_pixel_sizes(values, f"recipe {path}")
-    return RunConfig(**{**values, **overrides, "recipe": path})
+    try:
+        return RunConfig(**{**values, **overrides, "recipe": path})
+    except ValueError as err:  # a field of the wrong type or out of range (RunConfig's own checks): name the file
+        raise ValueError(f"recipe {path}: {err}") from None
 
 
 def check_recipe_pixel_sizes(values, where):
