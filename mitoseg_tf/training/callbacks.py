@@ -8,13 +8,27 @@ import time
 import keras
 
 
+def without_training_state(model):
+    """A copy of ``model`` (architecture and weights) without its optimizer and compile settings.
+
+    What inference and evaluation load: ``model.save`` of a compiled model also
+    writes the optimizer's variables (Adam's two moments and the EMA copy of
+    every weight: three times the network) and ignores ``include_optimizer`` for
+    ``.keras`` files. A resumed run reads its optimizer from ``resume/``.
+    """
+    copy = model.__class__.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 class BestCheckpoint(keras.callbacks.Callback):
-    """Save the whole model whenever ``monitor`` improves, never leaving a half-written file.
+    """Save the model whenever ``monitor`` improves, never leaving a half-written file.
 
     The model is written to a temporary ``.keras`` file beside the target and
     renamed over it, so a crash mid-save keeps the previous best checkpoint.
     Placed after ``SwapEMAWeights`` it saves the EMA weights, which are the
-    ones validation scored.
+    ones validation scored. The file holds the network and its weights only
+    (``without_training_state``): no optimizer state, no loss or metrics.
     """
 
     def __init__(self, path, monitor, mode="max"):
@@ -45,7 +59,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.best, self.best_epoch = value, epoch
         tmp = self.path[: -len(".keras")] + ".tmp.keras"
         try:
-            self.model.save(tmp)
+            without_training_state(self.model).save(tmp)
             os.replace(tmp, self.path)
         finally:
             if os.path.exists(tmp):

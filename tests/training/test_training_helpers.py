@@ -265,8 +265,13 @@ def _set_bias(model, value):
 
 
 def test_best_checkpoint_saves_only_on_improvement(tmp_path):
+    import json
+    import zipfile
+
     path = tmp_path / "best.keras"
     model = _dense_model()
+    model.compile(optimizer=keras.optimizers.Adam(use_ema=True), loss="mse")
+    model.optimizer.build(model.trainable_variables)  # Adam's moments and the EMA copies exist
     callback = BestCheckpoint(path, "val_score", mode="max")
     callback.set_model(model)
 
@@ -274,6 +279,9 @@ def test_best_checkpoint_saves_only_on_improvement(tmp_path):
     callback.on_epoch_end(0, {"val_score": 0.5, "loss": 1.0})
     assert path.is_file() and callback.best == 0.5 and callback.best_epoch == 0
     np.testing.assert_array_equal(_saved_bias(path), [1.0, 1.0])
+    with zipfile.ZipFile(path) as archive:  # the network and its weights; resume/ holds the optimizer
+        assert not json.loads(archive.read("config.json")).get("compile_config")
+        assert b"optimizer" not in archive.read("model.weights.h5")
 
     _set_bias(model, 2.0)
     callback.on_epoch_end(1, {"val_score": 0.4})  # worse: file untouched
