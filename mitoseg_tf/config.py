@@ -107,6 +107,15 @@ def check_type(value, annotation, name, where=""):
         raise ValueError(f"{where}{name} must be {accepted}; got {value!r}.")
 
 
+def require_fields(entry, names, where):
+    """``entry`` a mapping holding every one of ``names``; else a ValueError naming ``where`` and what is missing."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: expected an object; got {entry!r}.")
+    missing = [n for n in names if n not in entry]
+    if missing:
+        raise ValueError(f"{where}: lacks the field(s) {', '.join(missing)} (has {', '.join(map(str, entry)) or 'none'}).")
+
+
 def check_options(config, where=""):
     """Every field of a dataclass ``config`` of its declared type and within ``AT_LEAST`` / ``POSITIVE`` / ``FRACTIONS``.
 

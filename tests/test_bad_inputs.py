@@ -662,3 +662,89 @@ def test_points_to_mask_refuses_a_non_finite_point(point):
 
     with pytest.raises(ValueError, match="is not finite"):
         points_to_mask(np.array([point], np.float32), (32, 32), mpp=0.25)
+
+
+# ------------------------------------------------------------------ shipped weights and their manifest
+
+
+@pytest.fixture
+def weights_copy(tmp_path, monkeypatch):
+    """A copy of the shipped manifest in a folder the package reads instead (the weights files are linked in)."""
+    from mitoseg_tf.zoo import weights_card
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for name in os.listdir(weights_card.WEIGHTS_DIR):
+        source = os.path.join(weights_card.WEIGHTS_DIR, name)
+        if name.endswith(".h5"):
+            os.symlink(source, folder / name)
+        else:
+            (folder / name).write_bytes(open(source, "rb").read())
+    monkeypatch.setattr(weights_card, "WEIGHTS_DIR", str(folder))
+    return folder
+
+
+def test_every_shipped_weights_file_has_the_sha256_its_manifest_records():
+    from mitoseg_tf.zoo.pretrained import checked_path, rescorer_entry, weights_entry
+    from mitoseg_tf.zoo.weights_card import read_manifest
+
+    for key, entry in read_manifest().items():
+        name, tag = key.split("/")
+        assert len(entry["sha256"]) == 64 and checked_path(weights_entry(name, tag), key)
+        if "rescorer" in entry:
+            assert len(entry["rescorer"]["sha256"]) == 64 and checked_path(rescorer_entry(name, tag), key)
+
+
+def _damage(folder, name, how):
+    path = folder / name
+    data = open(path, "rb").read()
+    path.unlink()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "swapped":
+        path.write_bytes(open(folder / "unet_monuseg.weights.h5", "rb").read())
+    elif how == "flipped byte":
+        path.write_bytes(data[:1000] + bytes([data[1000] ^ 1]) + data[1001:])
+
+
+@pytest.mark.parametrize("how, fragment", [("truncated", "does not have the SHA-256"), ("swapped", "does not have the SHA-256"),
+                                           ("flipped byte", "does not have the SHA-256"), ("missing", "is missing from")])  # fmt: skip
+def test_damaged_weights_are_refused_before_they_load(weights_copy, capsys, how, fragment):
+    _damage(weights_copy, "unet_mitosis.weights.h5", how)
+    code, err = cli(capsys, ["export", "--weights", "unet/mitosis", "--no-rescore", "--out", weights_copy / "e"])
+    assert code == 2 and fragment in err and "unet/mitosis" in err and "\n" not in err, err
+
+
+def test_a_damaged_figure_classifier_is_refused(weights_copy):
+    from mitoseg_tf.zoo.pretrained import load_rescorer
+
+    _damage(weights_copy, "unet_mitosis_rescorer.weights.h5", "truncated")
+    with pytest.raises(ValueError, match="figure classifier.*does not have the SHA-256"):
+        load_rescorer("unet", "mitosis")
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (lambda m: "{\"unet/mitosis\": {", "manifest.json is not valid JSON"),
+        (lambda m: "[]", "expected a mapping of MODEL/TAG"),
+        (lambda m: {**m, "unet/mitosis": {k: v for k, v in m["unet/mitosis"].items() if k != "file"}},
+         "manifest.json, unet/mitosis: lacks the field(s) file"),
+        (lambda m: {**m, "unet/mitosis": {k: v for k, v in m["unet/mitosis"].items() if k != "arguments"}},
+         "lacks the field(s) arguments"),
+        (lambda m: {**m, "unet/mitosis": {**m["unet/mitosis"], "rescorer": {"file": "x.h5"}}},
+         "unet/mitosis, rescorer: lacks the field(s) arguments, detection, training"),
+        (lambda m: {**m, "unet/mitosis": {**m["unet/mitosis"], "detection": {**m["unet/mitosis"]["detection"],
+                                                                              "tta": "false"}}},
+         "card of unet/mitosis"),
+    ],
+    ids=["truncated", "a list", "no file", "no arguments", "rescorer without fields", "tta as text"],
+)
+def test_a_damaged_manifest_is_named(weights_copy, capsys, change, fragment):
+    manifest = json.loads((weights_copy / "manifest.json").read_text())
+    changed = change(manifest)
+    (weights_copy / "manifest.json").write_text(changed if isinstance(changed, str) else json.dumps(changed))
+    (weights_copy.parent / "imgs").mkdir()
+    Image.new("RGB", (32, 32)).save(weights_copy.parent / "imgs" / "a.png")
+    code, err = cli(capsys, ["predict", weights_copy.parent / "imgs", "--out", weights_copy.parent / "o", "--mpp", "0.25"])
+    assert code == 2 and fragment in err and "\n" not in err, err

@@ -9,6 +9,7 @@ The manifest is read by ``weights_card.read_manifest`` (typed: ``weights_card``)
 ``shipping`` writes it.
 """
 
+import hashlib
 import os
 
 from mitoseg_tf.zoo.weights_card import read_manifest, weights_folder
@@ -20,6 +21,31 @@ FREE_ARGUMENTS = ("input_shape",)
 def available_weights(name=None, weights_dir=None):
     """``{"<model>/<tag>": entry}`` of the shipped weights (of model ``name`` only, when given)."""
     return {k: v for k, v in read_manifest(weights_dir).items() if name is None or k.split("/")[0] == name}
+
+
+def file_sha256(path):
+    """The SHA-256 of a file, hex (what the manifest's ``sha256`` holds for each weights file)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checked_path(entry, key):
+    """``entry["path"]`` when the file is there and has the manifest's SHA-256; else an error naming the file.
+
+    A weights file cut short, swapped for another or edited would otherwise load
+    into the network (or fail deep in h5py) and give wrong figures without a word.
+    """
+    path = entry["path"]
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights {key}: the manifest lists {entry['file']}, which is missing from {os.path.dirname(path)}.")
+    expected = entry.get("sha256")
+    if expected is not None and file_sha256(path) != expected:
+        raise ValueError(f"weights {key}: {path} does not have the SHA-256 the manifest records ({expected[:12]}...); "
+                         "the file is damaged or was replaced. Reinstall the package or ship the weights again.")  # fmt: skip
+    return path
 
 
 def weights_entry(name, tag, weights_dir=None):
@@ -68,6 +94,7 @@ def load_rescorer(name, tag, weights_dir=None):
         )
     from mitoseg_tf.models.figure_classifier import build_figure_classifier  # Keras: only when loading
 
+    path = checked_path(entry, f"{name}/{tag} (figure classifier)")
     model = build_figure_classifier(**entry["arguments"])
-    model.load_weights(entry["path"])
+    model.load_weights(path)
     return model

@@ -16,7 +16,7 @@ import inspect
 import os
 from typing import Any, Callable
 
-from mitoseg_tf.zoo.pretrained import resolve_arguments
+from mitoseg_tf.zoo.pretrained import checked_path, resolve_arguments
 
 _REGISTRY: dict[str, "ModelCard"] = {}
 
@@ -198,6 +198,7 @@ def _build_with_weights(name, weights, overrides):
         model, path = build(name, **overrides), weights
     else:
         arguments, entry = resolve_arguments(name, weights, overrides)
-        model, path = build(name, **arguments), entry["path"]
+        path = checked_path(entry, f"{name}/{weights}")
+        model = build(name, **arguments)
     model.load_weights(path)
     return model

@@ -17,7 +17,7 @@ import numpy as np
 from mitoseg_tf.detection.evaluation import load_detection_settings
 from mitoseg_tf.models.figure_classifier import figure_classifier_arguments
 from mitoseg_tf.zoo.checkpoint import load_checkpoint
-from mitoseg_tf.zoo.pretrained import weights_entry
+from mitoseg_tf.zoo.pretrained import file_sha256, weights_entry
 from mitoseg_tf.zoo import weights_card
 from mitoseg_tf.zoo.weights_card import MANIFEST, read_manifest, weights_folder
 
@@ -77,6 +77,7 @@ def ship_run(run_dir, tag, *, data, licence, data_licences, weights_dir=None, ex
     manifest = read_manifest(weights_dir)
     manifest[f"{name}/{tag}"] = {
         "file": file,
+        "sha256": file_sha256(os.path.join(weights_dir, file)),
         "arguments": arguments,
         "threshold": 0.5,
         "data": data,
@@ -118,6 +119,7 @@ def ship_rescorer(classifier, name, tag, *, detection, training, weights_dir=Non
     manifest = read_manifest(weights_dir)
     manifest[f"{name}/{tag}"]["rescorer"] = {
         "file": file,
+        "sha256": file_sha256(os.path.join(weights_dir, file)),
         "arguments": arguments,
         "detection": {**detection, "figure_score": "classifier"},
         "training": training,

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 
+from mitoseg_tf.config import require_fields
 from mitoseg_tf.inference.resample import check_mpp
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
@@ -32,7 +33,13 @@ def read_manifest(weights_dir=None):
     if not os.path.isfile(path):
         return {}
     with open(path) as fh:
-        return json.load(fh)
+        try:
+            manifest = json.load(fh)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not valid JSON (cut short or edited?): {err}.") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: expected a mapping of MODEL/TAG to entries; got {type(manifest).__name__}.")
+    return manifest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,8 +150,10 @@ _FIELDS = {f.name for f in dataclasses.fields(WeightsCard)}
 def _card(key, raw, weights_dir):
     folder = weights_folder(weights_dir)
     model, tag = key.split("/")
+    require_fields(raw, ("file", "arguments"), f"{MANIFEST}, {key}")
     rescorer = raw.get("rescorer")
     if rescorer is not None:
+        require_fields(rescorer, ("file", "arguments", "detection", "training"), f"{MANIFEST}, {key}, rescorer")
         rescorer = RescorerCard(**{k: rescorer[k] for k in ("file", "arguments", "detection", "training")},
                                 path=os.path.join(folder, rescorer["file"]))  # fmt: skip
     known = {k: v for k, v in raw.items() if k in _FIELDS and k not in ("rescorer", "key", "model", "tag", "path")}

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from mitoseg_tf.config import require_fields
 from mitoseg_tf.data.formats.record import (
     Record,
     check_manual_dir,
@@ -53,7 +54,7 @@ def read_database(path):
     by_id = {}
     for index, img in enumerate(db["images"]):
         where = f"{path}: images[{index}]"
-        _require_fields(img, ("id", "file_name", "width", "height"), where)
+        require_fields(img, ("id", "file_name", "width", "height"), where)
         size = [parse_number(img[k], f"{where} ({img['file_name']}), {k}") for k in ("width", "height")]
         if min(size) < 1 or any(v != int(v) for v in size):
             raise ValueError(f"{where} ({img['file_name']}): width and height must be whole numbers >= 1; got {size}.")
@@ -66,7 +67,7 @@ def read_database(path):
         }
     for index, ann in enumerate(db["annotations"]):
         where = f"{path}: annotations[{index}]"
-        _require_fields(ann, ("image_id", "category_id", "bbox"), where)
+        require_fields(ann, ("image_id", "category_id", "bbox"), where)
         where += f" (id {ann.get('id')})"
         if ann["image_id"] not in by_id:
             raise ValueError(f"{where} refers to unknown image id {ann['image_id']}.")
@@ -86,14 +87,6 @@ def read_database(path):
             "negatives": boxes_to_points(np.asarray(img["boxes"][HARD_NEGATIVE], np.float32)),
         }
     return out
-
-
-def _require_fields(entry, names, where):
-    if not isinstance(entry, dict):
-        raise ValueError(f"{where}: expected an object; got {entry!r}.")
-    missing = [n for n in names if n not in entry]
-    if missing:
-        raise ValueError(f"{where}: lacks the field(s) {', '.join(missing)} (has {', '.join(map(str, entry)) or 'none'}).")
 
 
 def _database_path(data_dir):
