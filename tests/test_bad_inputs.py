@@ -748,3 +748,87 @@ def test_a_damaged_manifest_is_named(weights_copy, capsys, change, fragment):
     Image.new("RGB", (32, 32)).save(weights_copy.parent / "imgs" / "a.png")
     code, err = cli(capsys, ["predict", weights_copy.parent / "imgs", "--out", weights_copy.parent / "o", "--mpp", "0.25"])
     assert code == 2 and fragment in err and "\n" not in err, err
+
+
+# ------------------------------------------------------------------ images that would decode wrongly, silently
+
+
+def _write_image(path, kind):
+    import tifffile
+
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    if kind == "16-bit RGB TIFF":
+        tifffile.imwrite(path, (np.arange(192).reshape(8, 8, 3) * 20).astype(np.uint16))
+    elif kind == "16-bit RGB PNG":
+        import cv2
+
+        cv2.imwrite(str(path), (np.arange(192).reshape(8, 8, 3) * 20).astype(np.uint16))
+    elif kind == "16-bit grey PNG":
+        Image.fromarray(np.full((8, 8), 4000, np.uint16)).save(path)
+    elif kind == "float32 RGB TIFF":
+        tifffile.imwrite(path, np.random.default_rng(0).random((8, 8, 3), np.float32))
+    elif kind == "float32 grey TIFF":
+        tifffile.imwrite(path, np.random.default_rng(0).random((8, 8), np.float32))
+    elif kind == "animated GIF":
+        frames = [Image.new("RGB", (8, 8), (50 * i, 0, 0)) for i in range(3)]
+        frames[0].save(path, save_all=True, append_images=frames[1:])
+    elif kind == "multi-page TIFF":
+        tifffile.imwrite(path, np.zeros((3, 8, 8, 3), np.uint8))
+    elif kind == "greyscale":
+        Image.new("L", (8, 8)).save(path)
+    elif kind == "transparent":
+        Image.new("RGBA", (8, 8), (0, 0, 0, 0)).save(path)
+    elif kind == "truncated":
+        Image.fromarray(rgb).save(path)
+        path.write_bytes(path.read_bytes()[:40])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("hello")
+
+
+IMAGES = [
+    ("16-bit RGB TIFF", "x.tif", "16 bits per channel"),
+    ("16-bit RGB PNG", "x.png", "16 bits per channel"),
+    ("16-bit grey PNG", "x.png", "16-bit or float"),
+    ("float32 RGB TIFF", "x.tif", "a float32 TIFF of shape (8, 8, 3)"),
+    ("float32 grey TIFF", "x.tif", "16-bit or float"),
+    ("animated GIF", "x.gif", "GIF file of 3 frames"),
+    ("multi-page TIFF", "x.tif", "TIFF file of 3 frames"),
+    ("greyscale", "x.png", "greyscale image"),
+    ("transparent", "x.png", "transparent pixels"),
+    ("truncated", "x.png", "corrupt or truncated"),
+    ("empty", "x.png", "corrupt or truncated"),
+    ("text", "x.jpg", "corrupt or truncated"),
+]
+
+
+@pytest.mark.parametrize("kind, name, fragment", IMAGES, ids=[c[0] for c in IMAGES])
+def test_an_image_that_would_decode_wrongly_is_refused_naming_it(tmp_path, kind, name, fragment):
+    from mitoseg_tf.data.images import read_image
+
+    path = tmp_path / name
+    _write_image(path, kind)
+    with pytest.raises(ValueError) as info:
+        read_image(str(path))
+    assert str(path) in str(info.value) and fragment in str(info.value), info.value
+
+
+def test_an_image_over_the_pixel_limit_points_to_mitoseg_slide(tmp_path, monkeypatch):
+    from mitoseg_tf.data.images import read_image
+
+    Image.new("RGB", (20, 10)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
+    with pytest.raises(ValueError, match="big.png.*mitoseg slide"):
+        read_image(str(tmp_path / "big.png"))
+
+
+def test_an_exif_orientation_is_applied_as_viewers_show_it(tmp_path):
+    from mitoseg_tf.data.images import image_size, read_image
+
+    image = Image.new("RGB", (20, 10), (255, 0, 0))
+    exif = image.getexif()
+    exif[0x0112] = 6  # stored lying down, shown turned a quarter clockwise
+    image.save(tmp_path / "turned.jpg", exif=exif)
+    assert read_image(str(tmp_path / "turned.jpg")).shape == (20, 10, 3)
+    assert image_size(str(tmp_path / "turned.jpg")) == (20, 10)
