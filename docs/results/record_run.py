@@ -13,23 +13,12 @@ restarted, never reported.
 import argparse
 import json
 import os
-import platform
 import shutil
 
+from mitoseg_tf.compare.records import cpu_name
 from mitoseg_tf.training.record import versions
 
 FILES = ("config.json", "history.csv", "metrics.json", "metrics.md", "detection.json", "hard_negatives.json")
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def record(run_dir, dest_dir, note=None):

@@ -45,10 +45,58 @@ def add_parser(subparsers):
     p.add_argument("--aggregation", default=d.aggregation, choices=("pooled", "per_image"),
                    help="metrics over all pixels of a split (pooled) or averaged per image")
     p.add_argument("--num-examples", type=int, default=None, help=argparse.SUPPRESS)  # tiles per split, for tests
+    p.add_argument(
+        "--recipe", default=None,
+        help="a comparison recipe (zoo/recipes/compare_atypia.yaml): every (model, seed) trained as `mitoseg train "
+        "--recipe` with its model and seed, and recorded in --records; recorded runs are skipped",
+    )  # fmt: skip
+    p.add_argument("--records", default=None,
+                   help="records folder (default: the recipe's compare.records, else docs/results/compare_atypia)")
+    p.add_argument("--max-runs", type=int, default=None, help="with --recipe: train at most this many runs now")
+    p.add_argument("--report", action="store_true",
+                   help="rebuild the tables, the paired test and the figure from --records alone (no training)")
+
+
+# With --recipe the recipe fixes the training; these may still be given.
+RECIPE_OPTIONS = ("recipe", "records", "max_runs", "report", "out", "models", "data_dir", "command", "verbose")
+
+
+def _recipe_run(args):
+    defaults = argparse.ArgumentParser()
+    add_parser(defaults.add_subparsers())
+    defaults = vars(defaults.parse_args(["compare"]))
+    given = sorted(k for k, v in vars(args).items() if k in defaults and k not in RECIPE_OPTIONS and v != defaults[k])
+    if given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ValueError(f"--recipe fixes the training options; remove {flags} or edit the recipe.")
+    from mitoseg_tf.compare.recipe import run_recipe_compare
+
+    result = run_recipe_compare(
+        args.recipe, output_dir=args.out, records_dir=args.records, models=args.models, max_runs=args.max_runs,
+        overrides={"data_dir": args.data_dir} if args.data_dir else None, log=lambda *a: print(*a, flush=True),
+    )  # fmt: skip
+    if args.report or not result["left"]:
+        _report(args.records or result["records_dir"])
+    return 1 if result["changed"] else 0
+
+
+def _report(records_dir):
+    from mitoseg_tf.compare.report import build_report
+
+    result = build_report(records_dir)
+    print(result["markdown"])
+    print(f"Wrote report.md{', figure5.png' if result['figure'] else ''} and the CSV tables to {records_dir}")
+    return 0
 
 
 def run(args):
-    """Build the ``CompareConfig`` from the arguments and run the comparison."""
+    """Build the ``CompareConfig`` from the arguments and run the comparison (or the recipe's, or the report)."""
+    if args.recipe:
+        return _recipe_run(args)
+    if args.report:
+        from mitoseg_tf.compare.records import DEFAULT_RECORDS
+
+        return _report(args.records or DEFAULT_RECORDS)
     from mitoseg_tf.compare import CompareConfig, run_compare
 
     budget = args.budget_minutes

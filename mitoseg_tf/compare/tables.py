@@ -23,11 +23,11 @@ TITLES = {
 }
 
 
-def run_scores(metrics, detection, aggregation="pooled"):
-    """The table's numbers for one finished run, from its ``metrics.json`` and ``detection.json``."""
-    pixel = metrics["test"]["model"][aggregation]
+def run_scores(metrics, detection, aggregation="pooled", split="test"):
+    """The table's numbers for one finished run on ``split``, from its ``metrics.json`` and ``detection.json``."""
+    pixel = metrics[split]["model"][aggregation]
     scores = {key: float(pixel[key]) for key, _ in METRICS if key in pixel}
-    scores["detection_f1"] = float(detection["test"]["f1"])
+    scores["detection_f1"] = float(detection[split]["f1"])
     return scores
 
 
@@ -58,8 +58,11 @@ def rows_for(table, summaries):
     return [name for name in table_models(table) if name in summaries]
 
 
-def markdown_table(table, summaries, *, data, seeds, aggregation):
-    """One table as Markdown: measured mean ± std, then the paper's numbers."""
+def markdown_table(table, summaries, *, data, seeds, aggregation, measured_on=None):
+    """One table as Markdown: measured mean ± std, then the paper's numbers.
+
+    ``measured_on``: what the numbers were measured on (default: ``data``'s test split).
+    """
     names = rows_for(table, summaries)
     head = ["CA", "SA", "Res", "model"] if table == "table1" else ["network", "model"]
     metric_labels = [label for _, label in METRICS]
@@ -67,8 +70,8 @@ def markdown_table(table, summaries, *, data, seeds, aggregation):
     lines = [
         f"### {TITLES[table]}",
         "",
-        f"Measured on `{data}` (test split, {aggregation} over pixels of all test images), mean ± std over "
-        f"seeds {seeds}; the paper's numbers (private data, 328 images) for reference.",
+        f"Measured on {measured_on or f'`{data}`, test split'} ({aggregation} over pixels of all its images), "
+        f"mean ± std over seeds {seeds}; the paper's numbers (private data, 328 images) for reference.",
         "",
         "| " + " | ".join(head + metric_labels + paper_labels + ["seeds"]) + " |",
         "|" + "---|" * (len(head) + len(metric_labels) + len(paper_labels) + 1),

@@ -24,6 +24,11 @@ def load_recipe(path, **overrides):
     so are an empty file and a value of the wrong type or range, each message
     naming the recipe and the field.
     """
+    return recipe_config(read_recipe(path), path, **overrides)
+
+
+def read_recipe(path):
+    """A recipe file's mapping, as written (``load_recipe`` and ``mitoseg compare --recipe`` read it so)."""
     import yaml
 
     if not os.path.isfile(path):
@@ -37,6 +42,11 @@ def load_recipe(path, **overrides):
         raise ValueError(f"recipe {path} is empty; a recipe sets RunConfig fields, at least model and data.")
     if not isinstance(values, dict):
         raise ValueError(f"recipe {path}: expected a mapping of RunConfig fields; got {type(values).__name__}.")
+    return values
+
+
+def recipe_config(values, path, **overrides):
+    """The ``RunConfig`` of a recipe's ``values`` (read from ``path``): unknown keys and pixel sizes checked."""
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     unknown = sorted(map(str, set(values) - fields))
     if unknown:
@@ -145,20 +155,25 @@ def _collect_overlays(model, val_data, count):
     return images[:count], masks[:count], preds[:count]
 
 
+def evaluation_source(config, split):
+    """Whole images of ``split`` as the run's detection scoring reads them (at its ``target_mpp``)."""
+    from mitoseg_tf.data.sources import load_source
+
+    return load_source(
+        config.data, split, data_dir=config.data_dir, num_examples=config.num_examples, seed=config.seed,
+        target_mpp=config.target_mpp, **config.data_options,
+    )  # fmt: skip
+
+
 def _calibrate_detection(model, config, run_dir):
     """Detection on whole validation images picks the minimum figure size and the figure-score threshold
     (saved as detection.json); the test split is scored at them. Never tuned on test."""
-    from mitoseg_tf.data.sources import load_source
     from mitoseg_tf.detection.evaluation import calibrate_model, save_detection_settings, source_mpp
 
-    def source(split):
-        return load_source(
-            config.data, split, data_dir=config.data_dir, num_examples=config.num_examples, seed=config.seed,
-            target_mpp=config.target_mpp, **config.data_options,
-        )  # fmt: skip
-
-    test = source(config.test_split) if config.test_split else None
-    settings = calibrate_model(model, source("validation"), test, mpp=source_mpp(config.data), tta=config.tta)
+    test = evaluation_source(config, config.test_split) if config.test_split else None
+    settings = calibrate_model(
+        model, evaluation_source(config, "validation"), test, mpp=source_mpp(config.data), tta=config.tta
+    )
     save_detection_settings(run_dir, settings)
     return settings
 
