@@ -5,12 +5,14 @@ of it hiding in that code makes the script fail. The script prints one line
 ``REPORT<json>``, which ``run`` returns as a dict.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import textwrap
 
+import pytest
 import time_limits
 
 BLOCK_TENSORFLOW = """
@@ -24,6 +26,17 @@ class BlockTensorFlow(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, BlockTensorFlow())
 """
+
+
+def need(module):
+    """Skip unless ``module`` (jax, torch) is installed, without importing it into the test process.
+
+    ``pytest.importorskip`` imports it: a JAX loaded into a pytest worker registers exit handlers that
+    print a KeyboardInterrupt traceback, and its C++ lines, after pytest's summary when the worker is
+    stopped. The backends run in the subprocesses only.
+    """
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed (pip install -e .[test])")
 
 
 def run(body, timeout=time_limits.SUBPROCESS_S):

@@ -6,7 +6,6 @@ runs forward; only mcsa_unet and unet_3plus take a training step (see SCRIPT).
 """
 
 import jax_without_tensorflow
-import pytest
 
 SCRIPT = """
     import json, sys
@@ -53,7 +52,7 @@ SCRIPT = """
 
 
 def test_every_model_runs_and_two_train_on_jax_without_tensorflow():
-    pytest.importorskip("jax")  # declared in the test extra; only absent outside `pip install -e .[test]`
+    jax_without_tensorflow.need("jax")  # declared in the test extra; only absent outside `pip install -e .[test]`
     report = jax_without_tensorflow.run(SCRIPT)
     assert report.pop("tensorflow_loaded") is False
     from mitoseg_tf.zoo import list_models

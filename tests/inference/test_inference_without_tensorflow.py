@@ -1,7 +1,6 @@
 """Sliding-window prediction, detection and rescoring run on the JAX backend with TensorFlow blocked."""
 
 import jax_without_tensorflow
-import pytest
 
 SCRIPT = """
     import json, sys
@@ -46,7 +45,7 @@ SCRIPT = """
 
 
 def test_sliding_window_and_detection_need_no_tensorflow():
-    pytest.importorskip("jax")
+    jax_without_tensorflow.need("jax")
     report = jax_without_tensorflow.run(SCRIPT)
     assert report == {
         "backend": "jax",

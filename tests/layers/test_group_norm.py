@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import jax_without_tensorflow
 import keras
 import numpy as np
 import pytest
@@ -152,7 +153,7 @@ print("OK", keras.backend.backend())
 
 
 def test_runs_on_jax():
-    pytest.importorskip("jax")
+    jax_without_tensorflow.need("jax")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONPATH=repo)
     proc = subprocess.run([sys.executable, "-c", _JAX], env=env, capture_output=True, text=True, timeout=300)
