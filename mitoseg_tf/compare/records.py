@@ -95,6 +95,7 @@ def record_dir(records_dir, model, seed):
 
 def read_record(path):
     """``record.json`` of a record folder (or the file itself); None when the folder holds none."""
+    path = os.fspath(path)
     path = path if path.endswith(".json") else os.path.join(path, RECORD_FILE)
     if not os.path.isfile(path):
         return None

@@ -1,6 +1,7 @@
 """``mitoseg compare --recipe``: runs recorded in a folder, skipped when recorded, reported when changed;
 ``--report`` rebuilds the tables and the paired test from records alone."""
 
+import dataclasses
 import math
 import os
 
@@ -13,7 +14,7 @@ from mitoseg_tf.compare import records as records_lib
 TINY_RECIPE = """\
 model: unet
 data: synthetic
-num_examples: 2
+num_examples: 1
 base_filters: 4
 crop_size: 32
 batch_size: 2
@@ -62,6 +63,31 @@ def test_recipe_runs_are_recorded_then_skipped_and_a_changed_recipe_is_reported(
     assert main(["compare", "--recipe", str(recipe), "--out", str(out), "--records", str(records)]) == 1
     assert "another config (crop_size: 32 -> 64)" in capsys.readouterr().out
     assert {p: os.path.getmtime(p) for p in stamps} == stamps
+
+
+def test_recorded_runs_are_skipped_wherever_the_run_folders_go_and_changed_ones_reported(tmp_path, monkeypatch):
+    import mitoseg_tf.training.run as run_module
+    from mitoseg_tf.compare.recipe import load_compare_recipe, run_recipe_compare
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a recorded run was trained again")
+
+    monkeypatch.setattr(run_module, "train_run", refuse)
+    recipe, records = tmp_path / "tiny.yaml", tmp_path / "records"
+    recipe.write_text(TINY_RECIPE)
+    plan = load_compare_recipe(str(recipe))
+    for model, seed in plan.jobs():
+        config = dataclasses.asdict(plan.run_config(model, seed, str(tmp_path / "first")))
+        records_lib.write_record(str(records / f"{model}_s{seed}"), {
+            "model": model, "seed": seed, "config_hash": records_lib.config_hash(config),
+            "config": records_lib.hashed_config(config),
+        })  # fmt: skip
+    quiet = dict(records_dir=str(records), log=lambda *a: None)
+    result = run_recipe_compare(str(recipe), output_dir=str(tmp_path / "elsewhere"), **quiet)
+    assert result["skipped"] == [("unet", 0), ("mcsa_unet", 0)] and result["trained"] == result["left"] == []
+    recipe.write_text(TINY_RECIPE.replace("batch_size: 2", "batch_size: 4"))
+    result = run_recipe_compare(str(recipe), output_dir=str(tmp_path / "elsewhere"), **quiet)
+    assert result["skipped"] == [] and result["changed"] == {job: ["batch_size: 2 -> 4"] for job in plan.jobs()}
 
 
 def test_recipe_fixes_the_training_options(tmp_path, capsys):
