@@ -92,9 +92,9 @@ def test_the_recipe_reads_the_real_folders(shared_data):
     assert len(read_records("amibr", shared_data.need("amibr"))) == 1800
 
 
-def test_the_cpu_cut_differs_from_the_recipe_only_in_steps_validation_and_precision():
+def test_the_cpu_cut_differs_from_the_recipe_only_in_steps_and_validation_count():
     full = dataclasses.asdict(load_recipe(RECIPE))
     cut = dataclasses.asdict(load_recipe(os.path.join(os.path.dirname(RECIPE), "mitosis_v2_cpu.yaml")))
     differ = {k for k in full if full[k] != cut[k]}
-    assert differ == {"recipe", "epochs", "steps_per_epoch", "budget_minutes", "precision"}
-    assert cut["epochs"] * cut["steps_per_epoch"] == 2000 and cut["precision"] == "float32"
+    assert differ == {"recipe", "epochs", "steps_per_epoch", "budget_minutes"}
+    assert cut["epochs"] * cut["steps_per_epoch"] == 1600
