@@ -41,9 +41,20 @@ setup(
     ],
     extras_require={
         # jax lets the tests prove the zoo runs on a second backend without TensorFlow.
-        "test": ["pytest", "pytest-timeout", "pytest-xdist", "jax", "nbclient", "nbformat", "ipykernel",
-                 # GeoJSON checked by means independent of the package's own validator
-                 "shapely", "geojson"],
+        "test": [
+            "pytest",
+            "pytest-timeout",
+            "pytest-xdist",
+            "jax",
+            "nbclient",
+            "nbformat",
+            "ipykernel",
+            # GeoJSON checked by means independent of the package's own validator
+            "shapely",
+            "geojson",
+            # the one code style (ruff.toml), pinned because a new formatter release may restyle code
+            "ruff==0.17.6",
+        ],
         # `jupyter nbconvert --execute notebooks/*.ipynb` (see notebooks/README.md)
         "notebooks": ["jupyter", "nbconvert", "ipykernel"],
         "bench": ["torch"],

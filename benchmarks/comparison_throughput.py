@@ -112,8 +112,18 @@ def main():
     results = {}
     for name in names:
         for precision in args.precisions:
-            cfg = dict(model=name, precision=precision, width=args.width, batch=args.batch, size=args.size, steps=args.steps, windows=args.windows)
-            proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(cfg)], capture_output=True, text=True)
+            cfg = dict(
+                model=name,
+                precision=precision,
+                width=args.width,
+                batch=args.batch,
+                size=args.size,
+                steps=args.steps,
+                windows=args.windows,
+            )
+            proc = subprocess.run(
+                [sys.executable, __file__, "--worker", json.dumps(cfg)], capture_output=True, text=True
+            )
             line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
             if line is None:
                 last = (proc.stderr.strip().splitlines() or ["?"])[-1][:120]
@@ -121,14 +131,18 @@ def main():
                 continue
             r = json.loads(line[7:])
             results[(name, precision)] = r
-            print(f"| {name} | {precision} | {r['params']:,} | {r['gflops']:.2f} | {r['train']:.2f} | {r['infer']:.2f} |")
+            print(
+                f"| {name} | {precision} | {r['params']:,} | {r['gflops']:.2f} | {r['train']:.2f} | {r['infer']:.2f} |"
+            )
     pairs = (("unet_plus_plus", "kuc_unet_plus_2d"), ("unet_3plus", "kuc_unet_3plus_2d"))
     rows = []
     for zoo, peer in pairs:
         for precision in args.precisions:
             if (zoo, precision) in results and (peer, precision) in results:
                 z, p = results[(zoo, precision)], results[(peer, precision)]
-                rows.append(f"| {zoo} / {peer} | {precision} | {z['train'] / p['train']:.2f} | {z['infer'] / p['infer']:.2f} |")
+                rows.append(
+                    f"| {zoo} / {peer} | {precision} | {z['train'] / p['train']:.2f} | {z['infer'] / p['infer']:.2f} |"
+                )
     if rows:
         print("\n| zoo / peer speed | precision | train | infer |\n|---|---|---|---|")
         print("\n".join(rows))

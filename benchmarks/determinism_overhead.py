@@ -63,8 +63,10 @@ def main():
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             seconds, loss = map(float, next(l for l in out.splitlines() if l.startswith("RESULT")).split()[1:])
             best[setting] = min(best.get(setting, (float("inf"), loss)), (seconds, loss))
-    print(f"{args.model} width {args.width}, {args.size}x{args.size}, batch {args.batch}, {args.precision}, "
-          f"{args.steps} steps, best of {args.repeat}\n")
+    print(
+        f"{args.model} width {args.width}, {args.size}x{args.size}, batch {args.batch}, {args.precision}, "
+        f"{args.steps} steps, best of {args.repeat}\n"
+    )
     print("| op determinism | s/step | loss after the steps |")
     print("|---|---:|---:|")
     for setting in ("off", "on"):

@@ -85,7 +85,9 @@ def main():
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--windows", type=int, default=3)
-    parser.add_argument("--matmul-size", type=int, default=8192, help="side of the square bf16 matmul timed for the peak rate")
+    parser.add_argument(
+        "--matmul-size", type=int, default=8192, help="side of the square bf16 matmul timed for the peak rate"
+    )
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # child process: one model x precision, so policies never leak between runs
@@ -100,18 +102,29 @@ def main():
     print(f"device: {device.device_kind} ({device.platform}), measured bf16 matmul: {peak:.3g} TFLOP/s")
     print(f"Keras backend: {keras.backend.backend()}")
     print(f"width {args.width}, {args.size}x{args.size}, batch {args.batch}\n")
-    print("| model | precision | params | GFLOP/img (fwd) | train img/s | infer img/s | train TFLOP/s | fraction of bf16 matmul |")
+    print(
+        "| model | precision | params | GFLOP/img (fwd) | train img/s | infer img/s | train TFLOP/s | fraction of bf16 matmul |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     tf_used = False
     for name in args.models:
         for precision in args.precisions:
             cmd = [sys.executable, __file__, "--one", name, precision] + [
-                f"--{k}={v}" for k, v in (("width", args.width), ("batch", args.batch), ("size", args.size), ("steps", args.steps), ("windows", args.windows))
+                f"--{k}={v}"
+                for k, v in (
+                    ("width", args.width),
+                    ("batch", args.batch),
+                    ("size", args.size),
+                    ("steps", args.steps),
+                    ("windows", args.windows),
+                )
             ]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT")), None)
             if line is None:
-                print(f"| {name} | {precision} | failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else '?'} |")
+                print(
+                    f"| {name} | {precision} | failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else '?'} |"
+                )
                 continue
             params, gflops, train, infer, tf_loaded = line.split()[1:]
             tf_used |= tf_loaded == "True"

@@ -53,15 +53,27 @@ def main():
 
     rows = [
         ("decode JPEG field", lambda: read_image(args.image), lambda: cv2.imread(args.image)[..., ::-1]),
-        ("resample 0.2456 -> 0.25 um/px (linear)", lambda: resize(image, shape),
-         lambda: cv2.resize(image, shape[::-1], interpolation=cv2.INTER_LINEAR)),
-        ("resample 0.2456 -> 0.25 um/px (area)", lambda: resize(image, shape),
-         lambda: cv2.resize(image, shape[::-1], interpolation=cv2.INTER_AREA)),
-        ("components + stats", lambda: extract_figures(probability, mpp=0.25, threshold=0.62, min_area_um2=0, outlines=False),
-         lambda: cv2.connectedComponentsWithStats(mask, connectivity=8)),
-        ("components + outlines", lambda: extract_figures(probability, mpp=0.25, threshold=0.62, min_area_um2=0),
-         cv_outlines),
-    ]  # fmt: skip
+        (
+            "resample 0.2456 -> 0.25 um/px (linear)",
+            lambda: resize(image, shape),
+            lambda: cv2.resize(image, shape[::-1], interpolation=cv2.INTER_LINEAR),
+        ),
+        (
+            "resample 0.2456 -> 0.25 um/px (area)",
+            lambda: resize(image, shape),
+            lambda: cv2.resize(image, shape[::-1], interpolation=cv2.INTER_AREA),
+        ),
+        (
+            "components + stats",
+            lambda: extract_figures(probability, mpp=0.25, threshold=0.62, min_area_um2=0, outlines=False),
+            lambda: cv2.connectedComponentsWithStats(mask, connectivity=8),
+        ),
+        (
+            "components + outlines",
+            lambda: extract_figures(probability, mpp=0.25, threshold=0.62, min_area_um2=0),
+            cv_outlines,
+        ),
+    ]
     blobs = measure.label(mask).max()
     print(f"field {image.shape[1]}x{image.shape[0]}, {blobs} blobs in the map; best of {args.repeat}\n")
     print("| step | current (s) | OpenCV (s) | current / OpenCV |")

@@ -103,7 +103,9 @@ def main():
             data, data_dir = "mitos12", SHARED_MITOS12
         else:
             data, data_dir = _synthetic_folder(os.path.join(tmp, "raw"))
-        produce = pipeline_rate(data, data_dir, os.path.join(tmp, "prepared"), args.patch, args.batch, batches, args.patches_per_image)
+        produce = pipeline_rate(
+            data, data_dir, os.path.join(tmp, "prepared"), args.patch, args.batch, batches, args.patches_per_image
+        )
         consume = training_rate(args.model, width, args.precision, args.patch, args.batch, steps)
     print(f"\n| what | patches/s ({args.patch}x{args.patch}) |")
     print("|---|---|")

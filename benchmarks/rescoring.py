@@ -46,11 +46,19 @@ def main():
     rows = [
         ("U-Net map, plain", best_of(args.repeat, lambda: predict_image(unet, image))),
         ("U-Net map, 8-fold averaged (shipped)", best_of(args.repeat, lambda: predict_image(unet, image, tta=True))),
-        ("candidates (pixel > 0.2)", best_of(args.repeat, lambda: extract_figures(probability, mpp=0.25, threshold=0.2, min_area_um2=50))),
+        (
+            "candidates (pixel > 0.2)",
+            best_of(args.repeat, lambda: extract_figures(probability, mpp=0.25, threshold=0.2, min_area_um2=50)),
+        ),
     ]
     for label, model in ((f"{ensemble.get_config()['name']}, shipped ensemble", ensemble), ("one member", single)):
         classify_centres(model, image, centres)  # warm-up
-        rows.append((f"classifier: {args.candidates} windows x 8 views, {label}", best_of(args.repeat, lambda: classify_centres(model, image, centres))))
+        rows.append(
+            (
+                f"classifier: {args.candidates} windows x 8 views, {label}",
+                best_of(args.repeat, lambda model=model: classify_centres(model, image, centres)),
+            )
+        )
     reference = rows[1][1]
     print(f"image {image.shape[0]}x{image.shape[1]}, best of {args.repeat}\n")
     print("| step | seconds | / averaged map |")

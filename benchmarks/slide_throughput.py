@@ -47,7 +47,9 @@ def render(x0, y0, w, h, ds, discs, blobs):
     if tissue.any():
         rng = np.random.default_rng(int(x0 * 7 + y0 * 13 + ds))
         out[tissue] = (np.array([214, 150, 190]) + rng.integers(-25, 25, size=(int(tissue.sum()), 3))).clip(0, 255)
-        near = blobs[(np.abs(blobs[:, 0] - (x0 + w * ds / 2)) < w * ds) & (np.abs(blobs[:, 1] - (y0 + h * ds / 2)) < h * ds)]
+        near = blobs[
+            (np.abs(blobs[:, 0] - (x0 + w * ds / 2)) < w * ds) & (np.abs(blobs[:, 1] - (y0 + h * ds / 2)) < h * ds)
+        ]
         for bx, by in near:
             out[((xs - bx) ** 2 + (ys - by) ** 2 <= 81) & tissue] = (60, 25, 95)
     return out
@@ -56,7 +58,9 @@ def render(x0, y0, w, h, ds, discs, blobs):
 def write_slide(path, side, fraction):
     discs = patches(side, fraction)
     rng = np.random.default_rng(1)
-    blobs = np.concatenate([np.array([cx, cy]) + rng.uniform(-r, r, size=(int(r * r * 2e-5) + 5, 2)) for cx, cy, r in discs])
+    blobs = np.concatenate(
+        [np.array([cx, cy]) + rng.uniform(-r, r, size=(int(r * r * 2e-5) + 5, 2)) for cx, cy, r in discs]
+    )
     description = f"Aperio Image Library v12.0.0\n{side}x{side} [0,0 {side}x{side}] (512x512) JPEG/RGB Q=90|MPP = {MPP}"
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
         for i, ds in enumerate((1, 4, 16)):
@@ -70,9 +74,17 @@ def write_slide(path, side, fraction):
                         tile[:h, :w] = render(x * ds, y * ds, w, h, ds, discs, blobs)
                         yield tile
 
-            tif.write(tiles(), shape=(size, size, 3), dtype=np.uint8, tile=(TILE, TILE), compression="jpeg",
-                      photometric="rgb", description=description if i == 0 else None, subfiletype=0 if i == 0 else 1,
-                      metadata=None)  # fmt: skip
+            tif.write(
+                tiles(),
+                shape=(size, size, 3),
+                dtype=np.uint8,
+                tile=(TILE, TILE),
+                compression="jpeg",
+                photometric="rgb",
+                description=description if i == 0 else None,
+                subfiletype=0 if i == 0 else 1,
+                metadata=None,
+            )
     return len(blobs)
 
 
@@ -92,9 +104,19 @@ def child(args):
     result = detector.predict_slide(args.slide, out_dir=args.out, progress=False)
     seconds = time.perf_counter() - start
     tissue_mpx = result.tissue_area_mm2 * 1e6 / detector.mpp**2 / 1e6
-    print(json.dumps({"seconds": seconds, "tissue_mm2": result.tissue_area_mm2, "tissue_mpx": tissue_mpx,
-                      "count": result.count, "tiles": result.tiles, "timing": result.timing,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "tissue_mm2": result.tissue_area_mm2,
+                "tissue_mpx": tissue_mpx,
+                "count": result.count,
+                "tiles": result.tiles,
+                "timing": result.timing,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def main():
@@ -102,8 +124,13 @@ def main():
     p.add_argument("--sizes", type=int, nargs="+", default=[8000, 16000], help="slide sides in pixels")
     p.add_argument("--tissue-fraction", type=float, default=0.03, help="share of the slide covered by tissue")
     p.add_argument("--no-tta", action="store_true", help="skip the 8-fold averaged runs")
-    p.add_argument("--base-filters", type=int, default=None, help="an untrained zoo U-Net of this width instead of "
-                   "the shipped unet/mitosis (f = 64): the pipeline's own cost on a slow machine")  # fmt: skip
+    p.add_argument(
+        "--base-filters",
+        type=int,
+        default=None,
+        help="an untrained zoo U-Net of this width instead of "
+        "the shipped unet/mitosis (f = 64): the pipeline's own cost on a slow machine",
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--slide", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -118,8 +145,11 @@ def main():
             path = os.path.join(folder, f"synthetic_{side}.svs")
             t0 = time.perf_counter()
             figures = write_slide(path, side, args.tissue_fraction)
-            print(f"wrote {side}x{side} slide ({os.path.getsize(path) / 1e6:.0f} MB, {figures} figures) in "
-                  f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)  # fmt: skip
+            print(
+                f"wrote {side}x{side} slide ({os.path.getsize(path) / 1e6:.0f} MB, {figures} figures) in "
+                f"{time.perf_counter() - t0:.0f} s",
+                file=sys.stderr,
+            )
             for tta in (False,) if args.no_tta else (False, True):
                 command = [sys.executable, __file__, "--child", "--slide", path, "--out", os.path.join(folder, "out")]
                 command += ["--base-filters", str(args.base_filters)] if args.base_filters else []
@@ -127,15 +157,19 @@ def main():
                 run = json.loads(out.stdout.strip().splitlines()[-1])
                 rows.append((side, tta, run))
                 print(json.dumps(run), file=sys.stderr)
-    print("| slide | map | tissue mm^2 (Mpx) | tiles run / all | seconds | tissue Mpx/s | read+resample s (thread) "
-          "| waiting for reads s | network s | stitch s | tissue mask s | peak RSS MB |")  # fmt: skip
+    print(
+        "| slide | map | tissue mm^2 (Mpx) | tiles run / all | seconds | tissue Mpx/s | read+resample s (thread) "
+        "| waiting for reads s | network s | stitch s | tissue mask s | peak RSS MB |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for side, tta, run in rows:
         t = run["timing"]
-        print(f"| {side}x{side} | {'8-fold' if tta else 'plain'} | {run['tissue_mm2']:.2f} ({run['tissue_mpx']:.1f}) | "
-              f"{run['tiles']['run']} / {run['tiles']['total']} | {run['seconds']:.1f} | "
-              f"{run['tissue_mpx'] / run['seconds']:.3f} | {t['read_s']:.1f} | {t['wait_s']:.1f} | {t['network_s']:.1f} | "
-              f"{t['stitch_s']:.2f} | {t['tissue_s']:.1f} | {run['peak_rss_mb']:.0f} |")  # fmt: skip
+        print(
+            f"| {side}x{side} | {'8-fold' if tta else 'plain'} | {run['tissue_mm2']:.2f} ({run['tissue_mpx']:.1f}) | "
+            f"{run['tiles']['run']} / {run['tiles']['total']} | {run['seconds']:.1f} | "
+            f"{run['tissue_mpx'] / run['seconds']:.3f} | {t['read_s']:.1f} | {t['wait_s']:.1f} | {t['network_s']:.1f} | "
+            f"{t['stitch_s']:.2f} | {t['tissue_s']:.1f} | {run['peak_rss_mb']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -87,15 +87,23 @@ def main():
     rows = []
     for model in args.models.split(","):
         for precision in args.precisions.split(","):
-            cfg = dict(model=model, precision=precision, width=args.width, size=args.size, tile=args.tile,
-                       overlap=args.overlap, batch=args.batch, repeat=args.repeat)  # fmt: skip
+            cfg = dict(
+                model=model,
+                precision=precision,
+                width=args.width,
+                size=args.size,
+                tile=args.tile,
+                overlap=args.overlap,
+                batch=args.batch,
+                repeat=args.repeat,
+            )
             proc = subprocess.run(
                 [sys.executable, __file__, "--worker", json.dumps(cfg)], capture_output=True, text=True, cwd=REPO
             )
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")), None)
             if line is None:
                 sys.exit(f"{model}/{precision} failed:\n{proc.stderr[-3000:]}")
-            rows.append(json.loads(line[len("RESULT"):]))
+            rows.append(json.loads(line[len("RESULT") :]))
             print(f"done {model} {precision}", file=sys.stderr, flush=True)
     r0 = rows[0]
     print(

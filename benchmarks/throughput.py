@@ -70,8 +70,7 @@ def _keras_worker(cfg):
 
     keras.mixed_precision.set_dtype_policy(cfg["precision"])
     if cfg["bn"] == "stock":
-        from mitoseg_tf.layers import attention
-        from mitoseg_tf.layers import conv
+        from mitoseg_tf.layers import attention, conv
 
         class StockBatchNorm(keras.layers.BatchNormalization):
             """The zoo's defaults on Keras' own implementation, to measure the zoo's."""
@@ -95,7 +94,10 @@ def _keras_worker(cfg):
         model, labels = _detector_setup(cfg["model"], size, batch, rng)
     else:
         model = build(
-            cfg["model"], base_filters=cfg["width"], input_shape=(size, size, 3), norm={"none": None, "group": "group", "stock_group": "group"}.get(cfg["bn"], "batch")
+            cfg["model"],
+            base_filters=cfg["width"],
+            input_shape=(size, size, 3),
+            norm={"none": None, "group": "group", "stock_group": "group"}.get(cfg["bn"], "batch"),
         )
         # jit_compile=False is what "auto" resolves to on CPU; XLA was slower here in bf16.
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=False)
@@ -165,7 +167,9 @@ def _torch_unet(width, depth, batch_norm, dropout):
             self.enc = nn.ModuleList(double_conv(cin, cout) for cin, cout in zip([3] + widths[:-2], widths[:-1]))
             self.bottleneck = double_conv(widths[-2], widths[-1])
             self.up = nn.ModuleList(
-                nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), *conv_bn_act(widths[lvl + 1], widths[lvl], 2))
+                nn.Sequential(
+                    nn.Upsample(scale_factor=2, mode="nearest"), *conv_bn_act(widths[lvl + 1], widths[lvl], 2)
+                )
                 for lvl in range(depth)
             )
             self.dec = nn.ModuleList(double_conv(2 * widths[lvl], widths[lvl]) for lvl in range(depth))
@@ -299,7 +303,13 @@ def _fmt(value, digits=2):
 
 
 def _table(configs, results):
-    bn_names = {"zoo": "zoo BatchNorm", "stock": "keras BatchNormalization", "none": "no BN", "group": "zoo GroupNorm", "stock_group": "keras GroupNormalization"}
+    bn_names = {
+        "zoo": "zoo BatchNorm",
+        "stock": "keras BatchNormalization",
+        "none": "no BN",
+        "group": "zoo GroupNorm",
+        "stock_group": "keras GroupNormalization",
+    }
     torch_bn_names = TORCH_BN_LABELS
     lines = [
         "| framework | model | normalisation | precision | train img/s | infer img/s | train s/step | cpu train / infer |",
@@ -320,8 +330,7 @@ def _table(configs, results):
         framework = key[0] + (" (channels_last)" if cfg.get("channels_last") else "")
         norm = (torch_bn_names if key[0] == "torch" else bn_names)[key[2]]
         lines.append(
-            f"| {framework} | {key[1]} | {norm} | {key[3]} | {_fmt(train)} | {_fmt(infer)} | "
-            f"{_fmt(step)} | {cpu} % |"
+            f"| {framework} | {key[1]} | {norm} | {key[3]} | {_fmt(train)} | {_fmt(infer)} | {_fmt(step)} | {cpu} % |"
         )
     return "\n".join(lines)
 
@@ -375,7 +384,11 @@ def _ratios(args, results):
     for model in args.models:
         for num, den, label in versus_zoo:
             for precision in args.precisions:
-                add(f"{model} {label} speed, {precision}", ("keras", model, num, precision), ("keras", model, den, precision))
+                add(
+                    f"{model} {label} speed, {precision}",
+                    ("keras", model, num, precision),
+                    ("keras", model, den, precision),
+                )
     for precision in args.precisions:
         for bn in ("zoo", "none"):
             add(
@@ -414,7 +427,9 @@ def _parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=8, help="images per step (default: %(default)s)")
     parser.add_argument("--size", type=int, default=256, help="image height and width (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=1, help="steps per timed window (default: %(default)s)")
-    parser.add_argument("--windows", type=int, default=3, help="timed windows; the median is reported (default: %(default)s)")
+    parser.add_argument(
+        "--windows", type=int, default=3, help="timed windows; the median is reported (default: %(default)s)"
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: %(default)s)")
     parser.add_argument(
         "--precisions", default=",".join(PRECISIONS), help="comma-separated Keras dtype policies (default: %(default)s)"

@@ -70,13 +70,31 @@ class RunConfig:
 
 
 # Value rules of the training options, shared by RunConfig and CompareConfig (the fields each has).
-AT_LEAST = {"epochs": 1, "steps_per_epoch": 1, "batch_size": 1, "crop_size": 16, "base_filters": 1, "eval_tile": 16,
-            "repeats": 1, "num_examples": 1, "num_overlays": 0, "figure_tiles": 0}  # fmt: skip
+AT_LEAST = {
+    "epochs": 1,
+    "steps_per_epoch": 1,
+    "batch_size": 1,
+    "crop_size": 16,
+    "base_filters": 1,
+    "eval_tile": 16,
+    "repeats": 1,
+    "num_examples": 1,
+    "num_overlays": 0,
+    "figure_tiles": 0,
+}
 POSITIVE = ("learning_rate", "budget_minutes", "match_distance_um")  # finite and > 0
 FRACTIONS = ("positive_fraction",)  # in [0, 1]
 
-_ACCEPTED = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping",
-             tuple: "a list", list: "a list", type(None): "null (None)"}  # fmt: skip
+_ACCEPTED = {
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    str: "a string",
+    dict: "a mapping",
+    tuple: "a list",
+    list: "a list",
+    type(None): "null (None)",
+}
 
 
 def _fits(value, kind):
@@ -113,7 +131,9 @@ def require_fields(entry, names, where):
         raise ValueError(f"{where}: expected an object; got {entry!r}.")
     missing = [n for n in names if n not in entry]
     if missing:
-        raise ValueError(f"{where}: lacks the field(s) {', '.join(missing)} (has {', '.join(map(str, entry)) or 'none'}).")
+        raise ValueError(
+            f"{where}: lacks the field(s) {', '.join(missing)} (has {', '.join(map(str, entry)) or 'none'})."
+        )
 
 
 def check_options(config, where=""):

@@ -67,10 +67,7 @@ def _prepare(y_true, y_pred):
             )
         y_true = ops.squeeze(y_true, axis=-1)
     if len(y_true.shape) != len(y_pred.shape) - 1:
-        raise ValueError(
-            f"y_true shape {tuple(y_true.shape)} does not match y_pred shape "
-            f"{tuple(y_pred.shape)}"
-        )
+        raise ValueError(f"y_true shape {tuple(y_true.shape)} does not match y_pred shape {tuple(y_pred.shape)}")
     return ops.cast(y_true, "int32"), y_pred, channels
 
 
@@ -136,9 +133,7 @@ class CrossEntropy(_SegmentationLoss):
 def _check_classes(classes):
     if isinstance(classes, str):
         if classes not in ("foreground", "all"):
-            raise ValueError(
-                f'classes must be "foreground", "all" or a list of class ids; got {classes!r}'
-            )
+            raise ValueError(f'classes must be "foreground", "all" or a list of class ids; got {classes!r}')
         return classes
     ids = [int(c) for c in classes]
     if not ids or any(c < 0 for c in ids):
@@ -187,9 +182,7 @@ class SoftDice(_SegmentationLoss):
         if self.classes == "foreground":
             return x[..., 1:]
         if max(self.classes) >= num_classes:
-            raise ValueError(
-                f"classes {self.classes} out of range for {num_classes} classes"
-            )
+            raise ValueError(f"classes {self.classes} out of range for {num_classes} classes")
         return ops.take(x, self.classes, axis=-1)
 
     def per_image_loss(self, y_true, y_pred):
@@ -217,9 +210,7 @@ class SoftDice(_SegmentationLoss):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {"smooth": self.smooth, "classes": self.classes, "per_image": self.per_image}
-        )
+        config.update({"smooth": self.smooth, "classes": self.classes, "per_image": self.per_image})
         return config
 
 
@@ -245,9 +236,7 @@ class CEDice(_SegmentationLoss):
         super().__init__(from_logits=from_logits, name=name, **kwargs)
         self.ce_weight = float(ce_weight)
         self.dice_weight = float(dice_weight)
-        self._dice = SoftDice(
-            smooth=smooth, classes=classes, per_image=per_image, from_logits=from_logits
-        )
+        self._dice = SoftDice(smooth=smooth, classes=classes, per_image=per_image, from_logits=from_logits)
 
     def call(self, y_true, y_pred):
         labels, scores, channels = _prepare(y_true, y_pred)
@@ -294,10 +283,7 @@ class Focal(_SegmentationLoss):
         if isinstance(self.alpha, float):
             return ops.where(ops.greater_equal(y_true, 1), self.alpha, 1.0 - self.alpha)
         if len(self.alpha) != num_classes:
-            raise ValueError(
-                f"alpha has {len(self.alpha)} entries but the output has "
-                f"{num_classes} classes"
-            )
+            raise ValueError(f"alpha has {len(self.alpha)} entries but the output has {num_classes} classes")
         weights = ops.convert_to_tensor(self.alpha, dtype="float32")
         return ops.take(weights, y_true, axis=0)
 
@@ -598,12 +584,9 @@ def get_loss(name_or_loss, from_logits=False):
         return name_or_loss
     if not isinstance(name_or_loss, str):
         raise TypeError(
-            "get_loss expects a loss name or a keras.losses.Loss instance; "
-            f"got {type(name_or_loss).__name__}"
+            f"get_loss expects a loss name or a keras.losses.Loss instance; got {type(name_or_loss).__name__}"
         )
     key = name_or_loss.strip().lower().replace("-", "_")
     if key not in _LOSSES:
-        raise ValueError(
-            f"Unknown loss {name_or_loss!r}; valid names are {', '.join(LOSS_NAMES)}"
-        )
+        raise ValueError(f"Unknown loss {name_or_loss!r}; valid names are {', '.join(LOSS_NAMES)}")
     return _LOSSES[key](from_logits=from_logits)

@@ -4,10 +4,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Before Keras: its TensorFlow starts without the start-up lines (mitoseg_tf._quiet). A worker's imports
 # happen outside any test's capture, so those lines would reach the terminal, even after the summary.
-import mitoseg_tf  # noqa: E402, F401
 import keras  # noqa: E402
 import pytest  # noqa: E402
 import real_data  # noqa: E402
+
+import mitoseg_tf  # noqa: E402, F401
 
 SHARED_DATA = real_data.ROOT
 

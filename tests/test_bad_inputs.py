@@ -83,8 +83,16 @@ PREDICT = [
     ("out under a file", ["{ws}/imgs", "--out", "{ws}/file.txt/sub", "--mpp", "0.25"], "lies under the file"),
     ("out deep under a file", ["{ws}/imgs", "--out", "{ws}/file.txt/a/b", "--mpp", "0.25"], "lies under the file"),
     ("out is the input folder", ["{ws}/imgs", "--out", "{ws}/imgs", "--mpp", "0.25"], "is the folder of the input"),
-    ("out is the input's folder", ["{ws}/imgs/a.png", "--out", "{ws}/imgs", "--mpp", "0.25"], "is the folder of the input"),
-    ("out is the input folder, trailing slash", ["{ws}/imgs", "--out", "{ws}/imgs/", "--mpp", "0.25"], "folder of the input"),
+    (
+        "out is the input's folder",
+        ["{ws}/imgs/a.png", "--out", "{ws}/imgs", "--mpp", "0.25"],
+        "is the folder of the input",
+    ),
+    (
+        "out is the input folder, trailing slash",
+        ["{ws}/imgs", "--out", "{ws}/imgs/", "--mpp", "0.25"],
+        "folder of the input",
+    ),
     ("out is the input folder, dotted", ["{ws}/imgs", "--out", "{ws}/imgs/.", "--mpp", "0.25"], "folder of the input"),
     ("mpp 0", ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0"], "not a plausible pixel size"),
     ("mpp negative", ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "-0.25"], "not a plausible pixel size"),
@@ -104,22 +112,46 @@ PREDICT = [
     ("hpf area inf", ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--hpf10-area-mm2", "inf"], "--hpf10-area-mm2"),
     ("unknown weights", ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--weights", "unet/nope"], "unet/nope"),
     ("weights without a tag", ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--weights", "unet"], "unet"),
-    ("checkpoint and weights", ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--weights", "unet/mitosis",
-                                "--checkpoint", "{ws}/x.keras"], "not both"),  # fmt: skip
-    ("missing checkpoint", ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--checkpoint", "{ws}/x.keras"],
-     "does not exist"),  # fmt: skip
-    ("checkpoint is a folder", ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--checkpoint", "{ws}/empty"],
-     "not a file"),  # fmt: skip
-    ("threshold above 1", ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--weights", "unet/mitosis",
-                           "--threshold", "2"], "pixel_threshold must lie in [0, 1]"),  # fmt: skip
-    ("threshold nan", ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--weights", "unet/mitosis",
-                       "--threshold", "nan"], "pixel_threshold must lie in [0, 1]"),  # fmt: skip
-    ("score threshold negative", ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--weights", "unet/mitosis",
-                                  "--score-threshold", "-1"], "score_threshold must lie in [0, 1]"),  # fmt: skip
-    ("min area negative", ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--weights", "unet/mitosis",
-                           "--min-area-um2", "-5"], "min_area_um2"),  # fmt: skip
-    ("min area nan", ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--weights", "unet/mitosis",
-                      "--min-area-um2", "nan"], "min_area_um2"),  # fmt: skip
+    (
+        "checkpoint and weights",
+        ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--weights", "unet/mitosis", "--checkpoint", "{ws}/x.keras"],
+        "not both",
+    ),
+    (
+        "missing checkpoint",
+        ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--checkpoint", "{ws}/x.keras"],
+        "does not exist",
+    ),
+    (
+        "checkpoint is a folder",
+        ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--checkpoint", "{ws}/empty"],
+        "not a file",
+    ),
+    (
+        "threshold above 1",
+        ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--weights", "unet/mitosis", "--threshold", "2"],
+        "pixel_threshold must lie in [0, 1]",
+    ),
+    (
+        "threshold nan",
+        ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--weights", "unet/mitosis", "--threshold", "nan"],
+        "pixel_threshold must lie in [0, 1]",
+    ),
+    (
+        "score threshold negative",
+        ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--weights", "unet/mitosis", "--score-threshold", "-1"],
+        "score_threshold must lie in [0, 1]",
+    ),
+    (
+        "min area negative",
+        ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--weights", "unet/mitosis", "--min-area-um2", "-5"],
+        "min_area_um2",
+    ),
+    (
+        "min area nan",
+        ["{ws}/imgs", "--out", "{ws}/o", "--mpp", "0.25", "--weights", "unet/mitosis", "--min-area-um2", "nan"],
+        "min_area_um2",
+    ),
 ]
 
 
@@ -168,8 +200,9 @@ def test_predict_refuses_a_bad_detection_json_naming_the_file_before_loading_the
 
 
 def test_predict_refuses_a_junk_checkpoint_with_one_line(ws, capsys):
-    code, err = cli(capsys, ["predict", ws / "imgs", "--out", ws / "o", "--mpp", "0.25", "--checkpoint",
-                             run_folder(ws, None)])  # fmt: skip
+    code, err = cli(
+        capsys, ["predict", ws / "imgs", "--out", ws / "o", "--mpp", "0.25", "--checkpoint", run_folder(ws, None)]
+    )
     assert code == 2 and "not a Keras .keras archive" in err and "\n" not in err, err
 
 
@@ -188,8 +221,14 @@ class _Detector:
 
         if int(image[0, 0, 0]) in self.fail:
             raise self.error
-        return Prediction(figures=(), mpp=mpp, image_shape=image.shape[:2], object_class="Mitosis",
-                          settings=DetectionSettings(), mpp_source=mpp_source)  # fmt: skip
+        return Prediction(
+            figures=(),
+            mpp=mpp,
+            image_shape=image.shape[:2],
+            object_class="Mitosis",
+            settings=DetectionSettings(),
+            mpp_source=mpp_source,
+        )
 
 
 @pytest.mark.parametrize(
@@ -283,8 +322,19 @@ def _raise(error):
         (IsADirectoryError(21, "Is a directory", "/x"), 2, "Is a directory"),
         (KeyboardInterrupt(), 130, "mitoseg models: interrupted"),
     ],
-    ids=["runtime", "type", "attribute", "memory", "zero", "value", "key", "missing", "permission", "directory",
-         "interrupt"],  # fmt: skip
+    ids=[
+        "runtime",
+        "type",
+        "attribute",
+        "memory",
+        "zero",
+        "value",
+        "key",
+        "missing",
+        "permission",
+        "directory",
+        "interrupt",
+    ],
 )
 def test_every_error_is_one_line_and_a_status(monkeypatch, capsys, error, code, fragment):
     import mitoseg_tf.cli.main as cli_main
@@ -404,7 +454,9 @@ RUN_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("values, fragment", RUN_CONFIGS, ids=[next(iter(v)) + repr(next(iter(v.values()))) for v, _ in RUN_CONFIGS])
+@pytest.mark.parametrize(
+    "values, fragment", RUN_CONFIGS, ids=[next(iter(v)) + repr(next(iter(v.values()))) for v, _ in RUN_CONFIGS]
+)
 def test_run_config_refuses_bad_values(values, fragment):
     from mitoseg_tf.config import RunConfig
 
@@ -509,13 +561,36 @@ def test_evaluate_refuses_an_out_that_is_a_file(ws, capsys):
         (["slide", "{ws}/imgs", "--out", "{ws}/o", "--batch-size=0"], "--batch-size must be at least 1"),
         (["slide", "{ws}/imgs", "--out", "{ws}/o", "--hpf10-area-mm2=-2"], "--hpf10-area-mm2 must be a finite"),
     ],
-    ids=["export missing checkpoint", "export unknown weights", "models no match", "weights no match",
-         "inspect unknown dataset", "prepare unknown dataset", "inspect missing dir", "inspect empty dir",
-         "inspect monuseg empty dir", "slide missing", "slide empty folder", "slide out is a file",
-         "slide out under a file", "slide out is the input folder", "train unknown model", "train unknown data",
-         "train dataset option on synthetic", "export tile 0", "export overlap 1", "evaluate batch 0",
-         "evaluate match distance 0", "evaluate match distance nan", "evaluate mpp 0", "evaluate out under a file",
-         "evaluate unknown data", "slide tile 0", "slide batch 0", "slide hpf area negative"],  # fmt: skip
+    ids=[
+        "export missing checkpoint",
+        "export unknown weights",
+        "models no match",
+        "weights no match",
+        "inspect unknown dataset",
+        "prepare unknown dataset",
+        "inspect missing dir",
+        "inspect empty dir",
+        "inspect monuseg empty dir",
+        "slide missing",
+        "slide empty folder",
+        "slide out is a file",
+        "slide out under a file",
+        "slide out is the input folder",
+        "train unknown model",
+        "train unknown data",
+        "train dataset option on synthetic",
+        "export tile 0",
+        "export overlap 1",
+        "evaluate batch 0",
+        "evaluate match distance 0",
+        "evaluate match distance nan",
+        "evaluate mpp 0",
+        "evaluate out under a file",
+        "evaluate unknown data",
+        "slide tile 0",
+        "slide batch 0",
+        "slide hpf area negative",
+    ],
 )
 def test_other_commands_refuse_with_one_line(ws, capsys, args, fragment):
     code, err = cli(capsys, [a.format(ws=ws) for a in args])
@@ -524,8 +599,10 @@ def test_other_commands_refuse_with_one_line(ws, capsys, args, fragment):
 
 # ------------------------------------------------------------------ dataset readers
 
-MIDOG = {"images": [{"id": 1, "file_name": "a.tiff", "width": 100, "height": 80}],
-         "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [10, 10, 60, 60]}]}  # fmt: skip
+MIDOG = {
+    "images": [{"id": 1, "file_name": "a.tiff", "width": 100, "height": 80}],
+    "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [10, 10, 60, 60]}],
+}
 
 
 def _midog(**changes):
@@ -554,7 +631,11 @@ MIDOG_CASES = [
     ("height negative", json.dumps(_midog(images__height=-80)), "whole numbers >= 1"),
     ("height fractional", json.dumps(_midog(images__height=80.5)), "whole numbers >= 1"),
     ("width nan", json.dumps(_midog(images__width=float("nan"))), "width: nan is not a finite number"),
-    ("annotation without bbox", json.dumps(_midog(annotations__bbox="DROP")), "annotations[0]: lacks the field(s) bbox"),
+    (
+        "annotation without bbox",
+        json.dumps(_midog(annotations__bbox="DROP")),
+        "annotations[0]: lacks the field(s) bbox",
+    ),
     ("annotation without image", json.dumps(_midog(annotations__image_id="DROP")), "lacks the field(s) image_id"),
     ("unknown image", json.dumps(_midog(annotations__image_id=9)), "unknown image id 9"),
     ("unknown category", json.dumps(_midog(annotations__category_id=5)), "has category 5"),
@@ -570,8 +651,10 @@ MIDOG_CASES = [
 
 def _monuseg_xml(vertices='<Vertex X="1" Y="2"/><Vertex X="5" Y="2"/><Vertex X="5" Y="6"/>', mpp=""):
     stated = f' MicronsPerPixel="{mpp}"' if mpp else ""
-    return f'<Annotations{stated}><Annotation><Regions><Region Id="4"><Vertices>{vertices}</Vertices></Region>' \
-           "</Regions></Annotation></Annotations>"  # fmt: skip
+    return (
+        f'<Annotations{stated}><Annotation><Regions><Region Id="4"><Vertices>{vertices}</Vertices></Region>'
+        "</Regions></Annotation></Annotations>"
+    )
 
 
 MONUSEG_CASES = [
@@ -625,10 +708,16 @@ def _voc(box):
 def _reader(name):
     from mitoseg_tf.data.formats import midog, mitos12, mitos_atypia14, monuseg, tupac16, voc
 
-    return {"midog": midog.read_database, "monuseg": monuseg.read_xml, "tupac16": tupac16.read_points,
-            "atypia": mitos_atypia14.read_frame_csv, "mitos12": mitos12.read_pixel_csv,
-            "mitos12 list": mitos12.read_centre_list, "atypia list": mitos_atypia14.read_point_list,
-            "voc": voc.read_xml}[name]  # fmt: skip
+    return {
+        "midog": midog.read_database,
+        "monuseg": monuseg.read_xml,
+        "tupac16": tupac16.read_points,
+        "atypia": mitos_atypia14.read_frame_csv,
+        "mitos12": mitos12.read_pixel_csv,
+        "mitos12 list": mitos12.read_centre_list,
+        "atypia list": mitos_atypia14.read_point_list,
+        "voc": voc.read_xml,
+    }[name]
 
 
 # (id, reader, label file text, message fragment): every reader names the file, and the record where it has one.
@@ -641,7 +730,9 @@ READER_CASES = (
 )
 
 
-@pytest.mark.parametrize("reader, text, fragment", [c[1:] for c in READER_CASES], ids=[f"{c[1]}: {c[0]}" for c in READER_CASES])
+@pytest.mark.parametrize(
+    "reader, text, fragment", [c[1:] for c in READER_CASES], ids=[f"{c[1]}: {c[0]}" for c in READER_CASES]
+)
 def test_dataset_readers_name_the_file_and_the_record(tmp_path, reader, text, fragment):
     path = tmp_path / "labels"
     path.write_text(text)
@@ -663,8 +754,21 @@ RECORDS = [
 ]
 
 
-@pytest.mark.parametrize("values, fragment", RECORDS, ids=["nan point", "inf point", "inf negative", "nan polygon",
-                                                           "nan pixel", "text points", "mpp 0", "mpp -1", "mpp nan"])
+@pytest.mark.parametrize(
+    "values, fragment",
+    RECORDS,
+    ids=[
+        "nan point",
+        "inf point",
+        "inf negative",
+        "nan polygon",
+        "nan pixel",
+        "text points",
+        "mpp 0",
+        "mpp -1",
+        "mpp nan",
+    ],
+)
 def test_no_reader_can_pass_on_a_non_finite_record(values, fragment):
     from mitoseg_tf.data.formats.record import Record
 
@@ -724,8 +828,15 @@ def _damage(folder, name, how):
         path.write_bytes(data[:1000] + bytes([data[1000] ^ 1]) + data[1001:])
 
 
-@pytest.mark.parametrize("how, fragment", [("truncated", "does not have the SHA-256"), ("swapped", "does not have the SHA-256"),
-                                           ("flipped byte", "does not have the SHA-256"), ("missing", "is missing from")])  # fmt: skip
+@pytest.mark.parametrize(
+    "how, fragment",
+    [
+        ("truncated", "does not have the SHA-256"),
+        ("swapped", "does not have the SHA-256"),
+        ("flipped byte", "does not have the SHA-256"),
+        ("missing", "is missing from"),
+    ],
+)
 def test_damaged_weights_are_refused_before_they_load(weights_copy, capsys, how, fragment):
     _damage(weights_copy, "unet_mitosis.weights.h5", how)
     code, err = cli(capsys, ["export", "--weights", "unet/mitosis", "--no-rescore", "--out", weights_copy / "e"])
@@ -743,17 +854,27 @@ def test_a_damaged_figure_classifier_is_refused(weights_copy):
 @pytest.mark.parametrize(
     "change, fragment",
     [
-        (lambda m: "{\"unet/mitosis\": {", "manifest.json is not valid JSON"),
+        (lambda m: '{"unet/mitosis": {', "manifest.json is not valid JSON"),
         (lambda m: "[]", "expected a mapping of MODEL/TAG"),
-        (lambda m: {**m, "unet/mitosis": {k: v for k, v in m["unet/mitosis"].items() if k != "file"}},
-         "manifest.json, unet/mitosis: lacks the field(s) file"),
-        (lambda m: {**m, "unet/mitosis": {k: v for k, v in m["unet/mitosis"].items() if k != "arguments"}},
-         "lacks the field(s) arguments"),
-        (lambda m: {**m, "unet/mitosis": {**m["unet/mitosis"], "rescorer": {"file": "x.h5"}}},
-         "unet/mitosis, rescorer: lacks the field(s) arguments, detection, training"),
-        (lambda m: {**m, "unet/mitosis": {**m["unet/mitosis"], "detection": {**m["unet/mitosis"]["detection"],
-                                                                              "tta": "false"}}},
-         "card of unet/mitosis"),
+        (
+            lambda m: {**m, "unet/mitosis": {k: v for k, v in m["unet/mitosis"].items() if k != "file"}},
+            "manifest.json, unet/mitosis: lacks the field(s) file",
+        ),
+        (
+            lambda m: {**m, "unet/mitosis": {k: v for k, v in m["unet/mitosis"].items() if k != "arguments"}},
+            "lacks the field(s) arguments",
+        ),
+        (
+            lambda m: {**m, "unet/mitosis": {**m["unet/mitosis"], "rescorer": {"file": "x.h5"}}},
+            "unet/mitosis, rescorer: lacks the field(s) arguments, detection, training",
+        ),
+        (
+            lambda m: {
+                **m,
+                "unet/mitosis": {**m["unet/mitosis"], "detection": {**m["unet/mitosis"]["detection"], "tta": "false"}},
+            },
+            "card of unet/mitosis",
+        ),
     ],
     ids=["truncated", "a list", "no file", "no arguments", "rescorer without fields", "tta as text"],
 )
@@ -763,7 +884,9 @@ def test_a_damaged_manifest_is_named(weights_copy, capsys, change, fragment):
     (weights_copy / "manifest.json").write_text(changed if isinstance(changed, str) else json.dumps(changed))
     (weights_copy.parent / "imgs").mkdir()
     Image.new("RGB", (32, 32)).save(weights_copy.parent / "imgs" / "a.png")
-    code, err = cli(capsys, ["predict", weights_copy.parent / "imgs", "--out", weights_copy.parent / "o", "--mpp", "0.25"])
+    code, err = cli(
+        capsys, ["predict", weights_copy.parent / "imgs", "--out", weights_copy.parent / "o", "--mpp", "0.25"]
+    )
     assert code == 2 and fragment in err and "\n" not in err, err
 
 

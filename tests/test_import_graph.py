@@ -36,7 +36,9 @@ def test_no_import_runs_from_a_lower_floor_to_a_higher_one():
 def test_every_subpackage_has_a_floor():
     assert import_graph.unknown_subpackages(IMPORTS) == []
     assert set(import_graph.FLOORS) == set(import_graph.LOWER) | set(import_graph.HIGHER)
-    assert max(import_graph.FLOORS[n] for n in import_graph.LOWER) < min(import_graph.FLOORS[n] for n in import_graph.HIGHER)
+    assert max(import_graph.FLOORS[n] for n in import_graph.LOWER) < min(
+        import_graph.FLOORS[n] for n in import_graph.HIGHER
+    )
 
 
 def test_every_allowed_upward_import_exists_is_function_local_and_says_why():

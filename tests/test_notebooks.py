@@ -50,5 +50,7 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
     client.execute()  # raises CellExecutionError with the failing cell's traceback
     errors = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs if o.output_type == "error"]
     assert not errors
-    images = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs if "image/png" in o.get("data", {})]
+    images = [
+        o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs if "image/png" in o.get("data", {})
+    ]
     assert images, f"{name} drew no figure"

@@ -69,9 +69,7 @@ def test_ssim_and_ms_ssim_match_tensorflow():
     rng = np.random.default_rng(1)
     x = rng.random((2, 64, 64, 1)).astype(np.float32)
     y = np.clip(x + rng.normal(0, 0.2, x.shape), 0, 1).astype(np.float32)
-    np.testing.assert_allclose(
-        ops.convert_to_numpy(losses.ssim(x, y)), tf.image.ssim(x, y, 1.0).numpy(), rtol=1e-5
-    )
+    np.testing.assert_allclose(ops.convert_to_numpy(losses.ssim(x, y)), tf.image.ssim(x, y, 1.0).numpy(), rtol=1e-5)
     weights = np.array([0.0448, 0.2856, 0.3001])
     reference = tf.image.ssim_multiscale(x, y, 1.0, power_factors=weights / weights.sum()).numpy()
     np.testing.assert_allclose(ops.convert_to_numpy(losses.ms_ssim(x, y)), reference, rtol=1e-5)
@@ -117,9 +115,7 @@ def test_logits_match_probabilities():
         logits = rng.normal(size=(2, 16, 16, channels)).astype(np.float32)
         probs = ops.sigmoid(logits) if channels == 1 else ops.softmax(logits)
         for cls in NEW_LOSSES:
-            assert _value(cls(from_logits=True)(truth, logits)) == pytest.approx(
-                _value(cls()(truth, probs)), rel=1e-5
-            )
+            assert _value(cls(from_logits=True)(truth, logits)) == pytest.approx(_value(cls()(truth, probs)), rel=1e-5)
 
 
 def test_perfect_prediction_scores_near_zero():

@@ -20,9 +20,11 @@ def _timeouts(tree):
                 yield node.lineno, value.value
             func = node.func
             is_subprocess = (
-                isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
-                and func.value.id == "subprocess" and func.attr in BLOCKING
-            )  # fmt: skip
+                isinstance(func, ast.Attribute)
+                and isinstance(func.value, ast.Name)
+                and func.value.id == "subprocess"
+                and func.attr in BLOCKING
+            )
             if is_subprocess and "timeout" not in keywords:
                 yield node.lineno, None
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):

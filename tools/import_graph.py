@@ -27,7 +27,16 @@ PACKAGE = "mitoseg_tf"
 # The zoo and what deploys it (layers .. zoo) run without TensorFlow; training, whole slides, the deployable
 # detector, export, the comparison and the command line are built on top of them.
 LOWER = (
-    "config", "_import_hook", "_quiet", "layers", "losses", "metrics", "models", "inference", "data", "detection",
+    "config",
+    "_import_hook",
+    "_quiet",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "inference",
+    "data",
+    "detection",
     "zoo",
 )
 HIGHER = ("training", "slides", "detector", "export", "compare", "cli")
@@ -235,7 +244,9 @@ def problems(imports):
 
 def unknown_subpackages(imports, root=ROOT):
     """Subpackages and top-level modules the floors do not place (a new one needs a floor in ``FLOORS``)."""
-    names = {subpackage(m) for imp in imports for m in (imp.source, imp.target)} | set(map(subpackage, package_files(root)))
+    names = {subpackage(m) for imp in imports for m in (imp.source, imp.target)} | set(
+        map(subpackage, package_files(root))
+    )
     return sorted(names - set(FLOORS) - {""})
 
 

@@ -65,8 +65,14 @@ def choose(maps):
     """The best of ``calibrate`` at each pixel threshold, by validation F1 (ties: the lower threshold)."""
     tried = [calibrate(maps, pixel_threshold=t) for t in PIXEL_THRESHOLDS]
     best = max(tried, key=lambda s: (s["validation"]["f1"], -s["pixel_threshold"]))
-    summary = {f"{s['pixel_threshold']:g}": {"f1": s["validation"]["f1"], "min_area_um2": s["min_area_um2"],
-                                             "score_threshold": s["score_threshold"]} for s in tried}  # fmt: skip
+    summary = {
+        f"{s['pixel_threshold']:g}": {
+            "f1": s["validation"]["f1"],
+            "min_area_um2": s["min_area_um2"],
+            "score_threshold": s["score_threshold"],
+        }
+        for s in tried
+    }
     return best, summary
 
 
@@ -76,18 +82,28 @@ def score_dev(detector, data_root):
     truth, mpp = read_centre_list(os.path.join(root, "mitoses.csv")), MPP["A"]
     fields, totals = {}, {um: np.zeros(3, int) for um in RULES_UM}
     for stem in sorted(truth):
-        prediction = detector.predict(read_image(os.path.join(root, "images", f"{stem}.jpg")), mpp=mpp, keep_probability=False)
+        prediction = detector.predict(
+            read_image(os.path.join(root, "images", f"{stem}.jpg")), mpp=mpp, keep_probability=False
+        )
         found = np.array([f.centroid for f in prediction.figures], np.float64).reshape(-1, 2)
         fields[stem] = {}
         for um in RULES_UM:
-            pairs, extra, missed = match_points(found, np.asarray(truth[stem], np.float64).reshape(-1, 2), max_distance=um / mpp)
+            pairs, extra, missed = match_points(
+                found, np.asarray(truth[stem], np.float64).reshape(-1, 2), max_distance=um / mpp
+            )
             row = np.array([len(pairs), len(extra), len(missed)])
             totals[um] += row
             fields[stem][f"{um:g}um"] = row.tolist()
     pooled = {}
     for um, (tp, fp, fn) in totals.items():
-        pooled[f"{um:g}um"] = {"tp": int(tp), "fp": int(fp), "fn": int(fn), "f1": 2 * tp / max(2 * tp + fp + fn, 1),
-                               "precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1)}  # fmt: skip
+        pooled[f"{um:g}um"] = {
+            "tp": int(tp),
+            "fp": int(fp),
+            "fn": int(fn),
+            "f1": 2 * tp / max(2 * tp + fp + fn, 1),
+            "precision": tp / max(tp + fp, 1),
+            "recall": tp / max(tp + fn, 1),
+        }
     return {"fields": fields, **pooled}
 
 
@@ -113,8 +129,10 @@ def main():
     record["validation_held_out"] = best["validation_held_out"]
     record["validation_by_distance"] = best["validation_by_distance"]
     print(f"validation ({record['seconds']['validation_maps']:.0f} s): {json.dumps(record['pixel_thresholds_tried'])}")
-    print(f"chosen {record['settings']}: F1 {best['validation']['f1']:.3f} "
-          f"(held out {best['validation_held_out']['f1']:.3f})")  # fmt: skip
+    print(
+        f"chosen {record['settings']}: F1 {best['validation']['f1']:.3f} "
+        f"(held out {best['validation_held_out']['f1']:.3f})"
+    )
     start = time.time()
     tuned = detector.with_settings(
         chosen_by="ATYPIA-14 validation slides", **{k: v for k, v in record["settings"].items() if k != "figure_score"}
@@ -122,7 +140,9 @@ def main():
     record["mitos12_dev_untuned"] = score_dev(tuned, args.data_root)
     record["seconds"]["mitos12_dev"] = round(time.time() - start, 1)
     dev = record["mitos12_dev_untuned"]["5um"]
-    print(f"mitos12_dev untuned: TP {dev['tp']} FP {dev['fp']} FN {dev['fn']} F1 {dev['f1']:.3f} recall {dev['recall']:.3f}")
+    print(
+        f"mitos12_dev untuned: TP {dev['tp']} FP {dev['fp']} FN {dev['fn']} F1 {dev['f1']:.3f} recall {dev['recall']:.3f}"
+    )
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as fh:

@@ -49,8 +49,14 @@ def main():
         print(stem, record["fields"][stem], f"{time.time() - start:.0f} s")
     for um, (tp, fp, fn) in totals.items():
         f1 = 2 * tp / max(2 * tp + fp + fn, 1)
-        record[f"{um:g}um"] = {"tp": int(tp), "fp": int(fp), "fn": int(fn), "f1": f1,
-                               "precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1)}  # fmt: skip
+        record[f"{um:g}um"] = {
+            "tp": int(tp),
+            "fp": int(fp),
+            "fn": int(fn),
+            "f1": f1,
+            "precision": tp / max(tp + fp, 1),
+            "recall": tp / max(tp + fn, 1),
+        }
         print(f"{um:g}-um rule: TP {tp} FP {fp} FN {fn} F1 {f1:.3f}")
     if args.out:
         with open(args.out, "w") as fh:

@@ -32,10 +32,10 @@ figure classifier".
 import argparse
 import os
 
-import numpy as np
-from scipy.stats import mannwhitneyu
-
 import keras
+import numpy as np
+from mitosis_figures import validation_fields  # this folder: the script runs as a file
+from scipy.stats import mannwhitneyu
 
 from mitoseg_tf.data.formats import read_records
 from mitoseg_tf.data.formats.mitos12 import MPP
@@ -54,8 +54,6 @@ from mitoseg_tf.models.figure_classifier import (
 from mitoseg_tf.training.figure_classifier import train_figure_classifier
 from mitoseg_tf.zoo import build
 from mitoseg_tf.zoo.shipping import save_float16_weights, ship_rescorer
-
-from mitosis_figures import validation_fields  # this folder: the script runs as a file
 
 CROP = 48  # classifier input, px: 12 um, one figure and its rim (a command-line argument)
 WINDOW = CROP + 16  # stored window, px: room for the random crop
@@ -116,10 +114,17 @@ def make_windows(data_root, maps):
         example = load_example(record)
         image = example["image"][..., :3]
         nuclei = example["points"][rng.permutation(len(example["points"]))[:MAX_NUCLEI_PER_IMAGE]]
-        figures = [f.centroid for f in extract_figures(probability, mpp=record.mpp, threshold=0.2, min_area_um2=0, outlines=False)]
+        figures = [
+            f.centroid
+            for f in extract_figures(probability, mpp=record.mpp, threshold=0.2, min_area_um2=0, outlines=False)
+        ]
         negatives += [windows(image, nuclei), windows(image, figures)]
         kinds += [1] * len(nuclei) + [2] * len(figures)
-    return {"positives": np.concatenate(positives), "negatives": np.concatenate(negatives), "negative_kind": np.asarray(kinds)}
+    return {
+        "positives": np.concatenate(positives),
+        "negatives": np.concatenate(negatives),
+        "negative_kind": np.asarray(kinds),
+    }
 
 
 def train(windows, path, seed):
@@ -133,7 +138,9 @@ def candidates(model, maps, fields, threshold):
     """Per field: (centroids (K, 2), areas um2, U-Net mean score, classifier score) of every blob above ``threshold``."""
     out = []
     for probability, image in zip(maps, fields):
-        figures = extract_figures(probability.astype(np.float32), mpp=MPP["A"], threshold=threshold, min_area_um2=0, outlines=False)
+        figures = extract_figures(
+            probability.astype(np.float32), mpp=MPP["A"], threshold=threshold, min_area_um2=0, outlines=False
+        )
         centres = np.array([f.centroid for f in figures]).reshape(-1, 2)
         scores = classify_centres(model, image, centres).astype(np.float64)
         out.append((centres, np.array([f.area_um2 for f in figures]), np.array([f.score for f in figures]), scores))
@@ -182,36 +189,50 @@ def main(data_root, cache="runs/mitosis_cascade", seed=0, crop=CROP, ship=False,
     maps = cached(os.path.join(cache, "maps.npz"), lambda: make_maps(data_root))
     windows = cached(os.path.join(cache, f"windows_{WINDOW}.npz"), lambda: make_windows(data_root, maps))
     counts = np.bincount(windows["negative_kind"], minlength=3)
-    print(f"windows: {len(windows['positives'])} positives; negatives {counts[0]} AMi-Br dark blobs, "
-          f"{counts[1]} MoNuSeg nuclei, {counts[2]} U-Net candidates on MoNuSeg")  # fmt: skip
+    print(
+        f"windows: {len(windows['positives'])} positives; negatives {counts[0]} AMi-Br dark blobs, "
+        f"{counts[1]} MoNuSeg nuclei, {counts[2]} U-Net candidates on MoNuSeg"
+    )
     seeds = list(range(int(seed), int(seed) + int(members)))
     trained = [train(windows, os.path.join(cache, f"figure_classifier_{CROP}px_seed{s}.keras"), s) for s in seeds]
     tag = f"figure_classifier_{CROP}px_seed{seed}" + (f"-{seeds[-1]}" if len(seeds) > 1 else "")
     model = float16_classifier(ensemble_figure_classifiers(trained) if len(seeds) > 1 else trained[0], cache, tag)
     fields, truth = validation_fields(data_root)
     rows = {}
-    print("\ncandidates  score                             F1     TP  FP  FN  size  threshold | held out: F1    TP  FP  FN")
+    print(
+        "\ncandidates  score                             F1     TP  FP  FN  size  threshold | held out: F1    TP  FP  FN"
+    )
     for threshold in CANDIDATE_THRESHOLDS:
         per_field = candidates(model, maps["validation"], fields, threshold)
         found = score_images([(c, np.ones(len(c)), t) for (c, *_), t in zip(per_field, truth)], REACH)
-        print(f"pixel > {threshold}: {found['tp'] + found['fp']} candidates, {found['tp']} of {found['tp'] + found['fn']} mitoses among them")
+        print(
+            f"pixel > {threshold}: {found['tp'] + found['fp']} candidates, {found['tp']} of {found['tp'] + found['fn']} mitoses among them"
+        )
         for name, score in SCORES.items():
             rows[threshold, name] = settings(per_field, truth, score)[1]
             f1, tp, fp, fn, floor, th = best(per_field, truth, score)
             h1, htp, hfp, hfn = held_out(per_field, truth, score)
-            print(f"            {name:<33} {f1:.3f} {tp:>4} {fp:>3} {fn:>3} {floor:>5g}  {th:.3f}     |  {h1:.3f} {htp:>4} {hfp:>3} {hfn:>3}")
-        near = np.concatenate([[len(t) and np.min(np.hypot(*(t - p).T)) <= REACH for p in c] for (c, *_), t in zip(per_field, truth)]).astype(bool)
+            print(
+                f"            {name:<33} {f1:.3f} {tp:>4} {fp:>3} {fn:>3} {floor:>5g}  {th:.3f}     |  {h1:.3f} {htp:>4} {hfp:>3} {hfn:>3}"
+            )
+        near = np.concatenate(
+            [[len(t) and np.min(np.hypot(*(t - p).T)) <= REACH for p in c] for (c, *_), t in zip(per_field, truth)]
+        ).astype(bool)
         unet, clf = (np.concatenate([f[i] for f in per_field]) for i in (2, 3))
         aucs = ", ".join(f"{name.split(' (')[0]} {auc(score(unet, clf), near):.3f}" for name, score in SCORES.items())
-        print(f"            classifier median: near a mitosis {np.median(clf[near]):.3f} (n={near.sum()}), "
-              f"elsewhere {np.median(clf[~near]):.3f} (n={(~near).sum()}); AUC near vs elsewhere: {aucs}")  # fmt: skip
+        print(
+            f"            classifier median: near a mitosis {np.median(clf[near]):.3f} (n={near.sum()}), "
+            f"elsewhere {np.median(clf[~near]):.3f} (n={(~near).sum()}); AUC near vs elsewhere: {aucs}"
+        )
     images = [(None, t, MPP["A"]) for t in truth]
     # The row itself is a choice made on the fields: held out, it is made on the other four as well.
     classifier_rows = {th: rows[th, "classifier only"] for th in CANDIDATE_THRESHOLDS}
     for label, alternatives in (("any of the 9 rows", rows), ("classifier-only rows", classifier_rows)):
         result = held_out_scores(images, alternatives, 5.0, MIN_AREAS_UM2)
-        print(f"held out, row chosen on the other fields too ({label}): F1 {result['f1']:.3f} "
-              f"{result['tp']} / {result['fp']} / {result['fn']}; rows chosen: {result['chosen']}")  # fmt: skip
+        print(
+            f"held out, row chosen on the other fields too ({label}): F1 {result['f1']:.3f} "
+            f"{result['tp']} / {result['fp']} / {result['fn']}; rows chosen: {result['chosen']}"
+        )
     if ship:
         ship_classifier(model, images, classifier_rows, seeds)
 
@@ -231,16 +252,20 @@ def ship_classifier(model, images, classifier_rows, seeds):
         "validation": {"5um": scores, "8um": score_images(at_distance(records, 5.0, 8.0), None, chosen["threshold"])},
         "validation_held_out": {k: v for k, v in held.items() if k != "chosen"},
     }
-    members = f" --members {len(seeds)}: the average of {len(seeds)} classifiers (seeds {seeds})" if len(seeds) > 1 else ""
+    members = (
+        f" --members {len(seeds)}: the average of {len(seeds)} classifiers (seeds {seeds})" if len(seeds) > 1 else ""
+    )
     training = (
         f"docs/results/mitosis_cascade.py --seed {seeds[0]} --crop {CROP}{members}; {CROP}-px windows (0.25 um/px); positives the "
         "1,800 AMi-Br crops, negatives off-centre dark blobs of the same crops, MoNuSeg nuclei and the U-Net's "
         "candidates on MoNuSeg; MITOS-2012 never trained on. Candidates and settings chosen on mitos12_dev."
     )
     path = ship_rescorer(model, "unet", "mitosis", detection=detection, training=training)
-    print(f"shipped {path}: candidates above {threshold}, at least {floor:g} um^2, classifier score >= "
-          f"{chosen['threshold']:.3f}: F1 {chosen['f1']:.3f} ({chosen['tp']} / {chosen['fp']} / {chosen['fn']}), "
-          f"held out {held['f1']:.3f}")  # fmt: skip
+    print(
+        f"shipped {path}: candidates above {threshold}, at least {floor:g} um^2, classifier score >= "
+        f"{chosen['threshold']:.3f}: F1 {chosen['f1']:.3f} ({chosen['tp']} / {chosen['fp']} / {chosen['fn']}), "
+        f"held out {held['f1']:.3f}"
+    )
 
 
 def auc(scores, positive):
@@ -254,7 +279,11 @@ if __name__ == "__main__":
     parser.add_argument("--cache", default="runs/mitosis_cascade", help="folder for the cached stages")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--crop", type=int, default=CROP, help="classifier window, px")
-    parser.add_argument("--members", type=int, default=1, help="average this many classifiers (seeds SEED, SEED+1, ...)")
-    parser.add_argument("--ship", action="store_true", help="store the classifier beside the shipped unet/mitosis weights")
+    parser.add_argument(
+        "--members", type=int, default=1, help="average this many classifiers (seeds SEED, SEED+1, ...)"
+    )
+    parser.add_argument(
+        "--ship", action="store_true", help="store the classifier beside the shipped unet/mitosis weights"
+    )
     args = parser.parse_args()
     main(args.data_root, args.cache, args.seed, args.crop, args.ship, args.members)

@@ -15,17 +15,15 @@ Results: docs/RESULTS.md, "GroupNorm".
 import sys
 
 import numpy as np
+from mitosis_figures import validation_fields  # this folder: the script runs as a file
 from skimage.color import rgb2hed
 
 from mitoseg_tf.data.formats.mitos12 import MPP
 from mitoseg_tf.detection import extract_figures
 from mitoseg_tf.detection.evaluation import calibrate
 from mitoseg_tf.inference import predict_image
-from mitoseg_tf.zoo.checkpoint import load_checkpoint
 from mitoseg_tf.zoo import build
-
-from mitosis_figures import validation_fields  # this folder: the script runs as a file
-
+from mitoseg_tf.zoo.checkpoint import load_checkpoint
 
 DISK_UM = 2.0
 
@@ -53,9 +51,12 @@ def figure_darkness(maps, hematoxylin, centres, settings):
     reach = 5.0 / MPP["A"]
     for probability, density, truth in zip(maps, hematoxylin, centres):
         figures = extract_figures(
-            probability, mpp=MPP["A"], threshold=settings["pixel_threshold"],
-            min_area_um2=settings["min_area_um2"], outlines=False,
-        )  # fmt: skip
+            probability,
+            mpp=MPP["A"],
+            threshold=settings["pixel_threshold"],
+            min_area_um2=settings["min_area_um2"],
+            outlines=False,
+        )
         for figure in figures:
             if figure.score < settings["score_threshold"]:
                 continue

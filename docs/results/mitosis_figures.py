@@ -29,7 +29,9 @@ def peak_near(probability, centres, radius_px):
     """The highest probability within a square of ``radius_px`` around each (row, col) centre."""
     reach = round(radius_px)
     return [
-        float(probability[max(int(r) - reach, 0) : int(r) + reach + 1, max(int(c) - reach, 0) : int(c) + reach + 1].max())
+        float(
+            probability[max(int(r) - reach, 0) : int(r) + reach + 1, max(int(c) - reach, 0) : int(c) + reach + 1].max()
+        )
         for r, c in centres
     ]
 
@@ -73,7 +75,8 @@ def main(data_root, name="unet", rescore=True):
         fields.append((stem, image, truth[stem], centres))
         per_image[stem] = score_images([(centres, np.ones(len(centres)), truth[stem])], 5.0 / mpp)
     pooled = {
-        f"{d:g}um": score_images([(c, np.ones(len(c)), t) for _, _, t, c in fields], d / mpp) for d in REPORT_DISTANCES_UM
+        f"{d:g}um": score_images([(c, np.ones(len(c)), t) for _, _, t, c in fields], d / mpp)
+        for d in REPORT_DISTANCES_UM
     }
     here = os.path.dirname(os.path.abspath(__file__))
     plot_detections(
@@ -82,7 +85,16 @@ def main(data_root, name="unet", rescore=True):
         title=f"{name} (shipped weights{', candidates rescored' if rescore else ''}) on the MITOS-2012 validation fields, 5-um rule",
     )
     peaks = np.sort(peaks)
-    print(json.dumps({"pooled": pooled, "per_image_5um": per_image, "peak_probability_at_true_centres": np.round(peaks, 3).tolist()}, indent=1))
+    print(
+        json.dumps(
+            {
+                "pooled": pooled,
+                "per_image_5um": per_image,
+                "peak_probability_at_true_centres": np.round(peaks, 3).tolist(),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

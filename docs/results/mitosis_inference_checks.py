@@ -16,6 +16,7 @@ import warnings
 
 import keras
 import numpy as np
+from mitosis_figures import calibrated_row, peak_near, validation_fields  # this folder: the script runs as a file
 from skimage.color import lab2rgb, rgb2lab
 from skimage.transform import resize
 
@@ -23,8 +24,6 @@ from mitoseg_tf.data.formats.mitos12 import MPP
 from mitoseg_tf.data.images import read_image
 from mitoseg_tf.inference import predict_image
 from mitoseg_tf.zoo import build
-
-from mitosis_figures import calibrated_row, peak_near, validation_fields  # this folder: the script runs as a file
 
 # Stretched LAB values fall a little outside sRGB; clipping them is the intended result.
 warnings.filterwarnings("ignore", message="Conversion from CIE-LAB")
@@ -100,7 +99,9 @@ def set_statistics(model, values):
 
 
 def blend(base, other, weight):
-    return [((1 - weight) * m0 + weight * m1, (1 - weight) * v0 + weight * v1) for (m0, v0), (m1, v1) in zip(base, other)]
+    return [
+        ((1 - weight) * m0 + weight * m1, (1 - weight) * v0 + weight * v1) for (m0, v0), (m1, v1) in zip(base, other)
+    ]
 
 
 def score(model, fields, truth, transform=lambda image: image, scale=1.0):
@@ -120,14 +121,21 @@ def score(model, fields, truth, transform=lambda image: image, scale=1.0):
 
 def main(data_root):
     fields, truth = validation_fields(data_root)
-    amibr = [read_image(f)[..., :3] for f in sorted(glob.glob(os.path.join(data_root, "amibr", "patches", "*", "*.png")))]
-    monuseg = [read_image(f)[..., :3] for f in sorted(glob.glob(os.path.join(data_root, "monuseg", "train", "images", "*.tif")))]
+    amibr = [
+        read_image(f)[..., :3] for f in sorted(glob.glob(os.path.join(data_root, "amibr", "patches", "*", "*.png")))
+    ]
+    monuseg = [
+        read_image(f)[..., :3]
+        for f in sorted(glob.glob(os.path.join(data_root, "monuseg", "train", "images", "*.tif")))
+    ]
     model = build("unet", weights="mitosis", input_shape=(None, None, 3))
     amibr_stain = lab_statistics(amibr[::10])
 
     print(f"{'maps (plain, no flip averaging)':<58} {'TP':>3} {'FP':>3} {'FN':>3}  F1     min  thresh  blind")
     print(f"{'shipped, as predicted by default minus TTA':<58} {score(model, fields, truth)}")
-    print(f"{'stain normalised to AMi-Br (Reinhard LAB)':<58} {score(model, fields, truth, lambda i: reinhard(i, amibr_stain))}")
+    print(
+        f"{'stain normalised to AMi-Br (Reinhard LAB)':<58} {score(model, fields, truth, lambda i: reinhard(i, amibr_stain))}"
+    )
     for scale in (0.8, 1.25):
         print(f"{f'fields rescaled x{scale} (figure size)':<58} {score(model, fields, truth, scale=scale)}")
     shipped = statistics(model)
@@ -136,7 +144,9 @@ def main(data_root):
     clean = batchnorm_statistics(model, [amibr, monuseg])
     from_fields = batchnorm_statistics(model, [fields])
     rows = [("BatchNorm statistics from unaugmented training tissue", clean)]
-    rows += [(f"BatchNorm statistics {w:.0%} from the validation fields", blend(shipped, from_fields, w)) for w in (0.2, 1.0)]
+    rows += [
+        (f"BatchNorm statistics {w:.0%} from the validation fields", blend(shipped, from_fields, w)) for w in (0.2, 1.0)
+    ]
     for label, values in rows:
         set_statistics(model, values)
         print(f"{label:<58} {score(model, fields, truth)}")

@@ -16,13 +16,12 @@ network is blind to as well. Results: docs/RESULTS.md, "Seeds" and "GroupNorm"
 import sys
 
 import numpy as np
+from mitosis_figures import calibrated_row, peak_near, validation_fields  # this folder: the script runs as a file
 
 from mitoseg_tf.data.formats.mitos12 import MPP
 from mitoseg_tf.inference import predict_image
-from mitoseg_tf.zoo.checkpoint import load_checkpoint
 from mitoseg_tf.zoo import build
-
-from mitosis_figures import calibrated_row, peak_near, validation_fields  # this folder: the script runs as a file
+from mitoseg_tf.zoo.checkpoint import load_checkpoint
 
 
 def blind_set(maps, centres):
@@ -43,7 +42,10 @@ def main(data_root, *checkpoints):
         shipped_blind = blind_set(next(iter(every.values())), centres)
         for label, maps in every.items():
             blind = blind_set(maps, centres)
-            print(f"{label:<34} {calibrated_row(maps, centres)}  {len(blind):>5} {len(blind & shipped_blind):>6}", flush=True)
+            print(
+                f"{label:<34} {calibrated_row(maps, centres)}  {len(blind):>5} {len(blind & shipped_blind):>6}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

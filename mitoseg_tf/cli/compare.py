@@ -26,35 +26,49 @@ def add_parser(subparsers):
     p.add_argument("--data", default=d.data, help="data source: synthetic or a dataset of `mitoseg datasets list`")
     p.add_argument("--data-dir", default=None, help="the dataset's folder")
     p.add_argument(
-        "--budget-minutes", type=float, default=None,
+        "--budget-minutes",
+        type=float,
+        default=None,
         help=f"scale epochs to fit this time (default {SYNTHETIC_DEFAULT_BUDGET_MINUTES:g} on synthetic, "
         "none otherwise: --epochs is used); 0 turns the budget off",
-    )  # fmt: skip
+    )
     p.add_argument("--epochs", type=int, default=d.epochs, help="epochs per run when there is no time budget")
     p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch, help="batches per epoch")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="crops per batch")
     p.add_argument("--crop-size", type=int, default=d.crop_size, help="side of the square training crops")
-    p.add_argument("--base-filters", type=int, default=d.base_filters,
-                   help="first-level width of every network (the paper's: 64)")
+    p.add_argument(
+        "--base-filters", type=int, default=d.base_filters, help="first-level width of every network (the paper's: 64)"
+    )
     p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam learning rate")
     p.add_argument("--loss", default=d.loss, help="ce, dice, ce_dice or focal (default: each model's own)")
     p.add_argument("--precision", default=d.precision, help="auto, float32, mixed_bfloat16 or mixed_float16")
     p.add_argument("--tiny", action="store_true", help="each model's tiny test configuration (smoke runs)")
     p.add_argument("--match-distance-um", type=float, default=d.match_distance_um, help="detection match radius")
     p.add_argument("--mpp", type=float, default=None, help="microns per pixel when the data does not say")
-    p.add_argument("--aggregation", default=d.aggregation, choices=("pooled", "per_image"),
-                   help="metrics over all pixels of a split (pooled) or averaged per image")
+    p.add_argument(
+        "--aggregation",
+        default=d.aggregation,
+        choices=("pooled", "per_image"),
+        help="metrics over all pixels of a split (pooled) or averaged per image",
+    )
     p.add_argument("--num-examples", type=int, default=None, help=argparse.SUPPRESS)  # tiles per split, for tests
     p.add_argument(
-        "--recipe", default=None,
+        "--recipe",
+        default=None,
         help="a comparison recipe (zoo/recipes/compare_atypia.yaml): every (model, seed) trained as `mitoseg train "
         "--recipe` with its model and seed, and recorded in --records; recorded runs are skipped",
-    )  # fmt: skip
-    p.add_argument("--records", default=None,
-                   help="records folder (default: the recipe's compare.records, else docs/results/compare_atypia)")
+    )
+    p.add_argument(
+        "--records",
+        default=None,
+        help="records folder (default: the recipe's compare.records, else docs/results/compare_atypia)",
+    )
     p.add_argument("--max-runs", type=int, default=None, help="with --recipe: train at most this many runs now")
-    p.add_argument("--report", action="store_true",
-                   help="rebuild the tables, the paired test and the figure from --records alone (no training)")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="rebuild the tables, the paired test and the figure from --records alone (no training)",
+    )
 
 
 # With --recipe the recipe fixes the training; these may still be given.
@@ -72,9 +86,14 @@ def _recipe_run(args):
     from mitoseg_tf.compare.recipe import run_recipe_compare
 
     result = run_recipe_compare(
-        args.recipe, output_dir=args.out, records_dir=args.records, models=args.models, max_runs=args.max_runs,
-        overrides={"data_dir": args.data_dir} if args.data_dir else None, log=lambda *a: print(*a, flush=True),
-    )  # fmt: skip
+        args.recipe,
+        output_dir=args.out,
+        records_dir=args.records,
+        models=args.models,
+        max_runs=args.max_runs,
+        overrides={"data_dir": args.data_dir} if args.data_dir else None,
+        log=lambda *a: print(*a, flush=True),
+    )
     if args.report or not result["left"]:
         _report(args.records or result["records_dir"])
     return 1 if result["changed"] else 0

@@ -37,9 +37,17 @@ class Parser(argparse.ArgumentParser):
 
 # What may vary between machines or runs of one recipe; everything else is the recipe's.
 RECIPE_OVERRIDES = (
-    "data_dir", "output_dir", "run_name", "budget_minutes", "seed", "tensorboard", "prepared_dir",
-    "strategy", "resume", "deterministic",
-)  # fmt: skip
+    "data_dir",
+    "output_dir",
+    "run_name",
+    "budget_minutes",
+    "seed",
+    "tensorboard",
+    "prepared_dir",
+    "strategy",
+    "resume",
+    "deterministic",
+)
 
 
 def _train_defaults():
@@ -53,41 +61,62 @@ def _add_train(sub):
 
     d = RunConfig()
     p = sub.add_parser(
-        "train", help="train a zoo model (default: MCSA-Unet on the built-in synthetic set)",
+        "train",
+        help="train a zoo model (default: MCSA-Unet on the built-in synthetic set)",
         description="Train a zoo model and write a run folder (best.keras, metrics.md, detection.json, ...). "
         f"The default width (--base-filters {d.base_filters}) trains in minutes on a CPU; the paper's networks "
         "use --base-filters 64.",
-    )  # fmt: skip
+    )
     p.add_argument("--model", default=d.model, help="registered model name (see `mitoseg models`)")
-    p.add_argument("--data", default=d.data, help="data source: synthetic, synthetic_tfds or a "
-                   "dataset of `mitoseg datasets list`")
+    p.add_argument(
+        "--data", default=d.data, help="data source: synthetic, synthetic_tfds or a dataset of `mitoseg datasets list`"
+    )
     p.add_argument("--data-dir", default=d.data_dir, help="where data sources read or prepare their files")
     _add_dataset_options(p)
     p.add_argument("--stain-normalise", action="store_true", help="H&E stain normalisation of every image")
-    p.add_argument("--base-filters", type=int, default=d.base_filters,
-                   help="width of the first level (the paper's networks: 64, 16 times the computation)")
+    p.add_argument(
+        "--base-filters",
+        type=int,
+        default=d.base_filters,
+        help="width of the first level (the paper's networks: 64, 16 times the computation)",
+    )
     p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
     p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch, help="batches per epoch")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="crops per batch")
     p.add_argument("--crop-size", type=int, default=d.crop_size, help="side of the square training crops")
     p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam learning rate")
-    p.add_argument("--loss", default=d.loss, help="ce (paper; the default), dice, ce_dice or focal; detectors use their own")
+    p.add_argument(
+        "--loss", default=d.loss, help="ce (paper; the default), dice, ce_dice or focal; detectors use their own"
+    )
     p.add_argument("--precision", default=d.precision, help="auto, float32, mixed_bfloat16 or mixed_float16")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation, data order and augmentation")
     p.add_argument("--output-dir", default=d.output_dir, help="parent folder of the run folder")
     p.add_argument("--run-name", default=None, help="run folder name (default: model and time)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
     p.add_argument("--budget-minutes", type=float, default=None, help="stop before training time exceeds this")
-    p.add_argument("--recipe", default=None, help="a YAML recipe (e.g. zoo/recipes/monuseg_unet.yaml); "
-                   f"only {', '.join('--' + k.replace('_', '-') for k in RECIPE_OVERRIDES)} may be given with it")
+    p.add_argument(
+        "--recipe",
+        default=None,
+        help="a YAML recipe (e.g. zoo/recipes/monuseg_unet.yaml); "
+        f"only {', '.join('--' + k.replace('_', '-') for k in RECIPE_OVERRIDES)} may be given with it",
+    )
     p.add_argument("--num-examples", type=int, default=None, help=argparse.SUPPRESS)  # tiles per split, for tests
-    p.add_argument("--strategy", default=d.strategy, help="none, mirrored (all local devices) or multi_worker (TF_CONFIG)")
+    p.add_argument(
+        "--strategy", default=d.strategy, help="none, mirrored (all local devices) or multi_worker (TF_CONFIG)"
+    )
     p.add_argument("--resume", action="store_true", help="continue --run-name after an interruption")
-    p.add_argument("--init-weights", default=d.init_weights,
-                   help="start from these weights: a shipped tag (e.g. mitosis) or a .weights.h5 file")
+    p.add_argument(
+        "--init-weights",
+        default=d.init_weights,
+        help="start from these weights: a shipped tag (e.g. mitosis) or a .weights.h5 file",
+    )
     p.add_argument("--tta", action="store_true", help="detection: choose thresholds and score on 8-fold averaged maps")
-    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=d.deterministic,
-                   help="TensorFlow op determinism (bitwise-reproducible runs)")
+    p.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=d.deterministic,
+        help="TensorFlow op determinism (bitwise-reproducible runs)",
+    )
 
 
 def _add_dataset_options(p):
@@ -106,7 +135,9 @@ def _dataset_options(args):
     if args.prepared_dir is not None:
         options["prepared_dir"] = args.prepared_dir
     if options and args.data in ("synthetic", "synthetic_tfds"):
-        raise ValueError(f"--radius-um/--refine-masks/--prepared-dir apply to the public datasets, not to {args.data!r}.")
+        raise ValueError(
+            f"--radius-um/--refine-masks/--prepared-dir apply to the public datasets, not to {args.data!r}."
+        )
     return options
 
 
@@ -121,12 +152,19 @@ def _add_evaluate(sub):
     p.add_argument("--num-examples", type=int, default=None, help=argparse.SUPPRESS)  # tiles, for tests
     _add_dataset_options(p)
     p.add_argument("--recipe", default=None, help="take the data, its options and splits from this training recipe")
-    p.add_argument("--whole-images", action="store_true",
-                   help="score whole images predicted by sliding window (default: the evaluation tiles)")
+    p.add_argument(
+        "--whole-images",
+        action="store_true",
+        help="score whole images predicted by sliding window (default: the evaluation tiles)",
+    )
     p.add_argument("--match-distance-um", type=float, default=5.0, help="detection: match radius in microns")
     p.add_argument("--mpp", type=float, default=None, help="detection: microns per pixel if the data lacks it")
-    p.add_argument("--out", default=None, help="folder for one picture per image: true positives, false positives "
-                   "and missed figures at the run's detection settings (NAME_evaluation.png)")  # fmt: skip
+    p.add_argument(
+        "--out",
+        default=None,
+        help="folder for one picture per image: true positives, false positives "
+        "and missed figures at the run's detection settings (NAME_evaluation.png)",
+    )
 
 
 def _add_models(sub):
@@ -141,25 +179,35 @@ def _add_weights(sub):
 
 
 def _add_export(sub):
-    p = sub.add_parser("export", help="write a checkpoint as a SavedModel that serves images of any size, whole or tiled")
+    p = sub.add_parser(
+        "export", help="write a checkpoint as a SavedModel that serves images of any size, whole or tiled"
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="a .keras file, e.g. runs/NAME/best.keras")
     source.add_argument("--weights", help="weights shipped with the package, MODEL/TAG, e.g. unet/mitosis")
     p.add_argument("--out", required=True, help="folder for the SavedModel")
     p.add_argument(
-        "--threshold", type=float, default=None,
+        "--threshold",
+        type=float,
+        default=None,
         help="probability above which the mask is 1 (default: the pixel threshold of the run's detection.json "
         "or the shipped weights' card, else 0.5)",
-    )  # fmt: skip
+    )
     p.add_argument("--tile", type=int, default=512, help="tile side of the serving_tiled signature")
     p.add_argument("--overlap", type=float, default=0.25, help="tile overlap (fraction) of serving_tiled")
     p.add_argument(
-        "--tta", action=argparse.BooleanOptionalAction, default=None,
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="average every signature over the 8 flips / quarter turns (8x slower; default: as the run's "
         "detection.json or the shipped weights' card say, else off)",
-    )  # fmt: skip
-    p.add_argument("--rescore", action=argparse.BooleanOptionalAction, default=None,
-                   help="include the figure classifier shipped with the weights (default: when one ships)")
+    )
+    p.add_argument(
+        "--rescore",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="include the figure classifier shipped with the weights (default: when one ships)",
+    )
     p.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
 
 
@@ -195,8 +243,9 @@ def _accept_verbose_after_the_command(parser):
             for subparser in action.choices.values():
                 if "--verbose" not in subparser._option_string_actions:
                     # SUPPRESS: not given here leaves the top level's value in place
-                    subparser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
-                                           help=VERBOSE_HELP)
+                    subparser.add_argument(
+                        "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP
+                    )
                 _accept_verbose_after_the_command(subparser)
 
 
@@ -254,13 +303,13 @@ def _train(args):
 def _evaluate(args):
     from mitoseg_tf.cli.predict import check_window_options
     from mitoseg_tf.data.sources import check_source, load_source, make_data
+    from mitoseg_tf.detection.evaluation import detection_for_checkpoint
     from mitoseg_tf.detector.files import check_out_dir
     from mitoseg_tf.inference.resample import check_mpp
-    from mitoseg_tf.detection.evaluation import detection_for_checkpoint
-    from mitoseg_tf.training import evaluate, format_table
-    from mitoseg_tf.zoo.checkpoint import load_checkpoint
-    from mitoseg_tf.training.evaluate import evaluate_whole_images
     from mitoseg_tf.models.outputs import output_roles
+    from mitoseg_tf.training import evaluate, format_table
+    from mitoseg_tf.training.evaluate import evaluate_whole_images
+    from mitoseg_tf.zoo.checkpoint import load_checkpoint
 
     options = _dataset_options(args)
     if args.recipe:  # score on exactly the split the recipe trained and validated on
@@ -288,13 +337,20 @@ def _evaluate(args):
         **options,
     )
     # Detection, and --whole-images, score whole images (sliding window) rather than tiles.
-    source = load_source(args.data, args.split, data_dir=args.data_dir, num_examples=args.num_examples, seed=args.seed, **options)
+    source = load_source(
+        args.data, args.split, data_dir=args.data_dir, num_examples=args.num_examples, seed=args.seed, **options
+    )
     results = evaluate_whole_images(model, source) if args.whole_images else evaluate(model, data)
     records = [] if args.out else None
     results["detection"] = detection_for_checkpoint(
-        model, source, args.checkpoint, data=args.data, mpp=args.mpp, match_distance_um=args.match_distance_um,
+        model,
+        source,
+        args.checkpoint,
+        data=args.data,
+        mpp=args.mpp,
+        match_distance_um=args.match_distance_um,
         records=records,
-    )  # fmt: skip
+    )
     print(format_table(results, title=f"{model.name} on {args.data}/{args.split}"))
     if args.out:
         written = write_evaluation_pictures(source, records, results["detection"]["score_threshold"], args.out)
@@ -321,7 +377,7 @@ def write_evaluation_pictures(source, records, score_threshold, out_dir):
         pairs, false_positives, missed = match_points(kept, truth, max_distance)
         picture = draw_evaluation(
             example["image"], kept[[p for p, _ in pairs]], kept[false_positives], np.asarray(truth)[missed]
-        )  # fmt: skip
+        )
         name = example.get("id", b"") if isinstance(example, dict) else b""
         name = (name.decode() if isinstance(name, bytes) else str(name)) or f"image{index:03d}"
         paths.append(os.path.join(out_dir, f"{os.path.basename(name)}_evaluation.png"))
@@ -403,8 +459,15 @@ def _export(args):
 
     check_window_options(args)
 
-    detector = Detector.load(checkpoint=args.checkpoint, weights=args.weights, rescore=args.rescore, tta=args.tta,
-                             pixel_threshold=args.threshold, tile=args.tile, overlap=args.overlap)  # fmt: skip
+    detector = Detector.load(
+        checkpoint=args.checkpoint,
+        weights=args.weights,
+        rescore=args.rescore,
+        tta=args.tta,
+        pixel_threshold=args.threshold,
+        tile=args.tile,
+        overlap=args.overlap,
+    )
     written = detector.export(args.out, overwrite=args.overwrite)
     print(f"SavedModel of {written['name']} written to {written['out_dir']} in {written['seconds']:g} s")
     print("What serving_figures does, in this order (mitoseg predict does the same):")
@@ -426,8 +489,7 @@ def _error_line(command, err):
         return f"mitoseg {command}: error: {err.args[0]}"
     if isinstance(err, USER_ERRORS):
         return f"mitoseg {command}: error: {err}"
-    return (f"mitoseg {command}: internal error: {type(err).__name__}: {err} "
-            f"(run with --verbose for the traceback)")  # fmt: skip
+    return f"mitoseg {command}: internal error: {type(err).__name__}: {err} (run with --verbose for the traceback)"
 
 
 def main(argv=None):

@@ -21,46 +21,89 @@ def add_parser(subparsers):
     p.add_argument("inputs", metavar="IMAGE_OR_FOLDER", help="an image file or a folder of images")
     p.add_argument("--out", required=True, help="output folder (created): per-image files and counts.csv")
     add_detector_options(p)
-    p.add_argument("--mpp", type=float, default=None, help="microns per pixel of every image (0.25 at 40x, 0.5 at 20x; "
-                   "accepted 0.05-10); default: what each file states (TIFF resolution tags or Aperio/OME description, "
-                   "PNG pHYs, JPEG JFIF density), else an error. Images are resampled to the detector's resolution "
-                   "and the results mapped back")  # fmt: skip
+    p.add_argument(
+        "--mpp",
+        type=float,
+        default=None,
+        help="microns per pixel of every image (0.25 at 40x, 0.5 at 20x; "
+        "accepted 0.05-10); default: what each file states (TIFF resolution tags or Aperio/OME description, "
+        "PNG pHYs, JPEG JFIF density), else an error. Images are resampled to the detector's resolution "
+        "and the results mapped back",
+    )
     p.add_argument("--tile", type=int, default=512, help="sliding-window tile side (a multiple of the network stride)")
     p.add_argument("--overlap", type=float, default=0.25, help="fraction of a tile shared with each neighbour")
-    p.add_argument("--hpf10-area-mm2", type=float, default=DEFAULT_HPF10_AREA_MM2,
-                   help="area of 10 high-power fields for per-10-HPF counts (MIDOG: 2 mm^2)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar over images (default: when stderr is a terminal)")
+    p.add_argument(
+        "--hpf10-area-mm2",
+        type=float,
+        default=DEFAULT_HPF10_AREA_MM2,
+        help="area of 10 high-power fields for per-10-HPF counts (MIDOG: 2 mm^2)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar over images (default: when stderr is a terminal)",
+    )
 
 
 def add_detector_options(p):
     """The options that choose a detector and its settings, shared by predict and slide."""
-    p.add_argument("--checkpoint", default=None, help="a .keras file, e.g. runs/NAME/best.keras (settings from its "
-                   "run folder's detection.json)")  # fmt: skip
-    p.add_argument("--weights", default=None, help="weights shipped with the package, MODEL/TAG (see `mitoseg "
-                   "weights`), e.g. unet/monuseg for nuclei; without --checkpoint: unet/mitosis")  # fmt: skip
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a .keras file, e.g. runs/NAME/best.keras (settings from its run folder's detection.json)",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="weights shipped with the package, MODEL/TAG (see `mitoseg "
+        "weights`), e.g. unet/monuseg for nuclei; without --checkpoint: unet/mitosis",
+    )
     p.add_argument("--batch-size", type=int, default=4, help="network windows per forward pass (memory, not results)")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="average the map over the 8 flips / quarter turns (default: as the settings were chosen)")
-    p.add_argument("--rescore", action=argparse.BooleanOptionalAction, default=None,
-                   help="rescore candidates with the figure classifier shipped with the weights (default: when one "
-                   "ships; --no-rescore: the network's own figure scores and settings)")  # fmt: skip
-    p.add_argument("--threshold", type=float, default=None,
-                   help="pixel probability above which pixels form candidate figures (default: the card's or run's)")
-    p.add_argument("--score-threshold", type=float, default=None,
-                   help="smallest figure score kept (default: the card's or run's)")
-    p.add_argument("--min-area-um2", type=float, default=None,
-                   help="smallest figure kept, square microns (default: the card's or run's)")
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average the map over the 8 flips / quarter turns (default: as the settings were chosen)",
+    )
+    p.add_argument(
+        "--rescore",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="rescore candidates with the figure classifier shipped with the weights (default: when one "
+        "ships; --no-rescore: the network's own figure scores and settings)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="pixel probability above which pixels form candidate figures (default: the card's or run's)",
+    )
+    p.add_argument(
+        "--score-threshold", type=float, default=None, help="smallest figure score kept (default: the card's or run's)"
+    )
+    p.add_argument(
+        "--min-area-um2",
+        type=float,
+        default=None,
+        help="smallest figure kept, square microns (default: the card's or run's)",
+    )
 
 
 def detector_options(args):
     """The ``Detector.load`` keywords of the options shared by predict, export and slide."""
     return {
-        "checkpoint": args.checkpoint, "weights": args.weights, "rescore": getattr(args, "rescore", None),
-        "tta": args.tta, "pixel_threshold": args.threshold, "score_threshold": getattr(args, "score_threshold", None),
-        "min_area_um2": getattr(args, "min_area_um2", None), "tile": getattr(args, "tile", None),
-        "overlap": getattr(args, "overlap", None), "batch_size": getattr(args, "batch_size", None),
-    }  # fmt: skip
+        "checkpoint": args.checkpoint,
+        "weights": args.weights,
+        "rescore": getattr(args, "rescore", None),
+        "tta": args.tta,
+        "pixel_threshold": args.threshold,
+        "score_threshold": getattr(args, "score_threshold", None),
+        "min_area_um2": getattr(args, "min_area_um2", None),
+        "tile": getattr(args, "tile", None),
+        "overlap": getattr(args, "overlap", None),
+        "batch_size": getattr(args, "batch_size", None),
+    }
 
 
 def check_window_options(args):
@@ -105,8 +148,16 @@ def run(args):
     image_pixel_sizes(files, args.mpp, given_by="--mpp")
     detector = Detector.load(**detector_options(args))
     print(detector.describe())
-    result = predict_files(detector, files, mpp=args.mpp, mpp_given_by="--mpp", out_dir=args.out,
-                           hpf10_area_mm2=args.hpf10_area_mm2, progress=args.progress, on_image=_print_row)  # fmt: skip
+    result = predict_files(
+        detector,
+        files,
+        mpp=args.mpp,
+        mpp_given_by="--mpp",
+        out_dir=args.out,
+        hpf10_area_mm2=args.hpf10_area_mm2,
+        progress=args.progress,
+        on_image=_print_row,
+    )
     failed = result.failures
     print(f"{len(result.rows) - len(failed)} image(s) predicted, {len(failed)} failed; counts in {result.counts_path}")
     return 1 if failed else 0

@@ -20,40 +20,90 @@ LIBRARY_DEFAULTS = ("hpf10_area_mm2", "field_diameter_mm", "hotspot_fields", "ho
 def add_parser(subparsers):
     """Register ``slide`` on the ``mitoseg`` subcommand parser."""
     p = subparsers.add_parser(
-        "slide", help="whole-slide images: every figure, tissue area, hotspot, counts, GeoJSON and pictures",
-    )  # fmt: skip
-    p.add_argument("inputs", metavar="SLIDE_OR_FOLDER", help="a slide (SVS, NDPI, MRXS, tiled TIFF, ... or a plain "
-                   "image with --mpp) or a folder of them")  # fmt: skip
+        "slide",
+        help="whole-slide images: every figure, tissue area, hotspot, counts, GeoJSON and pictures",
+    )
+    p.add_argument(
+        "inputs",
+        metavar="SLIDE_OR_FOLDER",
+        help="a slide (SVS, NDPI, MRXS, tiled TIFF, ... or a plain image with --mpp) or a folder of them",
+    )
     p.add_argument("--out", required=True, help="output folder (created): per-slide files and summary.csv")
     add_detector_options(p)
-    p.add_argument("--mpp", type=float, default=None, help="microns per level-0 pixel; overrides the slide's metadata "
-                   "and is required for plain images (default: from the metadata)")  # fmt: skip
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from the state file in --out "
-                   "(same figures as one uninterrupted run)")  # fmt: skip
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE, help="side of a tile's core, pixels at the detector's "
-                   "resolution (memory and speed, not results)")  # fmt: skip
-    p.add_argument("--margin", type=int, default=DEFAULT_MARGIN, help="context read around each core, pixels at the "
-                   "detector's resolution")  # fmt: skip
+    p.add_argument(
+        "--mpp",
+        type=float,
+        default=None,
+        help="microns per level-0 pixel; overrides the slide's metadata "
+        "and is required for plain images (default: from the metadata)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from the state file in --out (same figures as one uninterrupted run)",
+    )
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=DEFAULT_TILE,
+        help="side of a tile's core, pixels at the detector's resolution (memory and speed, not results)",
+    )
+    p.add_argument(
+        "--margin",
+        type=int,
+        default=DEFAULT_MARGIN,
+        help="context read around each core, pixels at the detector's resolution",
+    )
     field = p.add_mutually_exclusive_group()
-    field.add_argument("--hpf10-area-mm2", type=float, default=None, help="area of 10 high-power fields: the hotspot "
-                       "window, per-10-HPF densities and Nottingham cut-offs all use it (default: MIDOG's, "
-                       "mitoseg_tf.detection.counting.DEFAULT_HPF10_AREA_MM2)")  # fmt: skip
-    field.add_argument("--field-diameter-mm", type=float, default=None, help="or the microscope's field diameter "
-                       "instead: 10 such fields are the 10-HPF area")  # fmt: skip
-    p.add_argument("--hotspot-fields", type=float, default=None, help="hotspot window as this many high-power fields "
-                   "(default: 10, the 10-HPF area)")  # fmt: skip
-    p.add_argument("--hotspot-shape", choices=("square", "circle"), default="square", help="the hotspot window: a "
-                   "square, or a circle (a microscope's field of view) of the same area")  # fmt: skip
-    p.add_argument("--hotspot-min-tissue", type=float, default=None, help="least fraction of a hotspot window that "
-                   "must be tissue; the density is per tissue area inside (default: "
-                   "mitoseg_tf.detection.hotspot.MIN_TISSUE_FRACTION)")  # fmt: skip
+    field.add_argument(
+        "--hpf10-area-mm2",
+        type=float,
+        default=None,
+        help="area of 10 high-power fields: the hotspot "
+        "window, per-10-HPF densities and Nottingham cut-offs all use it (default: MIDOG's, "
+        "mitoseg_tf.detection.counting.DEFAULT_HPF10_AREA_MM2)",
+    )
+    field.add_argument(
+        "--field-diameter-mm",
+        type=float,
+        default=None,
+        help="or the microscope's field diameter instead: 10 such fields are the 10-HPF area",
+    )
+    p.add_argument(
+        "--hotspot-fields",
+        type=float,
+        default=None,
+        help="hotspot window as this many high-power fields (default: 10, the 10-HPF area)",
+    )
+    p.add_argument(
+        "--hotspot-shape",
+        choices=("square", "circle"),
+        default="square",
+        help="the hotspot window: a square, or a circle (a microscope's field of view) of the same area",
+    )
+    p.add_argument(
+        "--hotspot-min-tissue",
+        type=float,
+        default=None,
+        help="least fraction of a hotspot window that "
+        "must be tissue; the density is per tissue area inside (default: "
+        "mitoseg_tf.detection.hotspot.MIN_TISSUE_FRACTION)",
+    )
     p.add_argument("--hotspots", type=int, default=1, help="number of non-overlapping hotspot windows to report")
     p.add_argument("--tissue-mpp", type=float, default=DEFAULT_TISSUE_MPP, help="microns per pixel of the tissue mask")
     p.add_argument("--prefetch", type=int, default=4, help="tiles read ahead on a background thread (memory bound)")
-    p.add_argument("--state-every-s", type=float, default=10.0, help="seconds between writes of the resume state "
-                   "(what a kill can cost)")  # fmt: skip
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                   help="progress bar over tiles, shown only when stderr is a terminal")
+    p.add_argument(
+        "--state-every-s",
+        type=float,
+        default=10.0,
+        help="seconds between writes of the resume state (what a kill can cost)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="progress bar over tiles, shown only when stderr is a terminal",
+    )
 
 
 def _print_row(row):
@@ -84,11 +134,22 @@ def run(args):
     print(detector.describe())
     given = {name: getattr(args, name) for name in LIBRARY_DEFAULTS if getattr(args, name) is not None}
     result = predict_slides(
-        detector, args.inputs, out_dir=args.out, on_slide=_print_row, mpp=args.mpp, resume=args.resume,
-        tile=args.tile, margin=args.margin, hotspot_shape=args.hotspot_shape, hotspots=args.hotspots,
-        tissue_mpp=args.tissue_mpp, prefetch=args.prefetch, progress=args.progress, state_every_s=args.state_every_s,
+        detector,
+        args.inputs,
+        out_dir=args.out,
+        on_slide=_print_row,
+        mpp=args.mpp,
+        resume=args.resume,
+        tile=args.tile,
+        margin=args.margin,
+        hotspot_shape=args.hotspot_shape,
+        hotspots=args.hotspots,
+        tissue_mpp=args.tissue_mpp,
+        prefetch=args.prefetch,
+        progress=args.progress,
+        state_every_s=args.state_every_s,
         **given,
-    )  # fmt: skip
+    )
     failed = result.failures
     print(f"{len(result.rows) - len(failed)} slide(s) done, {len(failed)} failed; summary in {result.summary_path}")
     return 1 if failed else 0

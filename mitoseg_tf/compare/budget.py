@@ -38,10 +38,14 @@ def measure_step(
     x = rng.uniform(0, 255, (batch_size, crop_size, crop_size, 3)).astype("float32")
     mask = (rng.random((batch_size, crop_size, crop_size, 1)) < 0.05).astype("int32")
     roles = output_roles(model)
-    y = mask if len(roles) == 1 else {
-        n: (mask.reshape(batch_size, -1).max(1, keepdims=True).astype("float32") if r == "classification" else mask)
-        for n, r in roles.items()
-    }
+    y = (
+        mask
+        if len(roles) == 1
+        else {
+            n: (mask.reshape(batch_size, -1).max(1, keepdims=True).astype("float32") if r == "classification" else mask)
+            for n, r in roles.items()
+        }
+    )
     start = time.perf_counter()
     model.train_on_batch(x, y)
     first = time.perf_counter() - start

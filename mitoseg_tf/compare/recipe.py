@@ -61,14 +61,23 @@ class ComparePlan:
     def run_config(self, model, seed, output_dir):
         """The ``RunConfig`` ``mitoseg train --recipe`` would use with ``model`` and ``seed`` replaced."""
         return dataclasses.replace(
-            self.base, model=model, seed=seed, model_args={**self.base.model_args, **self.model_args.get(model, {})},
-            output_dir=output_dir, run_name=records_lib.run_name(model, seed),
-        )  # fmt: skip
+            self.base,
+            model=model,
+            seed=seed,
+            model_args={**self.base.model_args, **self.model_args.get(model, {})},
+            output_dir=output_dir,
+            run_name=records_lib.run_name(model, seed),
+        )
 
 
 def _seed_list(value, where):
     seeds = list(range(value)) if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds) or len(set(seeds)) < len(seeds):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) for s in seeds)
+        or len(set(seeds)) < len(seeds)
+    ):
         raise ValueError(f"{where}: seeds must be a positive count or a list of distinct integers; got {value!r}.")
     return seeds
 
@@ -100,10 +109,15 @@ def load_compare_recipe(path, **overrides):
         if name not in models or bad:
             raise ValueError(f"{where}.model_args.{name}: not a model of this comparison, or unknown arguments {bad}.")
     return ComparePlan(
-        path=path, base=base, models=models, seeds=seeds, model_args=model_args,
-        records=spec.get("records") or records_lib.DEFAULT_RECORDS, measured_on=dict(spec.get("measured_on") or {}),
+        path=path,
+        base=base,
+        models=models,
+        seeds=seeds,
+        model_args=model_args,
+        records=spec.get("records") or records_lib.DEFAULT_RECORDS,
+        measured_on=dict(spec.get("measured_on") or {}),
         figure_tiles=int(spec.get("figure_tiles", 3)),
-    )  # fmt: skip
+    )
 
 
 def _step_timer():
@@ -145,6 +159,7 @@ def _history(run_dir):
     path = os.path.join(run_dir, "history.csv")
     if not os.path.isfile(path):
         return []
+
     def number(key, value):
         try:
             return int(value) if key == "epoch" else float(value)
@@ -173,10 +188,16 @@ def figure_tiles(config, count, size=FIGURE_SIZE):
     split = config.test_split or "validation"
     spec, images, masks = [], [], []
     examples = evaluation_source(config, split)
-    for index, example in enumerate(examples.as_numpy_iterator() if hasattr(examples, "as_numpy_iterator") else examples):
+    for index, example in enumerate(
+        examples.as_numpy_iterator() if hasattr(examples, "as_numpy_iterator") else examples
+    ):
         if len(spec) >= count:
             break
-        points = np.asarray(example["points"], np.float64).reshape(-1, 2) if "points" in example else mask_centroids(example["mask"])
+        points = (
+            np.asarray(example["points"], np.float64).reshape(-1, 2)
+            if "points" in example
+            else mask_centroids(example["mask"])
+        )
         if not len(points):
             continue
         image, mask = np.asarray(example["image"]), np.asarray(example["mask"]).reshape(example["image"].shape[:2])
@@ -193,7 +214,9 @@ def predict_tiles(model, tiles):
 
     maps = []
     for (_, _, top, left, height, width), image in zip(tiles["spec"], tiles["images"]):
-        t, l, h, w = _crop_box(image.shape, (top + height / 2, left + width / 2), max(height, width) + 2 * FIGURE_CONTEXT)
+        t, l, h, w = _crop_box(
+            image.shape, (top + height / 2, left + width / 2), max(height, width) + 2 * FIGURE_CONTEXT
+        )
         probability = predict_image(model, image[t : t + h, l : l + w])
         maps.append(probability[top - t : top - t + height, left - l : left - l + width])
     return (np.clip(np.stack(maps) if maps else np.zeros((0, 1, 1)), 0, 1) * 255).round().astype(np.uint8)
@@ -227,8 +250,9 @@ def make_record(config, run_dir, plan, folder):
     tiles = figure_tiles(config, plan.figure_tiles)
     arrays = _tile_arrays(tiles)
     os.makedirs(folder, exist_ok=True)
-    np.savez_compressed(os.path.join(folder, records_lib.FIGURE_FILE), spec=arrays["spec"],
-                        probability=predict_tiles(model, tiles))  # fmt: skip
+    np.savez_compressed(
+        os.path.join(folder, records_lib.FIGURE_FILE), spec=arrays["spec"], probability=predict_tiles(model, tiles)
+    )
     shared = os.path.join(os.path.dirname(os.path.abspath(folder)), records_lib.TILES_FILE)
     if not os.path.isfile(shared):  # the same tiles for every run (the report draws only runs whose spec matches)
         np.savez_compressed(shared, **arrays)
@@ -261,12 +285,15 @@ def _finished_folder(run_dir, config):
     needed = ("config.json", "metrics.json", "detection.json", "best.keras")
     if not all(os.path.isfile(os.path.join(run_dir, f)) for f in needed):
         return False
-    saved = {k: v for k, v in _read_json(os.path.join(run_dir, "config.json")).items() if k in dataclasses.asdict(config)}
+    saved = {
+        k: v for k, v in _read_json(os.path.join(run_dir, "config.json")).items() if k in dataclasses.asdict(config)
+    }
     return records_lib.config_hash(saved) == records_lib.config_hash(dataclasses.asdict(config))
 
 
-def run_recipe_compare(path, *, output_dir="compare", records_dir=None, models=(), max_runs=None, overrides=None,
-                       log=print):  # fmt: skip
+def run_recipe_compare(
+    path, *, output_dir="compare", records_dir=None, models=(), max_runs=None, overrides=None, log=print
+):
     """Train and record every (model, seed) of the recipe at ``path`` that has no matching record.
 
     Returns ``{"trained", "skipped", "changed": {(model, seed): [differences]}, "left", "records_dir"}``;
@@ -290,12 +317,16 @@ def run_recipe_compare(path, *, output_dir="compare", records_dir=None, models=(
             skipped.append((model, seed))
         elif status == "changed":
             changed[(model, seed)] = differences
-            log(f"   {model} seed {seed}: its record in {records_dir} was made with another config ("
-                f"{'; '.join(differences)}); not reused and not overwritten: delete it to retrain")  # fmt: skip
+            log(
+                f"   {model} seed {seed}: its record in {records_dir} was made with another config ("
+                f"{'; '.join(differences)}); not reused and not overwritten: delete it to retrain"
+            )
         else:
             pending.append((model, seed, config))
-    log(f"{path}: {len(plan.jobs())} runs; {len(skipped)} recorded in {records_dir}, {len(changed)} changed, "
-        f"{len(pending)} to train" + (f" ({max_runs} now)" if max_runs is not None else ""))  # fmt: skip
+    log(
+        f"{path}: {len(plan.jobs())} runs; {len(skipped)} recorded in {records_dir}, {len(changed)} changed, "
+        f"{len(pending)} to train" + (f" ({max_runs} now)" if max_runs is not None else "")
+    )
     for model, seed in skipped:
         log(f"   {model} seed {seed}: recorded, not retrained")
     for model, seed, config in pending[:max_runs]:
@@ -312,5 +343,5 @@ def run_recipe_compare(path, *, output_dir="compare", records_dir=None, models=(
         written = make_record(config, run_dir, plan, records_lib.record_dir(records_dir, model, seed))
         log(f"   recorded {written} ({time.time() - start:.0f} s)")
         trained.append((model, seed))
-    left = [(m, s) for m, s, _ in pending[len(trained):]]
+    left = [(m, s) for m, s, _ in pending[len(trained) :]]
     return {"trained": trained, "skipped": skipped, "changed": changed, "left": left, "records_dir": records_dir}

@@ -27,9 +27,16 @@ TILES_FILE = "figure_tiles.npz"
 DEFAULT_RECORDS = os.path.join("docs", "results", "compare_atypia")
 # RunConfig keys that say where things are or how the run was launched, never what it computes.
 MACHINE_KEYS = (
-    "data_dir", "output_dir", "run_name", "tensorboard", "num_overlays", "strategy", "resume", "recipe",
+    "data_dir",
+    "output_dir",
+    "run_name",
+    "tensorboard",
+    "num_overlays",
+    "strategy",
+    "resume",
+    "recipe",
     "precision_recorded",
-)  # fmt: skip
+)
 # Keys that differ between the runs of one comparison (model_args: a network's own, e.g. MS R-CNN's backbone).
 RUN_KEYS = ("model", "seed", "model_args")
 

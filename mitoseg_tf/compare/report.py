@@ -79,16 +79,19 @@ def _number(value, digits=3):
 def paired_lines(found):
     """The paired-test table (Markdown lines) and its rows."""
     label = dict(METRICS)
-    rows, lines = [], [
-        f"### Paired test: {display_name(PROPOSED)} against {display_name(BASELINE)}, paired by seed",
-        "",
-        "Difference = MCSA-Unet minus U-Net of the same seed. p (t): two-sided paired t test "
-        "(`scipy.stats.ttest_rel`); p (sign flip): exact two-sided sign-flip permutation test "
-        "(with n seeds it cannot go below 2 / 2^n).",
-        "",
-        "| split | metric | seeds | MCSA-Unet | U-Net | difference | t | p (t) | p (sign flip) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows, lines = (
+        [],
+        [
+            f"### Paired test: {display_name(PROPOSED)} against {display_name(BASELINE)}, paired by seed",
+            "",
+            "Difference = MCSA-Unet minus U-Net of the same seed. p (t): two-sided paired t test "
+            "(`scipy.stats.ttest_rel`); p (sign flip): exact two-sided sign-flip permutation test "
+            "(with n seeds it cannot go below 2 / 2^n).",
+            "",
+            "| split | metric | seeds | MCSA-Unet | U-Net | difference | t | p (t) | p (sign flip) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ],
+    )
     for split in SPLITS:
         by_model = _scores_by_model(found, split)
         if PROPOSED not in by_model or BASELINE not in by_model:
@@ -186,18 +189,27 @@ def build_report(records_dir=records_lib.DEFAULT_RECORDS, out_dir=None, log=prin
         tables = [t for t in TABLES if rows_for(t, summaries[split])]
         for table in tables:
             text += [
-                markdown_table(table, summaries[split], data=None, seeds=_seeds_text(by_model), aggregation="pooled",
-                               measured_on=measured_on),  # fmt: skip
+                markdown_table(
+                    table,
+                    summaries[split],
+                    data=None,
+                    seeds=_seeds_text(by_model),
+                    aggregation="pooled",
+                    measured_on=measured_on,
+                ),
                 "",
             ]
         write_csv(os.path.join(out_dir, f"comparison_{split}.csv"), tables, summaries[split])
     lines, paired = paired_lines(found)
     text += lines + [""] + cost_lines(found)
     figure = draw_figure(records_dir, found, os.path.join(out_dir, FIGURE_PNG))
-    text += ["", f"![Figure 5 on the recorded tiles]({FIGURE_PNG})" if figure else
-             "(no figure: the records hold no maps on the shared figure tiles)"]  # fmt: skip
+    text += [
+        "",
+        f"![Figure 5 on the recorded tiles]({FIGURE_PNG})"
+        if figure
+        else "(no figure: the records hold no maps on the shared figure tiles)",
+    ]
     markdown = "\n".join(text) + "\n"
     with open(os.path.join(out_dir, REPORT_FILE), "w") as fh:
         fh.write(markdown)
     return {"markdown": markdown, "summaries": summaries, "paired": paired, "figure": figure}
-

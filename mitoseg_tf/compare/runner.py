@@ -22,6 +22,7 @@ from mitoseg_tf.compare import budget as budget_lib
 from mitoseg_tf.compare.figure import FIGURE_FILE, pick_tiles, plot_comparison
 from mitoseg_tf.compare.selection import resolve_models, table_models
 from mitoseg_tf.compare.tables import markdown_table, run_scores, summarise, write_csv
+
 # CompareConfig lives in mitoseg_tf.config so that `mitoseg compare --help` needs no TensorFlow.
 from mitoseg_tf.config import CompareConfig  # noqa: F401  (re-exported)
 from mitoseg_tf.data.sources import check_source, load_source
@@ -36,9 +37,19 @@ from mitoseg_tf.zoo.checkpoint import load_checkpoint
 PLAN_FILE = "plan.json"
 # Settings that define the recipe: a resumed comparison must use the same ones.
 RECIPE_KEYS = (
-    "data", "data_dir", "num_examples", "tiny", "base_filters", "batch_size", "crop_size",
-    "learning_rate", "loss", "precision", "match_distance_um", "mpp",
-)  # fmt: skip
+    "data",
+    "data_dir",
+    "num_examples",
+    "tiny",
+    "base_filters",
+    "batch_size",
+    "crop_size",
+    "learning_rate",
+    "loss",
+    "precision",
+    "match_distance_um",
+    "mpp",
+)
 
 
 def _model_args(name, config):
@@ -101,7 +112,9 @@ def _load_or_make_plan(config, pending, log, started):
                 validation_pixels=pixels,
             )
             overhead, step, per_epoch = measured[name]
-            log(f"  measured {name}: overhead ~{overhead:.1f} s, {step:.3f} s/step, {per_epoch:.2f} s/epoch besides steps")
+            log(
+                f"  measured {name}: overhead ~{overhead:.1f} s, {step:.3f} s/step, {per_epoch:.2f} s/epoch besides steps"
+            )
         left = config.budget_minutes * 60.0 - (time.time() - started)
         epochs, steps, estimate = budget_lib.plan_epochs(left, [measured[n] for n, _ in pending], steps)
         log(f"Budget {config.budget_minutes} min: {epochs} epochs x {steps} steps per run (estimate {estimate} s)")
@@ -125,7 +138,9 @@ def _score_run(run_dir, config, seed, mpp):
     def source(split):
         return load_source(config.data, split, data_dir=config.data_dir, num_examples=config.num_examples, seed=seed)
 
-    settings = calibrate_model(model, source("validation"), source("test"), mpp=mpp, match_distance_um=config.match_distance_um)
+    settings = calibrate_model(
+        model, source("validation"), source("test"), mpp=mpp, match_distance_um=config.match_distance_um
+    )
     indices, images, _ = pick_tiles(source("test"), config.figure_tiles)
     maps = np.stack([predict_image(model, image) for image in images]) if images else np.zeros((0, 1, 1))
     np.savez_compressed(os.path.join(run_dir, FIGURE_FILE), indices=np.array(indices), probability=maps)
@@ -234,6 +249,8 @@ def run_compare(config: CompareConfig, log=print):
     for name, seed in skipped:
         log(f"   {name} seed {seed}: finished earlier, not retrained")
     tables, summaries = _write_outputs(config, names, seeds, log)
-    log(f"Wrote {', '.join(t + '.md' for t in tables)}, comparison.csv, figure5.png to {config.output_dir} "
-        f"({time.time() - started:.0f} s)")
+    log(
+        f"Wrote {', '.join(t + '.md' for t in tables)}, comparison.csv, figure5.png to {config.output_dir} "
+        f"({time.time() - started:.0f} s)"
+    )
     return {"tables": tables, "summaries": summaries, "trained": pending, "skipped": skipped, "plan": plan}

@@ -44,11 +44,19 @@ class MitosisConfig(tfds.core.BuilderConfig):
 
 
 def make_config(
-    manual_dir, *, radius_um=DEFAULT_RADIUS_UM, refine=False, fractions=DEFAULT_FRACTIONS, seed=0, split_ids=None, **reader_options
+    manual_dir,
+    *,
+    radius_um=DEFAULT_RADIUS_UM,
+    refine=False,
+    fractions=DEFAULT_FRACTIONS,
+    seed=0,
+    split_ids=None,
+    **reader_options,
 ):
     """A ``MitosisConfig`` whose name identifies the files and options (``split_ids``: see ``split_records``)."""
     key = json.dumps(
-        [os.path.abspath(manual_dir), radius_um, refine, list(fractions), seed, split_ids, reader_options], sort_keys=True
+        [os.path.abspath(manual_dir), radius_um, refine, list(fractions), seed, split_ids, reader_options],
+        sort_keys=True,
     )
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
     return MitosisConfig(
@@ -117,7 +125,9 @@ class _MitosisBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
 def _builder_class(fmt):
     cls_name = "".join(part.title() for part in fmt.NAME.split("_")) + "Builder"
-    return type(cls_name, (_MitosisBuilder,), {"name": fmt.NAME, "format": fmt, "__doc__": fmt.__doc__, "__module__": __name__})
+    return type(
+        cls_name, (_MitosisBuilder,), {"name": fmt.NAME, "format": fmt, "__doc__": fmt.__doc__, "__module__": __name__}
+    )
 
 
 BUILDERS = {name: _builder_class(fmt) for name, fmt in formats.FORMATS.items()}
@@ -130,7 +140,9 @@ def split_ids(name, data_dir, **options):
     """``{split: [image ids]}`` of dataset ``name`` with ``options`` (annotations only, no pixels read)."""
     reader = {k: v for k, v in options.items() if k not in READER_SKIPS}
     records = formats.read_records(name, data_dir, **reader)
-    splits = split_records(records, options.get("fractions", DEFAULT_FRACTIONS), options.get("seed", 0), options.get("split_ids"))
+    splits = split_records(
+        records, options.get("fractions", DEFAULT_FRACTIONS), options.get("seed", 0), options.get("split_ids")
+    )
     return {s: [r.id for r in recs] for s, recs in splits.items()}
 
 
@@ -149,7 +161,9 @@ def get_builder(name, data_dir, *, prepared_dir=None, **config_options):
 def prepare(name, data_dir, **options):
     """Read, check and write dataset ``name`` once (TFDS shows a progress bar); returns the builder."""
     builder = get_builder(name, data_dir, **options)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=builder.builder_config.manual_dir))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=builder.builder_config.manual_dir)
+    )
     return builder
 
 

@@ -93,7 +93,9 @@ def mine_hard_negatives(detector, examples, *, match_distance_um=5.0, mpp=None):
         image_mpp = float(np.asarray(example["mpp"])) if "mpp" in example else float(mpp)
         name = _text(example["id"])
         if name in mined:
-            raise ValueError(f"mine_hard_negatives: two examples share the id {name!r}; ids pair negatives with frames.")
+            raise ValueError(
+                f"mine_hard_negatives: two examples share the id {name!r}; ids pair negatives with frames."
+            )
         centres = _centres(detect(np.asarray(example["image"]), image_mpp))
         mined[name] = false_figures(centres, example["points"], match_distance_um / image_mpp)
     if not mined:
@@ -110,7 +112,10 @@ def save_hard_negatives(run_dir, mined, **about):
     """Write ``mined`` as ``run_dir/hard_negatives.json`` (``about``: how it was mined, kept for the record)."""
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, HARD_NEGATIVES_FILE)
-    body = {"about": about, "negatives": {k: np.asarray(v, np.float32).reshape(-1, 2).tolist() for k, v in mined.items()}}
+    body = {
+        "about": about,
+        "negatives": {k: np.asarray(v, np.float32).reshape(-1, 2).tolist() for k, v in mined.items()},
+    }
     with open(path, "w") as fh:
         json.dump(body, fh)
     return path
@@ -141,12 +146,16 @@ def check_option(option, where):
         raise ValueError(f"{where}: hard_negatives must be a mapping with from_run (and oversample); got {option!r}.")
     unknown = sorted(set(option) - OPTION_KEYS)
     if unknown:
-        raise ValueError(f"{where}: hard_negatives: unknown key(s) {unknown}; accepted: {', '.join(sorted(OPTION_KEYS))}.")
+        raise ValueError(
+            f"{where}: hard_negatives: unknown key(s) {unknown}; accepted: {', '.join(sorted(OPTION_KEYS))}."
+        )
     oversample = option.get("oversample", 1)
     if isinstance(oversample, bool) or not isinstance(oversample, (int, float)) or oversample < 1:
         raise ValueError(f"{where}: hard_negatives.oversample must be a number >= 1; got {oversample!r}.")
     if not isinstance(option["from_run"], str) or not option["from_run"]:
-        raise ValueError(f"{where}: hard_negatives.from_run must be a run folder or a {HARD_NEGATIVES_FILE}; got {option['from_run']!r}.")
+        raise ValueError(
+            f"{where}: hard_negatives.from_run must be a run folder or a {HARD_NEGATIVES_FILE}; got {option['from_run']!r}."
+        )
     return option["from_run"], float(oversample)
 
 
@@ -167,7 +176,9 @@ def add_mined(records, mined):
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     flat = tf.constant(np.concatenate([mined[n] for n in names] + [EMPTY]).astype(np.float32).reshape(-1, 2))
     table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(tf.constant(names or [""], tf.string), tf.range(max(len(names), 1), dtype=tf.int64)),
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(names or [""], tf.string), tf.range(max(len(names), 1), dtype=tf.int64)
+        ),
         default_value=len(names),
     )
     starts, counts = tf.constant(starts), tf.constant(np.asarray(counts, np.int64))

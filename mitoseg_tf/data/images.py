@@ -34,17 +34,22 @@ def _open(path):
     try:
         img = Image.open(path)
     except Image.DecompressionBombError as err:
-        raise ValueError(f"{path}: {err} An image this large goes through `mitoseg slide`, which reads it tile by "
-                         "tile.") from None  # fmt: skip
+        raise ValueError(
+            f"{path}: {err} An image this large goes through `mitoseg slide`, which reads it tile by tile."
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(_undecodable(path, err)) from None
     frames = getattr(img, "n_frames", 1)
     if frames > 1 and img.format != "MPO":  # MPO: a camera JPEG whose later frames are previews
-        raise ValueError(f"{path}: {img.format} file of {frames} frames (an animated image or a multi-page TIFF); "
-                         "give one image per file, or use `mitoseg slide` for a pyramidal slide.")  # fmt: skip
+        raise ValueError(
+            f"{path}: {img.format} file of {frames} frames (an animated image or a multi-page TIFF); "
+            "give one image per file, or use `mitoseg slide` for a pyramidal slide."
+        )
     if _sixteen_bit_channels(img):
-        raise ValueError(f"{path}: 16 bits per channel; H&E images must be 8-bit RGB. Convert it first, scaling its "
-                         "real range (e.g. 0-4095 for 12-bit data) to 0-255.")  # fmt: skip
+        raise ValueError(
+            f"{path}: 16 bits per channel; H&E images must be 8-bit RGB. Convert it first, scaling its "
+            "real range (e.g. 0-4095 for 12-bit data) to 0-255."
+        )
     try:
         img.load()  # decode now: a truncated file fails here, not later in the pipeline
     except (OSError, SyntaxError, ValueError) as err:
@@ -62,8 +67,10 @@ def _undecodable(path, err):
 
             with tifffile.TiffFile(path) as tif:
                 page = tif.pages[0]
-                return (f"{path}: a {page.dtype} TIFF of shape {page.shape}; H&E images must be 8-bit RGB. Convert it "
-                        "first (a float image: scale it to 0-255 and save as 8-bit).")  # fmt: skip
+                return (
+                    f"{path}: a {page.dtype} TIFF of shape {page.shape}; H&E images must be 8-bit RGB. Convert it "
+                    "first (a float image: scale it to 0-255 and save as 8-bit)."
+                )
         except Exception:  # noqa: BLE001 - not a TIFF tifffile reads either: corrupt, as below
             pass
     return f"{path}: cannot decode the image ({err}); the file is corrupt or truncated."

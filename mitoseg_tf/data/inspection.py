@@ -22,7 +22,11 @@ def summarise(name, data_dir, *, max_images=20, radius_um=None, refine=False, **
         for r in records[: max(max_images, 0)]
     ]
     # Mask-only records (folder, MoNuSeg PNGs) have their points once decoded.
-    counts = [len(d["points"]) for d in decoded] if any(r.mask is not None for r in records) else [len(r.points) for r in records]
+    counts = (
+        [len(d["points"]) for d in decoded]
+        if any(r.mask is not None for r in records)
+        else [len(r.points) for r in records]
+    )
     mask_pixels = sum(int(d["mask"].sum()) for d in decoded)
     all_pixels = sum(d["mask"].size for d in decoded)
     sizes = sorted({d["image"].shape[:2] for d in decoded})

@@ -47,9 +47,17 @@ from mitoseg_tf.data.formats import FORMATS
 from mitoseg_tf.data.patches import SCALE_RANGE, augment_patches, patch_stream
 
 TRAIN_KEYS = {
-    "data", "data_dir", "split", "weight", "background_only", "exclude_um", "positive_fraction", "hard_negative_fraction",
-    "options", "hard_negatives",
-}  # fmt: skip
+    "data",
+    "data_dir",
+    "split",
+    "weight",
+    "background_only",
+    "exclude_um",
+    "positive_fraction",
+    "hard_negative_fraction",
+    "options",
+    "hard_negatives",
+}
 EVAL_KEYS = {"data", "data_dir", "split", "options"}
 SPEC_KEYS = {"train", "validation", "test", "prepared_dir"}
 
@@ -65,18 +73,28 @@ def _check_component(component, where, allowed):
             f"mixture {where}: 'data' must be one of the public formats ({', '.join(FORMATS)}); got {component.get('data')!r}."
         )
     folders = component.get("data_dir")
-    if not folders or not isinstance(folders, (str, list)) or (isinstance(folders, list) and not all(
-        isinstance(f, str) and f for f in folders
-    )):  # fmt: skip
+    if (
+        not folders
+        or not isinstance(folders, (str, list))
+        or (isinstance(folders, list) and not all(isinstance(f, str) and f for f in folders))
+    ):
         raise ValueError(
             f"mixture {where}: 'data_dir' is required: the folder of {component['data']}'s files (or a list of folders); "
             f"got {folders!r}."
         )
-    if isinstance(folders, list) and len(folders) > 1 and not getattr(FORMATS[component["data"]], "SEVERAL_FOLDERS", False):
+    if (
+        isinstance(folders, list)
+        and len(folders) > 1
+        and not getattr(FORMATS[component["data"]], "SEVERAL_FOLDERS", False)
+    ):
         several = [n for n, m in FORMATS.items() if getattr(m, "SEVERAL_FOLDERS", False)]
-        raise ValueError(f"mixture {where}: {component['data']} reads one folder; several are read by {', '.join(several)}.")
+        raise ValueError(
+            f"mixture {where}: {component['data']} reads one folder; several are read by {', '.join(several)}."
+        )
     if not isinstance(component.get("options", {}), dict):
-        raise ValueError(f"mixture {where}: 'options' must be a mapping of dataset options; got {component['options']!r}.")
+        raise ValueError(
+            f"mixture {where}: 'options' must be a mapping of dataset options; got {component['options']!r}."
+        )
 
 
 def check_spec(spec):
@@ -142,9 +160,12 @@ def load_split(spec, split, data_dir=None, *, decode=True):
     """The validation or test dataset of a mixture (its records, like ``builders.load_dataset``)."""
     component = evaluation_component(spec, split)
     return load_dataset(
-        component["data"], component.get("split", "all"), _folder(component, data_dir), decode=decode,
+        component["data"],
+        component.get("split", "all"),
+        _folder(component, data_dir),
+        decode=decode,
         **_dataset_options(component, spec, data_dir),
-    )  # fmt: skip
+    )
 
 
 def component_stream(spec, index, data_dir=None, *, patch_size, seed, positive_fraction=0.5, target_mpp=None):
@@ -152,9 +173,12 @@ def component_stream(spec, index, data_dir=None, *, patch_size, seed, positive_f
     component = spec["train"][index]
     where = f"mixture train[{index}]"
     records = load_dataset(
-        component["data"], component.get("split", "all"), _folder(component, data_dir), decode=False,
+        component["data"],
+        component.get("split", "all"),
+        _folder(component, data_dir),
+        decode=False,
         **_dataset_options(component, spec, data_dir),
-    )  # fmt: skip
+    )
     positives = component.get("positive_fraction", positive_fraction)
     # patch_stream's default share, where the component's own positive share leaves room for it
     negatives = component.get("hard_negative_fraction", min(0.1, 1.0 - positives))
@@ -178,16 +202,31 @@ def component_stream(spec, index, data_dir=None, *, patch_size, seed, positive_f
 
 
 def make_training_pipeline(
-    spec, data_dir=None, *, batch_size, patch_size, seed, roles=None, normalise=False, positive_fraction=0.5, target_mpp=None,
+    spec,
+    data_dir=None,
+    *,
+    batch_size,
+    patch_size,
+    seed,
+    roles=None,
+    normalise=False,
+    positive_fraction=0.5,
+    target_mpp=None,
     **augment,
-):  # fmt: skip
+):
     """Training batches: each component's patch stream, drawn by weight, then the shared augmentation."""
     check_spec(spec)
     streams, weights = [], []
     for index, component in enumerate(spec["train"]):
         streams.append(
             component_stream(
-                spec, index, data_dir, patch_size=patch_size, seed=seed, positive_fraction=positive_fraction, target_mpp=target_mpp
+                spec,
+                index,
+                data_dir,
+                patch_size=patch_size,
+                seed=seed,
+                positive_fraction=positive_fraction,
+                target_mpp=target_mpp,
             )
         )
         weights.append(float(component.get("weight", 1.0)))

@@ -72,7 +72,11 @@ def _choose_centre(seed, points, negatives, shape, side, positive_fraction, hard
     kind = tf.where(
         tf.logical_and(u < positive_fraction, have_pos),
         POSITIVE,
-        tf.where(tf.logical_and(u >= positive_fraction, u < positive_fraction + hard_negative_fraction), HARD_NEGATIVE, RANDOM),
+        tf.where(
+            tf.logical_and(u >= positive_fraction, u < positive_fraction + hard_negative_fraction),
+            HARD_NEGATIVE,
+            RANDOM,
+        ),
     )
     kind = tf.where(tf.logical_and(kind == HARD_NEGATIVE, tf.logical_not(have_neg)), RANDOM, kind)
 
@@ -99,9 +103,19 @@ def _clear_of(points, top, left, side, margin):
 
 
 def _patches_of(
-    visit, example, *, seed, side, patches_per_image, positive_fraction, hard_negative_fraction, jitter, background_only, exclude_um,
+    visit,
+    example,
+    *,
+    seed,
+    side,
+    patches_per_image,
+    positive_fraction,
+    hard_negative_fraction,
+    jitter,
+    background_only,
+    exclude_um,
     target_mpp=None,
-):  # fmt: skip
+):
     image, mask = _decode(example)
     points, negatives, mpp = example["points"], example["negatives"], example["mpp"]
     if target_mpp is not None:
@@ -216,7 +230,17 @@ def make_patch_pipeline(records, *, batch_size, patch_size=256, seed=0, scale_ra
 
 
 def augment_patches(
-    stream, *, batch_size, patch_size, seed=0, scale_range=SCALE_RANGE, stain_jitter=0.05, hsv_jitter=0.0, normalise=False, rotate=True, flip=True,
+    stream,
+    *,
+    batch_size,
+    patch_size,
+    seed=0,
+    scale_range=SCALE_RANGE,
+    stain_jitter=0.05,
+    hsv_jitter=0.0,
+    normalise=False,
+    rotate=True,
+    flip=True,
     roles=None,
 ):
     """The shared augmentation and batching of a ``patch_stream`` (cut with ``max_scale=scale_range[1]``)."""
@@ -265,7 +289,10 @@ def tile_grid(records, tile=512, multiple=32, decoded=True, target_mpp=None):
         grid = tf.reshape(tf.stack(tf.meshgrid(rows, cols, indexing="ij"), -1), (-1, 2))
         grid = tf.raw_ops.UniqueV2(x=grid, axis=[0]).y  # a short image repeats its last start
         return tf.data.Dataset.from_tensor_slices(grid).map(
-            lambda rc: {"image": image[rc[0] : rc[0] + side, rc[1] : rc[1] + side], "mask": mask[rc[0] : rc[0] + side, rc[1] : rc[1] + side]}
+            lambda rc: {
+                "image": image[rc[0] : rc[0] + side, rc[1] : rc[1] + side],
+                "mask": mask[rc[0] : rc[0] + side, rc[1] : rc[1] + side],
+            }
         )
 
     return records.flat_map(tiles_of)

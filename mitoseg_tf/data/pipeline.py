@@ -34,7 +34,9 @@ def from_arrays(images, masks):
     if masks.ndim == 4 and masks.shape[-1] == 1:
         masks = masks[..., 0]
     if masks.shape != images.shape[:3]:
-        raise ValueError(f"masks must have shape (N, H, W) = {images.shape[:3]} to match the images; got {masks.shape}.")
+        raise ValueError(
+            f"masks must have shape (N, H, W) = {images.shape[:3]} to match the images; got {masks.shape}."
+        )
     if images.shape[0] == 0:
         raise ValueError("The dataset is empty: no images were given.")
     if masks.size and (masks.min() < 0 or masks.max() > 1):
@@ -147,7 +149,18 @@ def _crop_window(mask, seed, crop_size, scale_range, positive_fraction):
 
 
 def _augment(
-    index, example, *, seed, crop_size, scale_range, positive_fraction, stain_jitter, rotate, flip, normalise=False, hsv_jitter=0.0
+    index,
+    example,
+    *,
+    seed,
+    crop_size,
+    scale_range,
+    positive_fraction,
+    stain_jitter,
+    rotate,
+    flip,
+    normalise=False,
+    hsv_jitter=0.0,
 ):
     element_seed = tf.stack([tf.cast(seed, tf.int64), index])
     seeds = tf.random.experimental.stateless_split(element_seed, 4)

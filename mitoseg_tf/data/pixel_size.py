@@ -73,7 +73,11 @@ def _tiff_pixel_size(path):
             page = tif.pages[0]
             description = page.description or ""
             ome = tif.ome_metadata if tif.is_ome else None
-            tags = {name: page.tags[name].value for name in ("XResolution", "YResolution", "ResolutionUnit") if name in page.tags}
+            tags = {
+                name: page.tags[name].value
+                for name in ("XResolution", "YResolution", "ResolutionUnit")
+                if name in page.tags
+            }
     except (tifffile.TiffFileError, OSError, ValueError, IndexError):
         return _pil_pixel_size(path)  # Pillow may still read it, or say it is no image
     aperio = APERIO_MPP.search(description)
@@ -87,11 +91,15 @@ def _tiff_pixel_size(path):
         return None
     unit = int(tags.get("ResolutionUnit", 2))  # the TIFF specification's default unit is the inch
     if unit not in _TIFF_UNITS:
-        raise ValueError(f"{path}: its TIFF resolution tags have no unit (ResolutionUnit {unit}, 'none'), so they "
-                         "state no pixel size.")  # fmt: skip
+        raise ValueError(
+            f"{path}: its TIFF resolution tags have no unit (ResolutionUnit {unit}, 'none'), so they "
+            "state no pixel size."
+        )
     microns = _TIFF_UNITS[unit]
-    sizes = [microns * den / num if num > 0 else float("inf") for num, den in
-             (tags[k] for k in ("XResolution", "YResolution") if k in tags)]  # fmt: skip
+    sizes = [
+        microns * den / num if num > 0 else float("inf")
+        for num, den in (tags[k] for k in ("XResolution", "YResolution") if k in tags)
+    ]
     if not same_resolution(sizes[0], sizes[-1]):
         raise ValueError(f"{path}: its TIFF tags state pixels of {sizes[0]:.4g} x {sizes[-1]:.4g} um, not square.")
     return _checked(path, sizes[0], "TIFF tags")
@@ -161,8 +169,9 @@ def _resolve(path, mpp, given_by):
 def _unknown(reasons, total, given_by):
     listed = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
     what = "the image" if total == 1 else f"{len(reasons)} of {total} images"
-    return ValueError(f"the pixel size of {what} is unknown ({listed}); give it with {given_by} MICRONS_PER_PIXEL "
-                      f"({TYPICAL}).")  # fmt: skip
+    return ValueError(
+        f"the pixel size of {what} is unknown ({listed}); give it with {given_by} MICRONS_PER_PIXEL ({TYPICAL})."
+    )
 
 
 def image_pixel_size(path, mpp=None, *, given_by="mpp"):

@@ -26,7 +26,9 @@ def check_points(points, shape, where="points"):
     pts = np.asarray(points, dtype=np.float32).reshape(-1, 2) if len(points) else np.zeros((0, 2), np.float32)
     if not np.isfinite(pts).all():
         bad = pts[~np.isfinite(pts).all(axis=1)][0]
-        raise ValueError(f"{where}: point (row {bad[0]:g}, col {bad[1]:g}) is not finite; every coordinate must be a number.")
+        raise ValueError(
+            f"{where}: point (row {bad[0]:g}, col {bad[1]:g}) is not finite; every coordinate must be a number."
+        )
     if len(pts):
         outside = (pts[:, 0] < 0) | (pts[:, 1] < 0) | (pts[:, 0] > shape[0] - 1) | (pts[:, 1] > shape[1] - 1)
         if outside.any():

@@ -20,8 +20,13 @@ import tensorflow as tf
 from mitoseg_tf.inference.resample import MPP_TOLERANCE, check_mpp, resampled_shape
 
 __all__ = [
-    "check_target_mpp", "resample_example", "resample_fields", "resample_image", "resampled_size", "resampled_shape",
-]  # fmt: skip
+    "check_target_mpp",
+    "resample_example",
+    "resample_fields",
+    "resample_image",
+    "resampled_size",
+    "resampled_shape",
+]
 
 
 def check_target_mpp(target_mpp):
@@ -86,7 +91,11 @@ def resample_example(example, target_mpp):
     channel = mask.shape.rank == 3
     names = [k for k in ("points", "negatives") if k in example]
     image, flat, points = resample_fields(
-        example["image"], mask[..., 0] if channel else mask, tuple(example[k] for k in names), example["mpp"], target_mpp
+        example["image"],
+        mask[..., 0] if channel else mask,
+        tuple(example[k] for k in names),
+        example["mpp"],
+        target_mpp,
     )
     out = dict(example, image=image, mask=flat[..., None] if channel else flat, mpp=tf.constant(target_mpp, tf.float32))
     out.update(zip(names, points))

@@ -55,7 +55,16 @@ def _at_resolution(ds, name, target_mpp):
 
 
 def load_source(
-    name="synthetic", split="train", *, data_dir=None, num_examples=None, size=256, seed=0, decode=True, target_mpp=None, **options
+    name="synthetic",
+    split="train",
+    *,
+    data_dir=None,
+    num_examples=None,
+    size=256,
+    seed=0,
+    decode=True,
+    target_mpp=None,
+    **options,
 ):
     """Load split ``split`` of data source ``name`` as a ``tf.data.Dataset``.
 
@@ -66,8 +75,10 @@ def load_source(
     check_source(name)
     target_mpp = check_target_mpp(target_mpp)
     if target_mpp is not None and not decode:
-        raise ValueError("load_source: target_mpp resamples decoded images; encoded records (decode=False) are "
-                         "resampled by the patch and tile pipelines (their target_mpp).")  # fmt: skip
+        raise ValueError(
+            "load_source: target_mpp resamples decoded images; encoded records (decode=False) are "
+            "resampled by the patch and tile pipelines (their target_mpp)."
+        )
     if name == "synthetic":
         if options:
             raise ValueError(f"the synthetic source takes no dataset options; got {sorted(options)}.")
@@ -110,7 +121,9 @@ def make_data(
     augment = check_augment(augment)
     target_mpp = check_target_mpp(target_mpp)
     if not is_large_image_source(name):
-        source = load_source(name, split, data_dir=data_dir, num_examples=num_examples, seed=seed, target_mpp=target_mpp, **options)
+        source = load_source(
+            name, split, data_dir=data_dir, num_examples=num_examples, seed=seed, target_mpp=target_mpp, **options
+        )
         if training:
             return make_pipeline(
                 source,
@@ -127,11 +140,21 @@ def make_data(
 
     if training and name == "mixture":
         return mixture.make_training_pipeline(
-            options, data_dir, batch_size=batch_size, patch_size=crop_size or 256, seed=seed, roles=roles,
-            normalise=normalise, positive_fraction=positive_fraction, target_mpp=target_mpp, **augment,
-        )  # fmt: skip
+            options,
+            data_dir,
+            batch_size=batch_size,
+            patch_size=crop_size or 256,
+            seed=seed,
+            roles=roles,
+            normalise=normalise,
+            positive_fraction=positive_fraction,
+            target_mpp=target_mpp,
+            **augment,
+        )
     if training:
-        records = load_source(name, split, data_dir=data_dir, num_examples=num_examples, seed=seed, decode=False, **options)
+        records = load_source(
+            name, split, data_dir=data_dir, num_examples=num_examples, seed=seed, decode=False, **options
+        )
         return make_patch_pipeline(
             records,
             batch_size=batch_size,
@@ -145,7 +168,13 @@ def make_data(
         )
     records = load_source(name, split, data_dir=data_dir, num_examples=num_examples, seed=seed, decode=False, **options)
     return make_tile_pipeline(
-        records, batch_size=batch_size, tile=eval_tile, roles=roles, normalise=normalise, decoded=False, target_mpp=target_mpp
+        records,
+        batch_size=batch_size,
+        tile=eval_tile,
+        roles=roles,
+        normalise=normalise,
+        decoded=False,
+        target_mpp=target_mpp,
     )
 
 

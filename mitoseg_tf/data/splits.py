@@ -50,10 +50,14 @@ def split_records(records, fractions=DEFAULT_FRACTIONS, seed=0, split_ids=None):
             for name in names:
                 matched = [r for r in records if name in (r.id, r.slide)]
                 if not matched:
-                    raise ValueError(f"split_ids[{split!r}]: {name!r} is neither an image id nor a slide of this dataset.")
+                    raise ValueError(
+                        f"split_ids[{split!r}]: {name!r} is neither an image id nor a slide of this dataset."
+                    )
                 for rec in matched:
                     if where.setdefault(rec.slide, split) != split:
-                        raise ValueError(f"split_ids: slide {rec.slide!r} is listed in both {where[rec.slide]!r} and {split!r}.")
+                        raise ValueError(
+                            f"split_ids: slide {rec.slide!r} is listed in both {where[rec.slide]!r} and {split!r}."
+                        )
         if "train" in split_ids:
             # A split written out in full (a recipe's slide split) must not absorb slides it never named.
             unlisted = sorted({r.slide for r in records} - set(where))

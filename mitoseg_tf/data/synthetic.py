@@ -97,9 +97,7 @@ def _background(rng, size):
     fibres = (0.5 + 0.5 * np.sin(phase)) ** 3
     fibres *= _sigmoid(3.0 * _smooth_noise(rng, size, 20))  # fibres fade in and out
 
-    stroma = rng.uniform(0.55, 0.85) * (
-        0.75 + 0.18 * cloud + rng.uniform(0.2, 0.4) * (fibres - 0.25)
-    )
+    stroma = rng.uniform(0.55, 0.85) * (0.75 + 0.18 * cloud + rng.uniform(0.2, 0.4) * (fibres - 0.25))
     cytoplasm = rng.uniform(0.3, 0.45) * (1.0 + 0.1 * cloud)
     eosin = np.clip(cells * cytoplasm + (1 - cells) * stroma, 0.05, None)
     eosin *= 1.0 - 0.9 * gaps
@@ -127,10 +125,7 @@ def _figure_sdf(rng, kind, u, v):
         half_len = rng.uniform(6.0, 11.0)
         width = rng.uniform(1.8, 3.0)
         # Width wobbles along the plate; phases make it chunky, not periodic.
-        wobble = sum(
-            rng.uniform(0.1, 0.25) * np.sin(rng.uniform(0.4, 1.2) * u + rng.uniform(0, 6.3))
-            for _ in range(2)
-        )
+        wobble = sum(rng.uniform(0.1, 0.25) * np.sin(rng.uniform(0.4, 1.2) * u + rng.uniform(0, 6.3)) for _ in range(2))
         d = _bar_sdf(u, v, half_len, width * (1 + wobble), 1.5)
         # Chromosome arms poking out of the plate.
         for _ in range(rng.integers(3, 8)):
@@ -233,8 +228,17 @@ def _place_figures(rng, size, probability, gaps):
             kept = labels == 1 + np.argmax(sizes)
             ink = coverage[local] * ndi.binary_dilation(kept, _EIGHT)
             figures.append(
-                dict(kind=kind, cy=iy, cx=ix, halo=halo, darkness=darkness,
-                     clearing=clearing, window=(ys, xs), ink=ink, mask=kept)
+                dict(
+                    kind=kind,
+                    cy=iy,
+                    cx=ix,
+                    halo=halo,
+                    darkness=darkness,
+                    clearing=clearing,
+                    window=(ys, xs),
+                    ink=ink,
+                    mask=kept,
+                )
             )
             break
     return figures

@@ -33,9 +33,7 @@ def _already_registered(name):
     return name in registry
 
 
-class SyntheticMitosis(
-    tfds.core.GeneratorBasedBuilder, skip_registration=_already_registered(_NAME)
-):
+class SyntheticMitosis(tfds.core.GeneratorBasedBuilder, skip_registration=_already_registered(_NAME)):
     """Procedural H&E tiles with binary mitotic-figure masks and centroids."""
 
     name = _NAME

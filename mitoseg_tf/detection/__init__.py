@@ -1,7 +1,7 @@
 """Detection and counting: figures from a probability map, matching to true centres, counts and grading.
 
-    >>> from mitoseg_tf.detection import extract_figures, match_points, select_threshold
-    >>> figures = extract_figures(probability, mpp=0.25)
+>>> from mitoseg_tf.detection import extract_figures, match_points, select_threshold
+>>> figures = extract_figures(probability, mpp=0.25)
 """
 
 from mitoseg_tf.detection.counting import (

@@ -46,7 +46,9 @@ def _rgb(image, what="image"):
     if array.ndim == 2:
         array = np.stack([array] * 3, axis=-1)
     if array.ndim != 3 or array.shape[-1] not in (3, 4) or min(array.shape[:2]) < 1:
-        raise ValueError(f"{what} must be (height, width), (height, width, 3) or (height, width, 4); got shape {array.shape}.")
+        raise ValueError(
+            f"{what} must be (height, width), (height, width, 3) or (height, width, 4); got shape {array.shape}."
+        )
     array = array[..., :3]
     if array.dtype == np.uint8:
         return np.ascontiguousarray(array)
@@ -187,9 +189,14 @@ def overview(image, figures, max_side=1600, *, class_name="Mitosis", colour=None
         small = small.resize(size, Image.Resampling.LANCZOS)
     figures = list(figures)
     rows, cols = small.height / height, small.width / width
-    picture = Image.fromarray(draw_figures(
-        np.asarray(small), [rescale_figure(f, rows, cols) for f in figures], class_name=class_name, colour=colour,
-    ))  # fmt: skip
+    picture = Image.fromarray(
+        draw_figures(
+            np.asarray(small),
+            [rescale_figure(f, rows, cols) for f in figures],
+            class_name=class_name,
+            colour=colour,
+        )
+    )
     _caption(picture, _count_text(len(figures), class_name), marker_style((picture.height, picture.width))["font_size"])
     return np.asarray(picture)
 
@@ -235,9 +242,10 @@ def gallery(image, figures, *, window=64, columns=8, zoom=2, max_figures=GALLERY
     rows = -(-len(shown) // columns)
     title_height = font_size + 12
     canvas = Image.new(
-        "RGB", (columns * (tile + gap) + gap, title_height + rows * (tile + label_height + gap) + gap),
+        "RGB",
+        (columns * (tile + gap) + gap, title_height + rows * (tile + label_height + gap) + gap),
         GALLERY_BACKGROUND,
-    )  # fmt: skip
+    )
     draw = ImageDraw.Draw(canvas)
     title = f"{len(figures)} figures, best score first"
     if len(shown) < len(figures):
@@ -249,7 +257,9 @@ def gallery(image, figures, *, window=64, columns=8, zoom=2, max_figures=GALLERY
         y = title_height + r * (tile + label_height + gap)
         crop = _crop(array, figure.centroid, window).repeat(zoom, axis=0).repeat(zoom, axis=1)
         canvas.paste(Image.fromarray(crop), (x, y))
-        draw.text((x + tile / 2, y + tile + 2), f"#{rank + 1}  {figure.score:.2f}", font=font, fill=(0, 0, 0), anchor="ma")
+        draw.text(
+            (x + tile / 2, y + tile + 2), f"#{rank + 1}  {figure.score:.2f}", font=font, fill=(0, 0, 0), anchor="ma"
+        )
     return np.asarray(canvas)
 
 

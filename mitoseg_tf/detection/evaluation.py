@@ -60,8 +60,14 @@ def predict_maps(model, source, *, mpp=DEFAULT_MPP, max_images=None, progress=No
 
     maps, from_points, from_mask = [], 0, 0
     # A whole field takes seconds to minutes on a CPU: show that work is moving.
-    examples = tqdm(_examples(source), desc="whole images", unit="image", leave=False, total=max_images,
-                    disable=None if progress is None else not progress)  # fmt: skip
+    examples = tqdm(
+        _examples(source),
+        desc="whole images",
+        unit="image",
+        leave=False,
+        total=max_images,
+        disable=None if progress is None else not progress,
+    )
     for index, example in enumerate(examples):
         if max_images is not None and index >= max_images:
             break
@@ -110,7 +116,12 @@ def _records(maps, tables, match_distance_um, min_area_um2):
 
 
 def detections_from_maps(
-    maps, *, match_distance_um=DEFAULT_MATCH_DISTANCE_UM, pixel_threshold=0.5, min_area_um2=DEFAULT_MIN_AREA_UM2, score="mean"
+    maps,
+    *,
+    match_distance_um=DEFAULT_MATCH_DISTANCE_UM,
+    pixel_threshold=0.5,
+    min_area_um2=DEFAULT_MIN_AREA_UM2,
+    score="mean",
 ):
     """Per image ``(predicted centres, scores, true centres, match distance in px)``: ``matching.score_images``' input."""
     return _records(maps, _figure_tables(maps, pixel_threshold, score), match_distance_um, min_area_um2)
@@ -140,7 +151,9 @@ def collect_detections(
     ``select_threshold``; ``info`` says where the true centres came from.
     """
     maps, truth = predict_maps(model, source, mpp=mpp, max_images=max_images, **predict_kwargs)
-    options = dict(match_distance_um=match_distance_um, pixel_threshold=pixel_threshold, min_area_um2=min_area_um2, score=score)
+    options = dict(
+        match_distance_um=match_distance_um, pixel_threshold=pixel_threshold, min_area_um2=min_area_um2, score=score
+    )
     info = {
         "num_images": len(maps),
         "truth": truth,
@@ -220,16 +233,28 @@ def held_out_scores(images, tables, match_distance_um, min_areas_um2):
     for i in range(len(images)):
         others = [j for j in range(len(images)) if j != i]
         subsets = {k: [t[j] for j in others] for k, t in alternatives.items()}
-        name, area, chosen, _ = choose_candidates([images[j] for j in others], subsets, match_distance_um, min_areas_um2)
-        result = score_images(_records([images[i]], [alternatives[name][i]], match_distance_um, area), None, chosen["threshold"])
+        name, area, chosen, _ = choose_candidates(
+            [images[j] for j in others], subsets, match_distance_um, min_areas_um2
+        )
+        result = score_images(
+            _records([images[i]], [alternatives[name][i]], match_distance_um, area), None, chosen["threshold"]
+        )
         tp, fp, fn = tp + result["tp"], fp + result["fp"], fn + result["fn"]
         names.append(name)
     scores = detection_scores(tp, fp, fn)
     return {**scores, "chosen": names} if isinstance(tables, dict) else scores
 
 
-def calibrate(val_maps, *, truth="points", match_distance_um=DEFAULT_MATCH_DISTANCE_UM, pixel_threshold=0.5, score="mean",
-              min_areas_um2=MIN_AREA_CHOICES_UM2, report_distances_um=REPORT_DISTANCES_UM):  # fmt: skip
+def calibrate(
+    val_maps,
+    *,
+    truth="points",
+    match_distance_um=DEFAULT_MATCH_DISTANCE_UM,
+    pixel_threshold=0.5,
+    score="mean",
+    min_areas_um2=MIN_AREA_CHOICES_UM2,
+    report_distances_um=REPORT_DISTANCES_UM,
+):
     """Minimum figure size and figure-score threshold maximising pooled F1 on validation maps (``predict_maps``).
 
     Ties go to the smaller minimum size, then the lower threshold. Returns the
@@ -258,12 +283,16 @@ def calibrate(val_maps, *, truth="points", match_distance_um=DEFAULT_MATCH_DISTA
 
 def _by_distance(records, settings, distances_um):
     return {
-        f"{d:g}um": score_images(at_distance(records, settings["match_distance_um"], d), None, settings["score_threshold"])
+        f"{d:g}um": score_images(
+            at_distance(records, settings["match_distance_um"], d), None, settings["score_threshold"]
+        )
         for d in distances_um
     }
 
 
-def score_settings(model, source, settings, *, mpp=DEFAULT_MPP, report_distances_um=REPORT_DISTANCES_UM, **predict_kwargs):
+def score_settings(
+    model, source, settings, *, mpp=DEFAULT_MPP, report_distances_um=REPORT_DISTANCES_UM, **predict_kwargs
+):
     """Detection scores of ``model`` on ``source`` at calibrated ``settings``, under their rule and each report rule."""
     records, _ = collect_detections(
         model,
@@ -275,11 +304,14 @@ def score_settings(model, source, settings, *, mpp=DEFAULT_MPP, report_distances
         score=settings.get("figure_score", "mean"),
         **predict_kwargs,
     )
-    return score_images(records, None, settings["score_threshold"]), _by_distance(records, settings, report_distances_um)
+    return score_images(records, None, settings["score_threshold"]), _by_distance(
+        records, settings, report_distances_um
+    )
 
 
-def calibrate_model(model, validation, test=None, *, mpp=DEFAULT_MPP, match_distance_um=DEFAULT_MATCH_DISTANCE_UM,
-                    tta=False):  # fmt: skip
+def calibrate_model(
+    model, validation, test=None, *, mpp=DEFAULT_MPP, match_distance_um=DEFAULT_MATCH_DISTANCE_UM, tta=False
+):
     """What a run saves as detection.json: settings chosen on ``validation``, ``test`` (if any) scored at them.
 
     With ``tta`` every map is the average over the 8 flips / quarter turns, and
@@ -304,8 +336,15 @@ def save_detection_settings(run_dir, settings):
 
 
 # The settings detection.json holds and their types (detector.settings.DetectionSettings checks its own, too).
-SETTING_TYPES = {"pixel_threshold": float, "score_threshold": float, "min_area_um2": float, "tta": bool,
-                 "figure_score": str, "mpp": float, "match_distance_um": float}  # fmt: skip
+SETTING_TYPES = {
+    "pixel_threshold": float,
+    "score_threshold": float,
+    "min_area_um2": float,
+    "tta": bool,
+    "figure_score": str,
+    "mpp": float,
+    "match_distance_um": float,
+}
 
 
 def load_detection_settings(run_dir):

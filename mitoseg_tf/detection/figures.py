@@ -80,7 +80,9 @@ def extract_figures(
             continue
         values = region.image_intensity[region.image]
         min_row, min_col, max_row, max_col = region.bbox
-        ring = np.asarray(_outline(region.image) if outlines else np.zeros((0, 2))) + np.array([min_col, min_row], dtype=np.float64)
+        ring = np.asarray(_outline(region.image) if outlines else np.zeros((0, 2))) + np.array(
+            [min_col, min_row], dtype=np.float64
+        )
         figures.append(
             Figure(
                 centroid=(float(region.centroid[0]), float(region.centroid[1])),
@@ -133,6 +135,10 @@ def rescale_figure(figure, row_factor, col_factor):
         centroid=((figure.centroid[0] + 0.5) * row_factor - 0.5, (figure.centroid[1] + 0.5) * col_factor - 0.5),
         area_px=int(round(figure.area_px * row_factor * col_factor)),
         polygon=tuple((x * col_factor, y * row_factor) for x, y in figure.polygon),
-        bbox=(int(np.floor(r0 * row_factor)), int(np.floor(c0 * col_factor)),
-              int(np.ceil(r1 * row_factor)), int(np.ceil(c1 * col_factor))),
-    )  # fmt: skip
+        bbox=(
+            int(np.floor(r0 * row_factor)),
+            int(np.floor(c0 * col_factor)),
+            int(np.ceil(r1 * row_factor)),
+            int(np.ceil(c1 * col_factor)),
+        ),
+    )

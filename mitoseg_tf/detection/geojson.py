@@ -55,8 +55,13 @@ def annotation_feature(ring, *, name, color, measurements=None, feature_id=None)
     feature = {
         "type": "Feature",
         "geometry": {"type": "Polygon", "coordinates": [ring]},
-        "properties": {"objectType": "annotation", "name": name, "classification": {"name": name, "color": list(color)},
-                       "isLocked": True, "measurements": dict(measurements or {})},  # fmt: skip
+        "properties": {
+            "objectType": "annotation",
+            "name": name,
+            "classification": {"name": name, "color": list(color)},
+            "isLocked": True,
+            "measurements": dict(measurements or {}),
+        },
     }
     if feature_id is not None:
         feature["id"] = feature_id
@@ -100,7 +105,9 @@ def validate_feature_collection(collection, *, image_shape=None):
         where = f"feature {i}"
         if not isinstance(feature, dict) or feature.get("type") != "Feature":
             raise ValueError(f"{where}: type must be 'Feature'.")
-        if "properties" not in feature or not (feature["properties"] is None or isinstance(feature["properties"], dict)):
+        if "properties" not in feature or not (
+            feature["properties"] is None or isinstance(feature["properties"], dict)
+        ):
             raise ValueError(f"{where}: needs 'properties' (an object or null).")
         geometry = feature.get("geometry")
         if not isinstance(geometry, dict) or geometry.get("type") != "Polygon":
@@ -119,5 +126,7 @@ def validate_feature_collection(collection, *, image_shape=None):
                 height, width = image_shape[:2]
                 for x, y in (p[:2] for p in ring):
                     if not (0 <= x <= width and 0 <= y <= height):
-                        raise ValueError(f"{where} ring {j}: position ({x}, {y}) lies outside the {width}x{height} image.")
+                        raise ValueError(
+                            f"{where} ring {j}: position ({x}, {y}) lies outside the {width}x{height} image."
+                        )
     return True

@@ -72,7 +72,12 @@ class Hotspot:
         """The window's outline as (x, y) vertices: the square's corners, or ``points`` on the circle."""
         if self.shape == "square":
             return [(self.x0, self.y0), (self.x1, self.y0), (self.x1, self.y1), (self.x0, self.y1)]
-        cx, cy, rx, ry = (self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2, (self.x1 - self.x0) / 2, (self.y1 - self.y0) / 2
+        cx, cy, rx, ry = (
+            (self.x0 + self.x1) / 2,
+            (self.y0 + self.y1) / 2,
+            (self.x1 - self.x0) / 2,
+            (self.y1 - self.y0) / 2,
+        )
         angles = np.linspace(0.0, 2 * math.pi, points, endpoint=False)
         return [(cx + rx * math.cos(a), cy + ry * math.sin(a)) for a in angles]
 
@@ -90,11 +95,17 @@ def ten_hpf(hpf10_area_mm2=None, field_diameter_mm=None):
     what made a per-10-HPF count and a Nottingham score disagree.
     """
     if hpf10_area_mm2 is not None and field_diameter_mm is not None:
-        raise ValueError("give the high-power field as the area of 10 fields (hpf10_area_mm2) or as a field diameter "
-                         "(field_diameter_mm), not both: the other follows from it.")  # fmt: skip
+        raise ValueError(
+            "give the high-power field as the area of 10 fields (hpf10_area_mm2) or as a field diameter "
+            "(field_diameter_mm), not both: the other follows from it."
+        )
     if field_diameter_mm is not None:
-        if not (isinstance(field_diameter_mm, (int, float)) and math.isfinite(field_diameter_mm) and field_diameter_mm > 0):
-            raise ValueError(f"field_diameter_mm must be a positive number of mm (e.g. 0.5); got {field_diameter_mm!r}.")
+        if not (
+            isinstance(field_diameter_mm, (int, float)) and math.isfinite(field_diameter_mm) and field_diameter_mm > 0
+        ):
+            raise ValueError(
+                f"field_diameter_mm must be a positive number of mm (e.g. 0.5); got {field_diameter_mm!r}."
+            )
         return 10.0 * field_area_mm2(field_diameter_mm), float(field_diameter_mm)
     area = DEFAULT_HPF10_AREA_MM2 if hpf10_area_mm2 is None else hpf10_area_mm2
     if not (isinstance(area, (int, float)) and math.isfinite(area) and area > 0):
@@ -284,12 +295,22 @@ def _tissue_hotspots(points, mask, cell_um, *, shape, area, hpf10, diameter, min
         count, tissue_mm2 = int(counts[y, x]), int(tissue[y, x]) * cell_mm2
         per_mm2 = count / tissue_mm2
         hotspots.append(
-            Hotspot(x0=x * cell_um, y0=y * cell_um, x1=(x + kw) * cell_um, y1=(y + kh) * cell_um, count=count,
-                    area_mm2=cells * cell_mm2, tissue_area_mm2=tissue_mm2, tissue_fraction=int(tissue[y, x]) / cells,
-                    per_mm2=per_mm2, per_10hpf=per_mm2 * hpf10,
-                    nottingham=_nottingham(per_mm2 * hpf10, diameter) if full else None,
-                    indices=tuple(int(i) for i in np.flatnonzero(inside)), shape=shape)
-        )  # fmt: skip
+            Hotspot(
+                x0=x * cell_um,
+                y0=y * cell_um,
+                x1=(x + kw) * cell_um,
+                y1=(y + kh) * cell_um,
+                count=count,
+                area_mm2=cells * cell_mm2,
+                tissue_area_mm2=tissue_mm2,
+                tissue_fraction=int(tissue[y, x]) / cells,
+                per_mm2=per_mm2,
+                per_10hpf=per_mm2 * hpf10,
+                nottingham=_nottingham(per_mm2 * hpf10, diameter) if full else None,
+                indices=tuple(int(i) for i in np.flatnonzero(inside)),
+                shape=shape,
+            )
+        )
     return hotspots
 
 
@@ -344,14 +365,25 @@ def find_hotspots(
         if bounds_um is not None:
             raise ValueError("give tissue or bounds_um, not both: with a tissue mask the windows lie on its grid.")
         if not (isinstance(tissue_mpp, (int, float)) and tissue_mpp > 0):
-            raise ValueError(f"tissue_mpp must be the positive microns per cell of the tissue mask; got {tissue_mpp!r}.")
+            raise ValueError(
+                f"tissue_mpp must be the positive microns per cell of the tissue mask; got {tissue_mpp!r}."
+            )
         if not 0 < min_tissue_fraction <= 1:
             raise ValueError(f"min_tissue_fraction must lie in (0, 1]; got {min_tissue_fraction!r}.")
         mask = np.asarray(tissue, bool)
         if mask.ndim != 2 or not mask.size:
             raise ValueError(f"tissue must be a non-empty 2-D boolean mask; got shape {mask.shape}.")
-        return _tissue_hotspots(points, mask, float(tissue_mpp), shape=shape, area=area, hpf10=hpf10, diameter=diameter,
-                                min_fraction=min_tissue_fraction, k=k)  # fmt: skip
+        return _tissue_hotspots(
+            points,
+            mask,
+            float(tissue_mpp),
+            shape=shape,
+            area=area,
+            hpf10=hpf10,
+            diameter=diameter,
+            min_fraction=min_tissue_fraction,
+            k=k,
+        )
     if shape != "square":
         raise ValueError("a circular window needs the tissue mask's grid (tissue=..., tissue_mpp=...).")
     return _count_hotspots(points, bounds_um, area=area, hpf10=hpf10, diameter=diameter, k=k)
@@ -381,11 +413,21 @@ def _count_hotspots(points, bounds_um, *, area, hpf10, diameter, k):
         window_mm2 = side_x * side_y * 1e-6
         per_mm2 = count / window_mm2
         hotspots.append(
-            Hotspot(x0=x0, y0=y0, x1=x0 + side_x, y1=y0 + side_y, count=count, area_mm2=window_mm2,
-                    tissue_area_mm2=window_mm2, tissue_fraction=None, per_mm2=per_mm2, per_10hpf=per_mm2 * hpf10,
-                    nottingham=_nottingham(per_mm2 * hpf10, diameter) if full else None,
-                    indices=tuple(int(i) for i in np.flatnonzero(inside)))
-        )  # fmt: skip
+            Hotspot(
+                x0=x0,
+                y0=y0,
+                x1=x0 + side_x,
+                y1=y0 + side_y,
+                count=count,
+                area_mm2=window_mm2,
+                tissue_area_mm2=window_mm2,
+                tissue_fraction=None,
+                per_mm2=per_mm2,
+                per_10hpf=per_mm2 * hpf10,
+                nottingham=_nottingham(per_mm2 * hpf10, diameter) if full else None,
+                indices=tuple(int(i) for i in np.flatnonzero(inside)),
+            )
+        )
         chosen.append((x0, y0, x0 + side_x, y0 + side_y))
     return hotspots
 

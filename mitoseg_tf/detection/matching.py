@@ -103,7 +103,11 @@ def select_threshold(images, max_distance_px=None):
     kept = np.zeros(len(thresholds), np.int64)
     truths = 0
     for item in images:
-        predicted, scores, truth = _points(item[0], "predicted"), np.asarray(item[1], np.float64).reshape(-1), _points(item[2], "truth")
+        predicted, scores, truth = (
+            _points(item[0], "predicted"),
+            np.asarray(item[1], np.float64).reshape(-1),
+            _points(item[2], "truth"),
+        )
         limit = item[3] if len(item) > 3 else max_distance_px
         if len(scores) != len(predicted):
             raise ValueError(f"got {len(scores)} scores for {len(predicted)} predicted points; give one score each.")

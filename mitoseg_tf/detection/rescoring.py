@@ -57,10 +57,14 @@ def classify_centres(classifier, image, centres, *, tta=True, batch_size=256):
     # (0.63x the time for 25 candidates, 0.9x for 100; see benchmarks/README.md).
     count = dihedral.NUM_TRANSFORMS if tta else 1
     views = np.concatenate([dihedral.forward(windows, k) for k in range(count)])
-    scores = np.concatenate([
-        keras.ops.convert_to_numpy(classifier(np.ascontiguousarray(views[start : start + batch_size]), training=False))[:, 0]
-        for start in range(0, len(views), batch_size)
-    ])  # fmt: skip
+    scores = np.concatenate(
+        [
+            keras.ops.convert_to_numpy(
+                classifier(np.ascontiguousarray(views[start : start + batch_size]), training=False)
+            )[:, 0]
+            for start in range(0, len(views), batch_size)
+        ]
+    )
     return scores.reshape(count, len(windows)).mean(axis=0, dtype=np.float64).astype(np.float32)
 
 

@@ -68,8 +68,20 @@ class Detector:
         tile, overlap, batch_size: the sliding window (memory, not results).
     """
 
-    def __init__(self, model, *, mpp=None, settings=None, classifier=None, object_class="Mitosis", card=None,
-                 name=None, tile=512, overlap=0.25, batch_size=4):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        *,
+        mpp=None,
+        settings=None,
+        classifier=None,
+        object_class="Mitosis",
+        card=None,
+        name=None,
+        tile=512,
+        overlap=0.25,
+        batch_size=4,
+    ):
         self.model = model
         self.mpp = None if mpp is None else check_mpp(mpp, "the detector's mpp")
         self.settings = settings or DetectionSettings()
@@ -109,8 +121,16 @@ class Detector:
         settings = DetectionSettings.from_dict(saved, chosen_by).replace(**setting_overrides)
         model = build(card.model, weights=card.tag, input_shape=(None, None, 3))
         classifier = load_rescorer(card.model, card.tag) if rescore else None
-        return cls(model, mpp=card.mpp, settings=settings, classifier=classifier, object_class=card.object_class,
-                   card={"weights": key, **card.to_dict()}, name=key, **window)  # fmt: skip
+        return cls(
+            model,
+            mpp=card.mpp,
+            settings=settings,
+            classifier=classifier,
+            object_class=card.object_class,
+            card={"weights": key, **card.to_dict()},
+            name=key,
+            **window,
+        )
 
     @classmethod
     def from_checkpoint(cls, path, *, mpp=None, object_class="Mitosis", **options):
@@ -138,8 +158,15 @@ class Detector:
         card = {**run_card(run_dir), "checkpoint": f"{os.path.basename(run_dir)}/{file}"}
         if saved:
             card["detection"] = saved
-        return cls(model, mpp=mpp, settings=settings, object_class=object_class,
-                   card=card, name=os.path.basename(run_dir), **window)  # fmt: skip
+        return cls(
+            model,
+            mpp=mpp,
+            settings=settings,
+            object_class=object_class,
+            card=card,
+            name=os.path.basename(run_dir),
+            **window,
+        )
 
     @classmethod
     def load(cls, *, checkpoint=None, weights=None, rescore=None, **options):
@@ -152,8 +179,10 @@ class Detector:
             raise ValueError("give either a checkpoint (--checkpoint) or shipped weights (--weights), not both.")
         if checkpoint:
             if rescore:
-                raise ValueError("rescoring (--rescore) needs shipped weights with a figure classifier (the default "
-                                 "unet/mitosis); a checkpoint has none.")  # fmt: skip
+                raise ValueError(
+                    "rescoring (--rescore) needs shipped weights with a figure classifier (the default "
+                    "unet/mitosis); a checkpoint has none."
+                )
             return cls.from_checkpoint(checkpoint, **options)
         return cls.from_weights(weights or DEFAULT_WEIGHTS, rescore=rescore, **options)
 
@@ -169,10 +198,15 @@ class Detector:
         """A detector sharing this one's networks with some settings (or tile/overlap/batch_size) replaced."""
         window, setting_overrides = _split_options(overrides)
         return Detector(
-            self.model, mpp=self.mpp, settings=self.settings.replace(**setting_overrides), classifier=self.classifier,
-            object_class=self.object_class, card=self.card, name=self.name,
+            self.model,
+            mpp=self.mpp,
+            settings=self.settings.replace(**setting_overrides),
+            classifier=self.classifier,
+            object_class=self.object_class,
+            card=self.card,
+            name=self.name,
             **{"tile": self.tile, "overlap": self.overlap, "batch_size": self.batch_size, **window},
-        )  # fmt: skip
+        )
 
     # --- prediction -------------------------------------------------------------------------------
 
@@ -186,8 +220,9 @@ class Detector:
 
     def probability_native(self, image):
         """Probability map (H, W) of an image already at the detector's resolution."""
-        return predict_image(self.model, image, tile=self.tile, overlap=self.overlap, batch_size=self.batch_size,
-                             tta=self.settings.tta)  # fmt: skip
+        return predict_image(
+            self.model, image, tile=self.tile, overlap=self.overlap, batch_size=self.batch_size, tta=self.settings.tta
+        )
 
     def figures_native(self, image, mpp=None, probability=None):
         """Kept figures of an image already at the detector's resolution, in its pixels, highest score first.
@@ -199,8 +234,13 @@ class Detector:
         if probability is None:
             probability = self.probability_native(image)
         s = self.settings
-        figures = extract_figures(probability, mpp=mpp, threshold=s.pixel_threshold, min_area_um2=s.min_area_um2,
-                                  score="mean" if s.figure_score == "classifier" else s.figure_score)  # fmt: skip
+        figures = extract_figures(
+            probability,
+            mpp=mpp,
+            threshold=s.pixel_threshold,
+            min_area_um2=s.min_area_um2,
+            score="mean" if s.figure_score == "classifier" else s.figure_score,
+        )
         if self.classifier is not None:
             figures = rescore_figures(self.classifier, image, figures)
         return [f for f in figures if f.score >= s.score_threshold]
@@ -215,8 +255,10 @@ class Detector:
         """
         image = check_image(image)
         if mpp is None:
-            raise ValueError(f"an image array states no pixel size: give mpp= (microns per pixel; {TYPICAL}), or call "
-                             "predict_file(path), which reads it from the file.")  # fmt: skip
+            raise ValueError(
+                f"an image array states no pixel size: give mpp= (microns per pixel; {TYPICAL}), or call "
+                "predict_file(path), which reads it from the file."
+            )
         mpp = check_mpp(mpp, mpp_source)
         work_mpp = self.mpp or mpp
         work = to_resolution(image, mpp, work_mpp)
@@ -226,9 +268,16 @@ class Detector:
             row_factor, col_factor = scale_factors(work.shape[:2], image.shape[:2])
             figures = [rescale_figure(f, row_factor, col_factor) for f in figures]
             probability = resize(probability, image.shape[:2]) if keep_probability else None
-        return Prediction(figures=tuple(figures), mpp=mpp, image_shape=tuple(image.shape[:2]),
-                          object_class=self.object_class, settings=self.settings, rescored=self.rescored,
-                          probability=probability if keep_probability else None, mpp_source=mpp_source)  # fmt: skip
+        return Prediction(
+            figures=tuple(figures),
+            mpp=mpp,
+            image_shape=tuple(image.shape[:2]),
+            object_class=self.object_class,
+            settings=self.settings,
+            rescored=self.rescored,
+            probability=probability if keep_probability else None,
+            mpp_source=mpp_source,
+        )
 
     def predict_file(self, path, mpp=None, **options):
         """``predict`` of the image file at ``path``; ``mpp`` None: the pixel size the file states, else ValueError.
@@ -256,8 +305,14 @@ class Detector:
 
     def summary(self):
         """JSON-ready facts: resolution, settings in the order they apply, card."""
-        return {"name": self.name, "mpp": self.mpp, "object_class": self.object_class, "rescored": self.rescored,
-                "settings": dataclasses.asdict(self.settings), "card": json.loads(json.dumps(self.card, default=str))}
+        return {
+            "name": self.name,
+            "mpp": self.mpp,
+            "object_class": self.object_class,
+            "rescored": self.rescored,
+            "settings": dataclasses.asdict(self.settings),
+            "card": json.loads(json.dumps(self.card, default=str)),
+        }
 
 
 _WINDOW_OPTIONS = ("tile", "overlap", "batch_size")

@@ -33,7 +33,9 @@ def check_out_dir(out_dir, inputs=(), option="--out"):
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{option} {out_dir!r}: no permission to write in {existing!r}.")
     real = os.path.realpath(out)
-    holding = [p for p in inputs if os.path.realpath(p if os.path.isdir(p) else os.path.dirname(os.path.abspath(p))) == real]
+    holding = [
+        p for p in inputs if os.path.realpath(p if os.path.isdir(p) else os.path.dirname(os.path.abspath(p))) == real
+    ]
     if holding:
         raise ValueError(
             f"{option} {out_dir!r} is the folder of the input {holding[0]!r}: the outputs would mix with the "
@@ -52,8 +54,10 @@ def output_stems(files):
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         same = [p for p in files if os.path.basename(p) == repeated[0]]
-        raise ValueError(f"{len(same)} inputs share the file name {repeated[0]} ({', '.join(same[:3])}): their "
-                         "outputs and counts.csv rows would be confused; predict them into separate folders.")  # fmt: skip
+        raise ValueError(
+            f"{len(same)} inputs share the file name {repeated[0]} ({', '.join(same[:3])}): their "
+            "outputs and counts.csv rows would be confused; predict them into separate folders."
+        )
     stems = [os.path.splitext(n)[0] for n in names]
     return {p: stem if stems.count(stem) == 1 else name for p, name, stem in zip(files, names, stems)}
 
@@ -80,8 +84,17 @@ class FilesResult:
         return [r for r in self.rows if r["status"] != "ok"]
 
 
-def predict_files(detector, inputs, *, mpp=None, out_dir, hpf10_area_mm2=DEFAULT_HPF10_AREA_MM2, progress=None,
-                  on_image=None, mpp_given_by="mpp"):  # fmt: skip
+def predict_files(
+    detector,
+    inputs,
+    *,
+    mpp=None,
+    out_dir,
+    hpf10_area_mm2=DEFAULT_HPF10_AREA_MM2,
+    progress=None,
+    on_image=None,
+    mpp_given_by="mpp",
+):
     """Predict every image of ``inputs`` (a file or folder) and write its files and ``counts.csv``.
 
     ``mpp``: microns per pixel of every image (``mpp_given_by`` names it in
@@ -100,9 +113,14 @@ def predict_files(detector, inputs, *, mpp=None, out_dir, hpf10_area_mm2=DEFAULT
     sizes = image_pixel_sizes(files, mpp, given_by=mpp_given_by)
     contradicted = [path for path, size in sizes.items() if size is not None and size.note]
     if contradicted:
-        log.warning("%s %g um/px is used for every image, but %d of them state another pixel size, e.g. %s: %s.",
-                    mpp_given_by, sizes[contradicted[0]].mpp, len(contradicted), os.path.basename(contradicted[0]),
-                    sizes[contradicted[0]].note)  # fmt: skip
+        log.warning(
+            "%s %g um/px is used for every image, but %d of them state another pixel size, e.g. %s: %s.",
+            mpp_given_by,
+            sizes[contradicted[0]].mpp,
+            len(contradicted),
+            os.path.basename(contradicted[0]),
+            sizes[contradicted[0]].note,
+        )
     os.makedirs(out_dir, exist_ok=True)
     counts_path = os.path.join(out_dir, COUNTS_FILE)
     rows = []

@@ -20,9 +20,19 @@ from mitoseg_tf.detection.drawing import class_colour, draw_figures, gallery, ov
 from mitoseg_tf.detection.geojson import write_geojson
 
 COUNT_COLUMNS = (
-    "image", "status", "height", "width", "mpp", "mpp_source", "area_mm2", "object_class", "count", "per_mm2", "per_10hpf",
+    "image",
+    "status",
+    "height",
+    "width",
+    "mpp",
+    "mpp_source",
+    "area_mm2",
+    "object_class",
+    "count",
+    "per_mm2",
+    "per_10hpf",
     "settings",
-)  # fmt: skip
+)
 
 
 def write_prediction(prediction, image, out_dir, stem):
@@ -45,9 +55,13 @@ def write_prediction(prediction, image, out_dir, stem):
         paths[kind] = f"{base}_{kind}.png"
         Image.fromarray(picture).save(paths[kind])
     paths["geojson"] = base + ".geojson"
-    write_geojson(figures, paths["geojson"], class_name=prediction.object_class,
-                  color=list(class_colour(prediction.object_class)),
-                  members={"mpp": prediction.mpp, "mpp_source": prediction.mpp_source})  # fmt: skip
+    write_geojson(
+        figures,
+        paths["geojson"],
+        class_name=prediction.object_class,
+        color=list(class_colour(prediction.object_class)),
+        members={"mpp": prediction.mpp, "mpp_source": prediction.mpp_source},
+    )
     return paths
 
 

@@ -43,7 +43,9 @@ class DetectionSettings:
         given = {k: v for k, v in overrides.items() if v is not None}
         unknown = sorted(set(given) - {f.name for f in dataclasses.fields(self)})
         if unknown:
-            raise ValueError(f"unknown detection setting(s) {unknown}; known: {[f.name for f in dataclasses.fields(self)]}.")
+            raise ValueError(
+                f"unknown detection setting(s) {unknown}; known: {[f.name for f in dataclasses.fields(self)]}."
+            )
         if not given or set(given) == {"chosen_by"}:
             return dataclasses.replace(self, **given)
         note = given.pop("chosen_by", None) or f"{self.chosen_by}; {', '.join(sorted(given))} given"
@@ -51,8 +53,11 @@ class DetectionSettings:
 
     def describe(self, rescored=False):
         """One line, in the order the settings apply."""
-        steps = ["8-fold averaged map" if self.tta else "single-view map", f"pixel probability > {self.pixel_threshold:g}",
-                 f"figures >= {self.min_area_um2:g} um^2"]  # fmt: skip
+        steps = [
+            "8-fold averaged map" if self.tta else "single-view map",
+            f"pixel probability > {self.pixel_threshold:g}",
+            f"figures >= {self.min_area_um2:g} um^2",
+        ]
         if rescored:
             steps.append("rescored by the figure classifier")
         steps.append(f"score >= {self.score_threshold:.4g}")
@@ -66,7 +71,9 @@ class DetectionSettings:
         not read as true); ``where`` (default ``chosen_by``) names the file in the error.
         """
         if not isinstance(saved, dict):
-            raise ValueError(f"{where or chosen_by}: expected a mapping of detection settings; got {type(saved).__name__}.")
+            raise ValueError(
+                f"{where or chosen_by}: expected a mapping of detection settings; got {type(saved).__name__}."
+            )
         fields = [f for f in dataclasses.fields(cls) if f.name != "chosen_by"]
         values = {f.name: saved[f.name] for f in fields if saved.get(f.name) is not None}
         for field in fields:

@@ -1,8 +1,8 @@
 """Deployment formats: ``export(model, out_dir)`` writes a SavedModel that serves whole images.
 
-    >>> from mitoseg_tf.export import export
-    >>> export(model, "exported/mcsa_unet")        # then tf.saved_model.load(...) anywhere
-    >>> export_detector(detector, "exported/mitosis")  # maps plus serving_figures (Detector.export)
+>>> from mitoseg_tf.export import export
+>>> export(model, "exported/mcsa_unet")        # then tf.saved_model.load(...) anywhere
+>>> export_detector(detector, "exported/mitosis")  # maps plus serving_figures (Detector.export)
 """
 
 from mitoseg_tf.export.detector import export_detector

@@ -48,8 +48,9 @@ from mitoseg_tf.export.saved_model import CARD_FILE, _reflect, _tf, export, tta_
 from mitoseg_tf.inference.resample import MAX_RESAMPLED_PIXELS, MPP_RANGE, MPP_TOLERANCE
 from mitoseg_tf.inference.tta import NUM_TRANSFORMS
 
-MPP_MESSAGE = (f"serving_figures: mpp must be {MPP_RANGE[0]:g} to {MPP_RANGE[1]:g} microns per pixel (0.25 at 40x, "
-               "0.5 at 20x)")
+MPP_MESSAGE = (
+    f"serving_figures: mpp must be {MPP_RANGE[0]:g} to {MPP_RANGE[1]:g} microns per pixel (0.25 at 40x, 0.5 at 20x)"
+)
 
 FIGURES_SIGNATURE = "serving_figures"
 WINDOWS_SIGNATURE = "serving_windows"
@@ -173,20 +174,28 @@ class _Figures:
             module.classifier_variables = [v.value if hasattr(v, "value") else v for v in classifier.variables]
             window = int(classifier.input_shape[1])
 
-        @tf.function(input_signature=[
-            tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"), tf.TensorSpec([], tf.float32, name="mpp"),
-        ])  # fmt: skip
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"),
+                tf.TensorSpec([], tf.float32, name="mpp"),
+            ]
+        )
         def serve_figures(images, mpp):
             # A loaded signature does not enforce a static batch of 1, so the graph checks it.
             checks = [
-                tf.debugging.assert_equal(tf.shape(images)[0], 1, "serving_figures takes one image at a time: images "
-                                          "[1, height, width, 3]; call it once per image"),  # fmt: skip
+                tf.debugging.assert_equal(
+                    tf.shape(images)[0],
+                    1,
+                    "serving_figures takes one image at a time: images [1, height, width, 3]; call it once per image",
+                ),
                 tf.debugging.assert_positive(tf.shape(images)[1:3], "serving_figures: the image is empty"),
-                tf.debugging.assert_all_finite(mpp, "serving_figures: mpp must be a finite number of microns per pixel"),
+                tf.debugging.assert_all_finite(
+                    mpp, "serving_figures: mpp must be a finite number of microns per pixel"
+                ),
                 # The one pixel-size rule (inference.resample.check_mpp), in the graph.
                 tf.debugging.assert_greater_equal(mpp, MPP_RANGE[0], MPP_MESSAGE),
                 tf.debugging.assert_less_equal(mpp, MPP_RANGE[1], MPP_MESSAGE),
-            ]  # fmt: skip
+            ]
             with tf.control_dependencies(checks):
                 height, width = tf.shape(images)[1], tf.shape(images)[2]
             if self.mpp is None:
@@ -197,9 +206,16 @@ class _Figures:
                 size = resampled_size(tf.stack([height, width]), mpp, self.mpp)
                 work_h, work_w = size[0], size[1]
                 pixels = tf.cast(work_h, tf.int64) * tf.cast(work_w, tf.int64)
-                with tf.control_dependencies([tf.debugging.assert_less_equal(pixels, tf.constant(MAX_RESAMPLED_PIXELS, tf.int64),
-                                              f"serving_figures: the image resampled to {self.mpp:g} um/px would exceed "
-                                              f"{MAX_RESAMPLED_PIXELS} pixels; check mpp")]):  # fmt: skip
+                with tf.control_dependencies(
+                    [
+                        tf.debugging.assert_less_equal(
+                            pixels,
+                            tf.constant(MAX_RESAMPLED_PIXELS, tf.int64),
+                            f"serving_figures: the image resampled to {self.mpp:g} um/px would exceed "
+                            f"{MAX_RESAMPLED_PIXELS} pixels; check mpp",
+                        )
+                    ]
+                ):
                     work = resample_image(images, size)
             probability = module.serve_tiled(work)["probability"][0]
             stats = component_stats(probability, self.pixel_threshold)
@@ -215,7 +231,9 @@ class _Figures:
             kept = scores >= self.score_threshold
             scores, centroid, area_um2 = (tf.boolean_mask(t, kept) for t in (scores, centroid, area_um2))
             order = tf.argsort(-scores, stable=True)  # Python's sorted(key=-score) is stable too
-            factor = tf.cast(tf.stack([height / work_h, width / work_w]), tf.float64)  # int32 / int32 divides in float64
+            factor = tf.cast(
+                tf.stack([height / work_h, width / work_w]), tf.float64
+            )  # int32 / int32 divides in float64
             centres = (tf.gather(centroid, order) + 0.5) * factor - 0.5
             return {
                 "centres": tf.cast(tf.reshape(centres, [-1, 2]), tf.float32),
@@ -252,21 +270,39 @@ def settings_in_order(detector):
     steps = [
         {"name": "mpp", "value": detector.mpp, "step": resample},
         {"name": "tta", "value": bool(s.tta), "step": "8-fold averaged map" if s.tta else "single-view map"},
-        {"name": "pixel_threshold", "value": float(s.pixel_threshold),
-         "step": f"candidate figures are the 8-connected blobs of pixel probability > {s.pixel_threshold:g}"},
-        {"name": "min_area_um2", "value": float(s.min_area_um2),
-         "step": f"blobs smaller than {s.min_area_um2:g} um^2 are dropped"},
-    ]  # fmt: skip
+        {
+            "name": "pixel_threshold",
+            "value": float(s.pixel_threshold),
+            "step": f"candidate figures are the 8-connected blobs of pixel probability > {s.pixel_threshold:g}",
+        },
+        {
+            "name": "min_area_um2",
+            "value": float(s.min_area_um2),
+            "step": f"blobs smaller than {s.min_area_um2:g} um^2 are dropped",
+        },
+    ]
     if rescored:
         window = int(detector.classifier.input_shape[1])
-        steps.append({"name": "figure_score", "value": "classifier",
-                      "step": f"each blob's score is the figure classifier's probability on a {window}-px window at its "
-                              "rounded centroid (mirrored past the border), averaged over the 8 flips / quarter turns"})  # fmt: skip
+        steps.append(
+            {
+                "name": "figure_score",
+                "value": "classifier",
+                "step": f"each blob's score is the figure classifier's probability on a {window}-px window at its "
+                "rounded centroid (mirrored past the border), averaged over the 8 flips / quarter turns",
+            }
+        )
     else:
         score = "mean" if s.figure_score == "classifier" else s.figure_score
-        steps.append({"name": "figure_score", "value": score, "step": f"each blob's score is its {score} pixel probability"})
-    steps.append({"name": "score_threshold", "value": float(s.score_threshold),
-                  "step": f"figures scoring less than {s.score_threshold:.4g} are dropped"})  # fmt: skip
+        steps.append(
+            {"name": "figure_score", "value": score, "step": f"each blob's score is its {score} pixel probability"}
+        )
+    steps.append(
+        {
+            "name": "score_threshold",
+            "value": float(s.score_threshold),
+            "step": f"figures scoring less than {s.score_threshold:.4g} are dropped",
+        }
+    )
     return steps
 
 
@@ -280,8 +316,10 @@ def _paper_results(model_name):
         return None
     if not entry.paper_results:
         return None
-    return {"source": f"reported by the paper ({entry.paper}) for its own model and data; not measured on this detector",
-            "numbers": entry.paper_results}  # fmt: skip
+    return {
+        "source": f"reported by the paper ({entry.paper}) for its own model and data; not measured on this detector",
+        "numbers": entry.paper_results,
+    }
 
 
 def _validation(detector):
@@ -290,8 +328,10 @@ def _validation(detector):
     chosen = (card.get("rescorer") or {}).get("detection") if detector.classifier is not None else card.get("detection")
     if not chosen or not any(k.startswith("validation") for k in chosen):
         return None
-    return {"source": "measured by mitoseg-tf with these weights and settings (see weights_card)",
-            **{k: v for k, v in chosen.items() if k.startswith("validation")}}  # fmt: skip
+    return {
+        "source": "measured by mitoseg-tf with these weights and settings (see weights_card)",
+        **{k: v for k, v in chosen.items() if k.startswith("validation")},
+    }
 
 
 def detector_card(detector, *, tile, overlap):
@@ -300,17 +340,21 @@ def detector_card(detector, *, tile, overlap):
     card = dict(detector.card or {})
     figures = {
         "signature": FIGURES_SIGNATURE,
-        "input": {"images": "uint8 [1, height, width, 3], RGB 0-255, one image",
-                  "mpp": "float32 []: microns per pixel of that image"},
-        "output": {"centres": "float32 [K, 2]: (row, col) of each figure's centroid in input pixels (pixel centres "
-                              "at integers)",
-                   "scores": "float32 [K]: " + ("figure classifier probability" if rescored else "blob probability"),
-                   "areas_um2": "float32 [K]: area in square microns",
-                   "count": "int32 []: K, the figures kept"},
+        "input": {
+            "images": "uint8 [1, height, width, 3], RGB 0-255, one image",
+            "mpp": "float32 []: microns per pixel of that image",
+        },
+        "output": {
+            "centres": "float32 [K, 2]: (row, col) of each figure's centroid in input pixels (pixel centres "
+            "at integers)",
+            "scores": "float32 [K]: " + ("figure classifier probability" if rescored else "blob probability"),
+            "areas_um2": "float32 [K]: area in square microns",
+            "count": "int32 []: K, the figures kept",
+        },
         "order": "descending score",
         "sliding_window": {"tile": int(tile), "overlap": float(overlap)},
         "same_as": "mitoseg predict / Detector.predict on the same image and mpp",
-    }  # fmt: skip
+    }
     if rescored:
         window = int(detector.classifier.input_shape[1])
         figures["classifier_signature"] = {
@@ -344,12 +388,16 @@ def detector_card(detector, *, tile, overlap):
 def _check_detector(detector):
     import keras
 
-    missing = [name for name in ("model", "settings", "classifier", "mpp", "card", "name") if not hasattr(detector, name)]
+    missing = [
+        name for name in ("model", "settings", "classifier", "mpp", "card", "name") if not hasattr(detector, name)
+    ]
     if missing or not isinstance(detector.model, keras.Model):
         raise ValueError(f"export_detector takes a mitoseg_tf.detector.Detector; got {type(detector).__name__}.")
     s = detector.settings
     if s.figure_score not in SCORES + ("classifier",):
-        raise ValueError(f"export_detector: figure_score must be one of {SCORES + ('classifier',)}; got {s.figure_score!r}.")
+        raise ValueError(
+            f"export_detector: figure_score must be one of {SCORES + ('classifier',)}; got {s.figure_score!r}."
+        )
     classifier = detector.classifier
     if classifier is not None:
         shape = tuple(classifier.input_shape)
@@ -383,17 +431,24 @@ def export_detector(detector, out_dir, *, overwrite=False, tile=None, overlap=No
     if os.path.isfile(out_dir):
         raise ValueError(f"export_detector: {out_dir!r} is a file; give a folder for the SavedModel.")
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise ValueError(f"{out_dir!r} exists and is not empty; pass overwrite=True (--overwrite) or choose another folder.")
+        raise ValueError(
+            f"{out_dir!r} exists and is not empty; pass overwrite=True (--overwrite) or choose another folder."
+        )
     tile = detector.tile if tile is None else tile
     overlap = detector.overlap if overlap is None else overlap
     figures = _Figures(detector)
 
     started = time.perf_counter()
     written = export(
-        detector.model, out_dir, card={**detector_card(detector, tile=tile, overlap=overlap), **(card or {})},
-        threshold=detector.settings.pixel_threshold, tile=tile, overlap=overlap, tta=bool(detector.settings.tta),
+        detector.model,
+        out_dir,
+        card={**detector_card(detector, tile=tile, overlap=overlap), **(card or {})},
+        threshold=detector.settings.pixel_threshold,
+        tile=tile,
+        overlap=overlap,
+        tta=bool(detector.settings.tta),
         extend=lambda model, module: figures.signatures(module),
-    )  # fmt: skip
+    )
     seconds = time.perf_counter() - started
     signatures = [*MAP_SIGNATURES, FIGURES_SIGNATURE] + ([WINDOWS_SIGNATURE] if detector.classifier is not None else [])
     return {

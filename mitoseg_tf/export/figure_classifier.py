@@ -46,8 +46,12 @@ def export_figure_classifier(classifier, out_dir, *, card=None):
 
     model_card = {
         "name": classifier.name,
-        "input": {"windows": f"uint8 [batch, {window}, {window}, 3], RGB 0-255, one window centred on each candidate figure"},
-        "output": {"probability": "float32 [batch]: probability of a mitotic figure at the centre, mean of the 8 flips / quarter turns"},
+        "input": {
+            "windows": f"uint8 [batch, {window}, {window}, 3], RGB 0-255, one window centred on each candidate figure"
+        },
+        "output": {
+            "probability": "float32 [batch]: probability of a mitotic figure at the centre, mean of the 8 flips / quarter turns"
+        },
         **(card or {}),
     }
     with tempfile.TemporaryDirectory() as scratch:

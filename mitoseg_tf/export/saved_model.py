@@ -139,6 +139,7 @@ def _graph_safe(model):
     Zoo networks use ``layers.BilinearUpSampling2D`` and need no clone; this is
     for users' own models built with Keras' stock layer.
     """
+
     def interpolating(layer):
         return isinstance(layer, keras.layers.UpSampling2D) and layer.interpolation != "nearest"
 
@@ -332,7 +333,7 @@ def build_card(model, *, stride, threshold, activation, card=None, tile=512, ove
         **zoo,
         "package": "mitoseg-tf",
         "package_version": __version__,
-        "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "parameters": int(model.count_params()),
         "dtype_policy": getattr(getattr(model, "dtype_policy", None), "name", None),
         "training_data": "unknown (not recorded at export)",
@@ -483,9 +484,15 @@ def export(model, out_dir, *, card=None, threshold=0.5, stride=None, tile=512, o
     if not 0.0 <= float(overlap) < 1.0:
         raise ValueError(f"export: overlap must be a fraction in [0, 1); got {overlap!r}.")
     model_card = build_card(
-        model, stride=stride, threshold=threshold, activation=_output_activation(model), card=card,
-        tile=tile, overlap=overlap, tta=tta,
-    )  # fmt: skip
+        model,
+        stride=stride,
+        threshold=threshold,
+        activation=_output_activation(model),
+        card=card,
+        tile=tile,
+        overlap=overlap,
+        tta=tta,
+    )
 
     tf = _tf()
     with tempfile.TemporaryDirectory() as scratch:

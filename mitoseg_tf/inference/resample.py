@@ -56,11 +56,15 @@ def resampled_shape(shape, from_mpp, to_mpp):
         return int(shape[0]), int(shape[1])
     factor = float(from_mpp) / float(to_mpp)
     out = max(1, int(round(shape[0] * factor))), max(1, int(round(shape[1] * factor)))
-    what = (f"an image of {int(shape[0])}x{int(shape[1])} px at {float(from_mpp):g} um/px would be "
-            f"{out[0]}x{out[1]} px at {float(to_mpp):g} um/px")  # fmt: skip
+    what = (
+        f"an image of {int(shape[0])}x{int(shape[1])} px at {float(from_mpp):g} um/px would be "
+        f"{out[0]}x{out[1]} px at {float(to_mpp):g} um/px"
+    )
     if out[0] * out[1] > MAX_RESAMPLED_PIXELS:
-        raise ValueError(f"{what}, more than the {MAX_RESAMPLED_PIXELS / 1e6:.0f} Mpx the resampler makes; check the "
-                         "pixel size, and use `mitoseg slide` for whole slides (it resamples tile by tile).")  # fmt: skip
+        raise ValueError(
+            f"{what}, more than the {MAX_RESAMPLED_PIXELS / 1e6:.0f} Mpx the resampler makes; check the "
+            "pixel size, and use `mitoseg slide` for whole slides (it resamples tile by tile)."
+        )
     if min(out) < MIN_RESAMPLED_SIDE <= min(int(s) for s in shape[:2]):
         raise ValueError(f"{what}, under {MIN_RESAMPLED_SIDE} px on a side; check the pixel size.")
     return out
@@ -77,9 +81,12 @@ def resize(array, shape):
     x = array[..., None] if squeeze else array
     out = keras.ops.convert_to_numpy(
         keras.ops.image.resize(
-            x.astype(np.float32), tuple(int(s) for s in shape), interpolation="bilinear", antialias=True,
+            x.astype(np.float32),
+            tuple(int(s) for s in shape),
+            interpolation="bilinear",
+            antialias=True,
             data_format="channels_last",
-        )  # fmt: skip
+        )
     )
     return out[..., 0] if squeeze else out
 

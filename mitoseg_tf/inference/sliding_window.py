@@ -21,7 +21,9 @@ def fixed_input_size(model):
     if shape[1] is None and shape[2] is None:
         return None
     if shape[1] is None or shape[2] is None:
-        raise ValueError(f"{model.name!r} fixes only one input side {shape[1:3]}; sliding-window needs both or neither.")
+        raise ValueError(
+            f"{model.name!r} fixes only one input side {shape[1:3]}; sliding-window needs both or neither."
+        )
     return int(shape[1]), int(shape[2])
 
 

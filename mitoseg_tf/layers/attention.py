@@ -121,9 +121,7 @@ class SpatialAttention(keras.layers.Layer):
 
     def attention_map(self, x, training=None):
         """The (B, H, W, 1) gate in [0, 1]."""
-        pooled = ops.concatenate(
-            [ops.max(x, axis=-1, keepdims=True), _mean(x, axis=-1, keepdims=True)], axis=-1
-        )
+        pooled = ops.concatenate([ops.max(x, axis=-1, keepdims=True), _mean(x, axis=-1, keepdims=True)], axis=-1)
         logits = self.conv(pooled)
         if self.use_bn:
             logits = self.bn(logits, training=training)

@@ -60,8 +60,7 @@ class TileGate(keras.layers.Layer):
             raise ValueError(f"threshold must be in [0, 1]; got {threshold!r}.")
         if activation not in ("softmax", "sigmoid"):
             raise ValueError(
-                "TileGate gates probability maps (softmax or sigmoid outputs); "
-                f"got activation={activation!r}."
+                f"TileGate gates probability maps (softmax or sigmoid outputs); got activation={activation!r}."
             )
         self.threshold = float(threshold)
         self.activation = activation

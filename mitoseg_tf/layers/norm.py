@@ -64,9 +64,7 @@ class BatchNorm(keras.layers.BatchNormalization):
             # The stock layer's update expression, so moving statistics agree with it
             # to rounding for the same batch statistics.
             self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(
-                self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
-            )
+            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
             return outputs
         scale = ops.rsqrt(ops.cast(self.moving_variance, "float32") + self.epsilon)
         if gamma is not None:

@@ -93,25 +93,18 @@ def _check_labels(labels, num_classes, what):
             )
         labels = as_float
     elif not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(
-            f"{what} must be an integer, boolean or integral float array; "
-            f"got dtype {labels.dtype}"
-        )
+        raise TypeError(f"{what} must be an integer, boolean or integral float array; got dtype {labels.dtype}")
     out_of_range = (labels < 0) | (labels >= num_classes)
     if out_of_range.any():
         bad = np.unique(labels[out_of_range])
         raise ValueError(
-            f"{what} must hold class ids in [0, {num_classes}); found "
-            f"values outside that range: {_format_values(bad)}"
+            f"{what} must hold class ids in [0, {num_classes}); found values outside that range: {_format_values(bad)}"
         )
     return labels.astype(np.int64)
 
 
 def _format_values(values):
-    shown = ", ".join(
-        str(int(v)) if float(v).is_integer() else str(float(v))
-        for v in values[:_MAX_BAD_VALUES_SHOWN]
-    )
+    shown = ", ".join(str(int(v)) if float(v).is_integer() else str(float(v)) for v in values[:_MAX_BAD_VALUES_SHOWN])
     extra = len(values) - _MAX_BAD_VALUES_SHOWN
     if extra > 0:
         shown += f", ... ({extra} more)"
@@ -143,9 +136,7 @@ def labels_from_output(y_pred, threshold=0.5, from_logits=False):
     """
     scores = np.asarray(y_pred).astype(np.float32)
     if scores.ndim < 1 or scores.shape[-1] < 1:
-        raise ValueError(
-            f"y_pred must have a channel axis last; got shape {scores.shape}"
-        )
+        raise ValueError(f"y_pred must have a channel axis last; got shape {scores.shape}")
     if scores.shape[-1] > 1:
         return np.argmax(scores, axis=-1).astype(np.int64)
     scores = scores[..., 0]
@@ -300,9 +291,7 @@ def _all_metrics(cm, zero_division):
     }
 
 
-def segmentation_metrics(
-    y_true, y_pred, num_classes=2, aggregation="pooled", zero_division=1.0
-):
+def segmentation_metrics(y_true, y_pred, num_classes=2, aggregation="pooled", zero_division=1.0):
     """All the paper's metrics for label arrays y_true, y_pred of shape (N, ...).
 
     aggregation="pooled": one confusion matrix over every pixel of every
@@ -321,6 +310,4 @@ def segmentation_metrics(
             raise ValueError("per_image aggregation needs at least one image")
         per_image = _all_metrics(cms, zero_division)
         return {k: float(np.mean(v)) for k, v in per_image.items()}
-    raise ValueError(
-        f"aggregation must be one of {AGGREGATIONS}; got {aggregation!r}"
-    )
+    raise ValueError(f"aggregation must be one of {AGGREGATIONS}; got {aggregation!r}")

@@ -131,9 +131,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         if int(num_classes) != num_classes or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}")
         if aggregation not in _AGGREGATIONS:
-            raise ValueError(
-                f"aggregation must be one of {_AGGREGATIONS}; got {aggregation!r}"
-            )
+            raise ValueError(f"aggregation must be one of {_AGGREGATIONS}; got {aggregation!r}")
         if name is None:
             name = self._default_name or "confusion_matrix_metric"
             if aggregation == "per_image":
@@ -151,12 +149,8 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         )
         # Created for both aggregations so every instance has the same state
         # layout; they stay zero under "pooled".
-        self.metric_sum = self.add_variable(
-            shape=(), initializer="zeros", dtype="float32", name="metric_sum"
-        )
-        self.image_count = self.add_variable(
-            shape=(), initializer="zeros", dtype="float32", name="image_count"
-        )
+        self.metric_sum = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="metric_sum")
+        self.image_count = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="image_count")
 
     # -- the summary a subclass reports --------------------------------------
 
@@ -199,10 +193,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
                 )
             y_true = ops.squeeze(y_true, axis=-1)
         if len(y_true.shape) != len(pred.shape):
-            raise ValueError(
-                f"y_true shape {tuple(y_true.shape)} does not match y_pred "
-                f"shape {tuple(y_pred.shape)}"
-            )
+            raise ValueError(f"y_true shape {tuple(y_true.shape)} does not match y_pred shape {tuple(y_pred.shape)}")
         return ops.cast(y_true, "int32"), pred
 
     def _batch_confusion(self, y_true, pred, weight):
@@ -327,9 +318,7 @@ class ClassDice(ConfusionMatrixMetric):
 
     def __init__(self, class_id=1, num_classes=2, name=None, **kwargs):
         if int(class_id) != class_id or not 0 <= class_id < num_classes:
-            raise ValueError(
-                f"class_id must be an integer in [0, {num_classes}); got {class_id!r}"
-            )
+            raise ValueError(f"class_id must be an integer in [0, {num_classes}); got {class_id!r}")
         self.class_id = int(class_id)
         # Set before super().__init__ builds the default name from it.
         self._default_name = "mitosis_dice" if class_id == 1 else f"class{class_id}_dice"

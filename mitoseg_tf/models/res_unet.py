@@ -106,11 +106,7 @@ def postact_residual_block(x, filters, prefix, *, norm="batch"):
 def _zhang(x, base_filters, depth, norm, dropout):
     skips = [_stem(x, base_filters, "enc1", norm=norm)]
     for level in range(1, depth):
-        skips.append(
-            preact_residual_unit(
-                skips[-1], base_filters * 2**level, f"enc{level + 1}", strides=2, norm=norm
-            )
-        )
+        skips.append(preact_residual_unit(skips[-1], base_filters * 2**level, f"enc{level + 1}", strides=2, norm=norm))
     x = preact_residual_unit(skips[-1], base_filters * 2**depth, "bridge", strides=2, norm=norm)
     if dropout:
         x = keras.layers.Dropout(dropout, name="bridge_dropout")(x)

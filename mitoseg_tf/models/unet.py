@@ -34,9 +34,7 @@ def _encoder_level(x, filters, prefix, *, norm, channel_attention, spatial_atten
             **attention,
         )(x)
     elif residual:
-        shortcut = conv_bn_act(
-            level_input, filters, f"{prefix}_shortcut", kernel_size=1, norm=norm, activation=None
-        )
+        shortcut = conv_bn_act(level_input, filters, f"{prefix}_shortcut", kernel_size=1, norm=norm, activation=None)
         x = keras.layers.Add(name=f"{prefix}_res_add")([x, shortcut])
     return x
 
@@ -86,9 +84,7 @@ def build_unet(
     """
     multiple = check_common_args(name, input_shape, num_classes, base_filters, depth, output_activation, dropout)
     check_norm(name, norm)
-    attention = dict(
-        reduction=reduction, kernel_size=spatial_kernel, spatial_bn=spatial_bn, variant=attention_variant
-    )
+    attention = dict(reduction=reduction, kernel_size=spatial_kernel, spatial_bn=spatial_bn, variant=attention_variant)
     switches = dict(
         norm=norm,
         channel_attention=channel_attention,

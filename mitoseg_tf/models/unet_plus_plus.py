@@ -168,9 +168,7 @@ def build_unet_plus_plus(
         raise ValueError(f"{name}: kernel_l2 must be >= 0; got {kernel_l2!r}.")
     # The pruned network L^k downsamples only k times.
     last_column = depth if mode == "accurate" else fast_head
-    multiple = check_common_args(
-        name, input_shape, num_classes, base_filters, last_column, output_activation, dropout
-    )
+    multiple = check_common_args(name, input_shape, num_classes, base_filters, last_column, output_activation, dropout)
 
     def regularizer():
         return keras.regularizers.L2(kernel_l2) if kernel_l2 else None

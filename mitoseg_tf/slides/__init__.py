@@ -14,6 +14,13 @@ from mitoseg_tf.slides.reader import Slide, open_slide
 from mitoseg_tf.slides.tissue import TissueMask, detect_tissue
 
 __all__ = [
-    "Slide", "SlideResult", "SlidesResult", "TissueMask", "detect_tissue", "list_slides", "open_slide",
-    "predict_slide", "predict_slides",
-]  # fmt: skip
+    "Slide",
+    "SlideResult",
+    "SlidesResult",
+    "TissueMask",
+    "detect_tissue",
+    "list_slides",
+    "open_slide",
+    "predict_slide",
+    "predict_slides",
+]

@@ -40,19 +40,30 @@ def hotspot_features(result):
     features = []
     for rank, hot in enumerate(result.hotspots, start=1):
         outline = [(x / result.mpp, y / result.mpp) for x, y in hot.outline_um()]
-        measurements = {"count": hot.count, "area_mm2": hot.area_mm2, "tissue_area_mm2": hot.tissue_area_mm2,
-                        "per_10hpf": hot.per_10hpf}  # fmt: skip
+        measurements = {
+            "count": hot.count,
+            "area_mm2": hot.area_mm2,
+            "tissue_area_mm2": hot.tissue_area_mm2,
+            "per_10hpf": hot.per_10hpf,
+        }
         if hot.nottingham is not None:
             measurements["nottingham_mitotic_score"] = hot.nottingham
-        features.append(annotation_feature(outline, name=f"Hotspot {rank}",
-                                           color=HOTSPOT_COLOUR, measurements=measurements,
-                                           feature_id=f"hotspot-{rank}"))  # fmt: skip
+        features.append(
+            annotation_feature(
+                outline,
+                name=f"Hotspot {rank}",
+                color=HOTSPOT_COLOUR,
+                measurements=measurements,
+                feature_id=f"hotspot-{rank}",
+            )
+        )
     return features
 
 
 def slide_geojson(result):
-    collection = figures_to_geojson(result.figures, class_name=result.object_class,
-                                    color=list(class_colour(result.object_class)))  # fmt: skip
+    collection = figures_to_geojson(
+        result.figures, class_name=result.object_class, color=list(class_colour(result.object_class))
+    )
     collection["features"].extend(hotspot_features(result))
     return collection
 
@@ -60,9 +71,15 @@ def slide_geojson(result):
 def _figure_rows(result):
     positions = result.positions_um()
     for i, (figure, (x_um, y_um)) in enumerate(zip(result.figures, positions)):
-        yield {"index": i, "x_px": f"{figure.centroid[1]:.2f}", "y_px": f"{figure.centroid[0]:.2f}",
-               "x_um": f"{x_um:.2f}", "y_um": f"{y_um:.2f}", "score": f"{figure.score:.4f}",
-               "area_um2": f"{figure.area_um2:.2f}"}  # fmt: skip
+        yield {
+            "index": i,
+            "x_px": f"{figure.centroid[1]:.2f}",
+            "y_px": f"{figure.centroid[0]:.2f}",
+            "x_um": f"{x_um:.2f}",
+            "y_um": f"{y_um:.2f}",
+            "score": f"{figure.score:.4f}",
+            "area_um2": f"{figure.area_um2:.2f}",
+        }
 
 
 def _tissue_at(result, shape):
@@ -78,14 +95,25 @@ def draw_thumbnail(result, thumbnail, downsample):
     # Thousands of nuclei would merge into a blot as rings; dots keep the tissue visible.
     radius, thickness = (6, 2) if result.object_class == "Mitosis" else (1, -1)
     for figure in result.figures:
-        centre = (int(round((figure.centroid[1] + 0.5) / downsample)), int(round((figure.centroid[0] + 0.5) / downsample)))
+        centre = (
+            int(round((figure.centroid[1] + 0.5) / downsample)),
+            int(round((figure.centroid[0] + 0.5) / downsample)),
+        )
         cv2.circle(picture, centre, radius, colour, thickness, lineType=cv2.LINE_AA)
     for rank, hot in enumerate(result.hotspots, start=1):
         outline = np.array([(x / result.mpp / downsample, y / result.mpp / downsample) for x, y in hot.outline_um()])
         cv2.polylines(picture, [np.round(outline).astype(np.int32)], True, HOTSPOT_COLOUR, 2, lineType=cv2.LINE_AA)
         x0, y0 = (int(round(v / result.mpp / downsample)) for v in hot.bounds_um[:2])
-        cv2.putText(picture, f"#{rank}: {hot.count}", (x0 + 3, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                    HOTSPOT_COLOUR, 1, cv2.LINE_AA)  # fmt: skip
+        cv2.putText(
+            picture,
+            f"#{rank}: {hot.count}",
+            (x0 + 3, max(12, y0 - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            HOTSPOT_COLOUR,
+            1,
+            cv2.LINE_AA,
+        )
     return picture
 
 
@@ -113,8 +141,16 @@ def draw_heatmap(result, thumbnail, downsample):
     picture = thumbnail.copy()
     picture[tissue] = (0.45 * thumbnail[tissue] + 0.55 * colour[tissue]).astype(np.uint8)
     noun = "mitoses" if result.object_class == "Mitosis" else "nuclei"
-    cv2.putText(picture, f"peak {peak:.3g} {noun} per mm^2 (blue 0, red peak)", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
+    cv2.putText(
+        picture,
+        f"peak {peak:.3g} {noun} per mm^2 (blue 0, red peak)",
+        (8, 20),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.5,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
     return picture
 
 
@@ -123,8 +159,14 @@ def write_slide_outputs(result, slide, out_dir, stem):
     downsample = max(1.0, max(slide.dimensions) / float(THUMBNAIL_SIZE))
     thumbnail = slide.read_downsampled(downsample)
     base = os.path.join(out_dir, stem)
-    paths = {"geojson": base + ".geojson", "figures_csv": base + "_figures.csv", "thumbnail": base + "_thumbnail.png",
-             "heatmap": base + "_heatmap.png", "tissue": base + "_tissue.png", "summary": base + "_summary.json"}  # fmt: skip
+    paths = {
+        "geojson": base + ".geojson",
+        "figures_csv": base + "_figures.csv",
+        "thumbnail": base + "_thumbnail.png",
+        "heatmap": base + "_heatmap.png",
+        "tissue": base + "_tissue.png",
+        "summary": base + "_summary.json",
+    }
     result.outputs = dict(paths)
     pictures = {
         "thumbnail": draw_thumbnail(result, thumbnail, downsample),

@@ -20,9 +20,22 @@ DEFAULT_TILE = 1024
 DEFAULT_MARGIN = 128
 SUMMARY_FILE = "summary.csv"
 SUMMARY_COLUMNS = (
-    "slide", "status", "object_class", "count", "tissue_area_mm2", "per_mm2", "hotspot_count", "hotspot_tissue_mm2",
-    "hotspot_per_10hpf", "nottingham", "hpf10_area_mm2", "mpp", "width", "height", "seconds",
-)  # fmt: skip
+    "slide",
+    "status",
+    "object_class",
+    "count",
+    "tissue_area_mm2",
+    "per_mm2",
+    "hotspot_count",
+    "hotspot_tissue_mm2",
+    "hotspot_per_10hpf",
+    "nottingham",
+    "hpf10_area_mm2",
+    "mpp",
+    "width",
+    "height",
+    "seconds",
+)
 
 
 @dataclasses.dataclass
@@ -77,33 +90,51 @@ class SlideResult:
         out = {"count": self.count, "tissue_area_mm2": self.tissue_area_mm2, "per_mm2": self.per_mm2}
         if self.object_class == "Mitosis":
             hot = self.hotspot
-            out.update({
-                "hotspot_count": hot.count if hot else None,
-                "hotspot_area_mm2": hot.area_mm2 if hot else None,
-                "hotspot_tissue_mm2": hot.tissue_area_mm2 if hot else None,
-                "hotspot_per_10hpf": hot.per_10hpf if hot else None,
-                "nottingham": hot.nottingham if hot else None,
-            })  # fmt: skip
+            out.update(
+                {
+                    "hotspot_count": hot.count if hot else None,
+                    "hotspot_area_mm2": hot.area_mm2 if hot else None,
+                    "hotspot_tissue_mm2": hot.tissue_area_mm2 if hot else None,
+                    "hotspot_per_10hpf": hot.per_10hpf if hot else None,
+                    "nottingham": hot.nottingham if hot else None,
+                }
+            )
         return out
 
     def summary(self):
         """JSON-ready facts of the slide (no figures: those are in the GeoJSON and CSV)."""
         return {
-            "slide": self.name, "path": self.path, "backend": self.backend, "mpp": self.mpp,
-            "width": self.dimensions[0], "height": self.dimensions[1], "object_class": self.object_class,
-            "detector": self.detector, **self.counts(), "hpf10_area_mm2": self.hpf10_area_mm2,
+            "slide": self.name,
+            "path": self.path,
+            "backend": self.backend,
+            "mpp": self.mpp,
+            "width": self.dimensions[0],
+            "height": self.dimensions[1],
+            "object_class": self.object_class,
+            "detector": self.detector,
+            **self.counts(),
+            "hpf10_area_mm2": self.hpf10_area_mm2,
             "field_diameter_mm": self.field_diameter_mm,
             "hotspots_um": [{k: v for k, v in h.to_dict().items() if k != "indices"} for h in self.hotspots],
-            "seconds": round(self.seconds, 3), "tiles": self.tiles,
-            "timing": {k: round(v, 3) for k, v in self.timing.items()}, "outputs": self.outputs,
-        }  # fmt: skip
+            "seconds": round(self.seconds, 3),
+            "tiles": self.tiles,
+            "timing": {k: round(v, 3) for k, v in self.timing.items()},
+            "outputs": self.outputs,
+        }
 
 
 def _slide_key(slide, plan, detector, tissue_mpp):
     """What a resume state must match: the same file, tiling and detector give the same figures."""
     files = dicom_series(slide.path) or [slide.path]
-    facts = {"slide": slide.name, "bytes": sum(os.path.getsize(f) for f in files), "dimensions": list(slide.dimensions), "mpp": slide.mpp,
-             "plan": plan.signature(), "tissue_mpp": tissue_mpp, "detector": detector.describe()}  # fmt: skip
+    facts = {
+        "slide": slide.name,
+        "bytes": sum(os.path.getsize(f) for f in files),
+        "dimensions": list(slide.dimensions),
+        "mpp": slide.mpp,
+        "plan": plan.signature(),
+        "tissue_mpp": tissue_mpp,
+        "detector": detector.describe(),
+    }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -170,8 +201,13 @@ def predict_slide(
     not an error. Nucleus detectors get no hotspot, per 10 HPF or Nottingham score.
     """
     hpf10_area_mm2, field_diameter_mm = ten_hpf(hpf10_area_mm2, field_diameter_mm)
-    hotspot_options = {"min_tissue_fraction": hotspot_min_tissue, "shape": hotspot_shape, "area_mm2": hotspot_area_mm2,
-                       "fields": hotspot_fields, "hpf10_area_mm2": hpf10_area_mm2}  # fmt: skip
+    hotspot_options = {
+        "min_tissue_fraction": hotspot_min_tissue,
+        "shape": hotspot_shape,
+        "area_mm2": hotspot_area_mm2,
+        "fields": hotspot_fields,
+        "hpf10_area_mm2": hpf10_area_mm2,
+    }
     _check_options(hotspots, prefetch, hotspot_options)
     if resume and not out_dir:
         raise ValueError("resume needs out_dir: the resume state is kept beside the slide's outputs.")
@@ -196,8 +232,14 @@ def predict_slide(
         state = ResumeState.load(state_path, key) if resume else ResumeState(state_path, key)
         todo = [t for t in with_tissue if t.index not in state.done]
         resumed = len(with_tissue) - len(todo)
-        bar = tqdm(total=len(with_tissue), initial=resumed, desc=slide.name, unit="tile", leave=False,
-                   disable=None if progress else True)  # fmt: skip
+        bar = tqdm(
+            total=len(with_tissue),
+            initial=resumed,
+            desc=slide.name,
+            unit="tile",
+            leave=False,
+            disable=None if progress else True,
+        )
         try:
             waited = time.perf_counter()
             for t, window, mapping, read_s in stream_tiles(slide, plan, todo, prefetch=prefetch):
@@ -220,15 +262,25 @@ def predict_slide(
         figures = [f for i in sorted(state.done) for f in state.done[i]]
         figures.sort(key=lambda f: (-f.score, f.centroid[0], f.centroid[1]))
         result = SlideResult(
-            path=os.fspath(path), backend=slide.backend, mpp=slide.mpp, dimensions=slide.dimensions,
-            object_class=detector.object_class, detector=detector.describe(), figures=tuple(figures), tissue=tissue,
-            hotspots=[], hpf10_area_mm2=hpf10_area_mm2, field_diameter_mm=field_diameter_mm, seconds=0.0,
+            path=os.fspath(path),
+            backend=slide.backend,
+            mpp=slide.mpp,
+            dimensions=slide.dimensions,
+            object_class=detector.object_class,
+            detector=detector.describe(),
+            figures=tuple(figures),
+            tissue=tissue,
+            hotspots=[],
+            hpf10_area_mm2=hpf10_area_mm2,
+            field_diameter_mm=field_diameter_mm,
+            seconds=0.0,
             tiles={"total": len(all_tiles), "with_tissue": len(with_tissue), "run": len(todo), "resumed": resumed},
             timing=timing,
-        )  # fmt: skip
+        )
         if detector.object_class == "Mitosis":
-            result.hotspots = find_hotspots(result.positions_um(), tissue=tissue.mask, tissue_mpp=tissue.mpp,
-                                            k=hotspots, **hotspot_options)  # fmt: skip
+            result.hotspots = find_hotspots(
+                result.positions_um(), tissue=tissue.mask, tissue_mpp=tissue.mpp, k=hotspots, **hotspot_options
+            )
         result.seconds = time.perf_counter() - start
         if out_dir:
             result.outputs = write_slide_outputs(result, slide, out_dir, stem)
@@ -249,8 +301,10 @@ def list_slides(path):
             if (os.path.isfile(full) and is_slide_file(name)) or dicom_series(full):
                 entries.append(full)
         if not entries:
-            raise ValueError(f"no slides or images in folder {path!r} (by suffix: .svs, .tif, .ndpi, .mrxs, .png, ...; "
-                             "or DICOM series: folders of .dcm files).")  # fmt: skip
+            raise ValueError(
+                f"no slides or images in folder {path!r} (by suffix: .svs, .tif, .ndpi, .mrxs, .png, ...; "
+                "or DICOM series: folders of .dcm files)."
+            )
         return entries
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path!r} is neither a slide file nor a folder.")
@@ -263,11 +317,28 @@ def _summary_row(result):
     def fmt(v):
         return "" if v is None else f"{v:.6g}" if isinstance(v, float) else v
 
-    return {"slide": result.name, "status": "ok", "object_class": result.object_class, "mpp": fmt(result.mpp),
-            "width": result.dimensions[0], "height": result.dimensions[1], "seconds": fmt(result.seconds),
-            "hpf10_area_mm2": fmt(result.hpf10_area_mm2),
-            **{k: fmt(counts.get(k)) for k in ("count", "tissue_area_mm2", "per_mm2", "hotspot_count",
-                                              "hotspot_tissue_mm2", "hotspot_per_10hpf", "nottingham")}}  # fmt: skip
+    return {
+        "slide": result.name,
+        "status": "ok",
+        "object_class": result.object_class,
+        "mpp": fmt(result.mpp),
+        "width": result.dimensions[0],
+        "height": result.dimensions[1],
+        "seconds": fmt(result.seconds),
+        "hpf10_area_mm2": fmt(result.hpf10_area_mm2),
+        **{
+            k: fmt(counts.get(k))
+            for k in (
+                "count",
+                "tissue_area_mm2",
+                "per_mm2",
+                "hotspot_count",
+                "hotspot_tissue_mm2",
+                "hotspot_per_10hpf",
+                "nottingham",
+            )
+        },
+    }
 
 
 @dataclasses.dataclass
@@ -327,8 +398,10 @@ def predict_slides(detector, inputs, *, out_dir, on_slide=None, **options):
             raise
         except Exception as err:  # a corrupt tile or file must not cost the other slides their run
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
-            rows.append({c: "" for c in SUMMARY_COLUMNS} | {"slide": os.path.basename(path.rstrip(os.sep)),
-                                                            "status": f"failed: {type(err).__name__}: {message}"})  # fmt: skip
+            rows.append(
+                {c: "" for c in SUMMARY_COLUMNS}
+                | {"slide": os.path.basename(path.rstrip(os.sep)), "status": f"failed: {type(err).__name__}: {message}"}
+            )
         else:
             results.append(result)
             rows.append(_summary_row(result))

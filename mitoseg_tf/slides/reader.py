@@ -73,7 +73,9 @@ class Slide:
         if w <= 0 or h <= 0:
             raise ValueError(f"{self.path}: a region needs a positive size; got {w}x{h}.")
         if not 0 <= level < self.level_count:
-            raise ValueError(f"{self.path}: level {level} does not exist; the slide has levels 0-{self.level_count - 1}.")
+            raise ValueError(
+                f"{self.path}: level {level} does not exist; the slide has levels 0-{self.level_count - 1}."
+            )
         ds = self.level_downsamples[level]
         lw, lh = self.level_dimensions[level]
         # Clip in level pixels so every backend only ever reads inside the image.
@@ -257,8 +259,10 @@ def _open_dicom_series(folder, files, mpp):
         opened = _open_openslide(file)
         if opened is not None:
             return _handle_slide(folder, opened, mpp, "openslide")
-    raise ValueError(f"{folder}: a folder of {len(files)} DICOM file(s) that OpenSlide cannot open as a whole-slide "
-                     f"image series (OpenSlide 4 or later reads DICOM WSI); accepted: {ACCEPTED}.")  # fmt: skip
+    raise ValueError(
+        f"{folder}: a folder of {len(files)} DICOM file(s) that OpenSlide cannot open as a whole-slide "
+        f"image series (OpenSlide 4 or later reads DICOM WSI); accepted: {ACCEPTED}."
+    )
 
 
 def open_slide(path, mpp=None):

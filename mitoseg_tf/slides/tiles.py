@@ -53,8 +53,12 @@ class TilePlan:
         for r in range(rows):
             for c in range(cols):
                 core = (c * self.tile, r * self.tile, min(w, (c + 1) * self.tile), min(h, (r + 1) * self.tile))
-                window = (max(0, core[0] - self.margin), max(0, core[1] - self.margin),
-                          min(w, core[2] + self.margin), min(h, core[3] + self.margin))  # fmt: skip
+                window = (
+                    max(0, core[0] - self.margin),
+                    max(0, core[1] - self.margin),
+                    min(w, core[2] + self.margin),
+                    min(h, core[3] + self.margin),
+                )
                 yield Tile(index=r * cols + c, row=r, col=c, window=window, core=core)
 
     def core_level0(self, tile):
@@ -68,8 +72,14 @@ class TilePlan:
         return min(rows - 1, max(0, int(y // self.tile))), min(cols - 1, max(0, int(x // self.tile)))
 
     def signature(self):
-        return {"scale": self.scale, "level": self.level, "work_mpp": self.work_mpp, "work_shape": list(self.work_shape),
-                "tile": self.tile, "margin": self.margin}  # fmt: skip
+        return {
+            "scale": self.scale,
+            "level": self.level,
+            "work_mpp": self.work_mpp,
+            "work_shape": list(self.work_shape),
+            "tile": self.tile,
+            "margin": self.margin,
+        }
 
 
 def plan_tiles(slide, detector_mpp, *, tile=1024, margin=128):
@@ -87,8 +97,9 @@ def plan_tiles(slide, detector_mpp, *, tile=1024, margin=128):
     width, height = slide.dimensions
     work_shape = (max(1, int(round(height / scale))), max(1, int(round(width / scale))))
     grid = (math.ceil(work_shape[0] / tile), math.ceil(work_shape[1] / tile))
-    return TilePlan(scale=scale, level=level, work_mpp=work_mpp, work_shape=work_shape, tile=tile, margin=margin,
-                    grid=grid)  # fmt: skip
+    return TilePlan(
+        scale=scale, level=level, work_mpp=work_mpp, work_shape=work_shape, tile=tile, margin=margin, grid=grid
+    )
 
 
 def read_tile(slide, plan, tile):
@@ -174,8 +185,14 @@ def figure_to_dict(figure):
 
 
 def figure_from_dict(d):
-    return Figure(centroid=tuple(d["centroid"]), area_px=int(d["area_px"]), area_um2=float(d["area_um2"]),
-                  score=float(d["score"]), polygon=tuple(tuple(p) for p in d["polygon"]), bbox=tuple(d["bbox"]))  # fmt: skip
+    return Figure(
+        centroid=tuple(d["centroid"]),
+        area_px=int(d["area_px"]),
+        area_um2=float(d["area_um2"]),
+        score=float(d["score"]),
+        polygon=tuple(tuple(p) for p in d["polygon"]),
+        bbox=tuple(d["bbox"]),
+    )
 
 
 def write_atomic(path, write):
@@ -226,8 +243,11 @@ class ResumeState:
         """Write the state when anything changed and ``every_s`` seconds have passed since the last write."""
         if not self.path or not self._dirty or time.monotonic() - self._saved_at < every_s:
             return
-        payload = {"format": STATE_FORMAT, "key": self.key,
-                   "done": {str(i): [figure_to_dict(f) for f in figs] for i, figs in sorted(self.done.items())}}  # fmt: skip
+        payload = {
+            "format": STATE_FORMAT,
+            "key": self.key,
+            "done": {str(i): [figure_to_dict(f) for f in figs] for i, figs in sorted(self.done.items())},
+        }
 
         def write(temp):
             with open(temp, "w") as fh:

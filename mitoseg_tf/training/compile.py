@@ -59,8 +59,7 @@ def compile_model(
     """
     if optimizer is not None and (learning_rate != 1e-3 or not ema or ema_momentum != 0.99):
         raise ValueError(
-            "compile_model: pass either optimizer= or the Adam options (learning_rate, ema, "
-            "ema_momentum), not both."
+            "compile_model: pass either optimizer= or the Adam options (learning_rate, ema, ema_momentum), not both."
         )
     optimizer = optimizer or make_optimizer(learning_rate, ema, ema_momentum)
     if getattr(model, "computes_own_loss", False):
@@ -74,7 +73,9 @@ def compile_model(
     loss_map, weight_map = {}, {}
     for name, role in roles.items():
         if role == CLASSIFICATION:
-            loss_map[name] = keras.losses.BinaryCrossentropy(from_logits=output_is_logits(model, name), name=f"{name}_bce")
+            loss_map[name] = keras.losses.BinaryCrossentropy(
+                from_logits=output_is_logits(model, name), name=f"{name}_bce"
+            )
             weight_map[name] = float(classification_weight)
         else:
             loss_map[name] = losses_lib.get_loss(loss, from_logits=output_is_logits(model, name))

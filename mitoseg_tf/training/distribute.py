@@ -26,9 +26,7 @@ import tempfile
 
 STRATEGIES = ("none", "mirrored", "multi_worker")
 
-_TF_CONFIG_EXAMPLE = (
-    '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
-)
+_TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
 
 
 def check_strategy_name(name):
@@ -54,18 +52,30 @@ def read_tf_config(environ=None):
         config = json.loads(raw)
     except json.JSONDecodeError as err:
         raise ValueError(f"TF_CONFIG is not valid JSON ({err}); expected e.g. {_TF_CONFIG_EXAMPLE}.") from None
-    if not isinstance(config, dict) or not isinstance(config.get("cluster"), dict) or not isinstance(config.get("task"), dict):
-        raise ValueError(f"TF_CONFIG must be an object with 'cluster' and 'task' objects, e.g. {_TF_CONFIG_EXAMPLE}; got {raw!r}.")
+    if (
+        not isinstance(config, dict)
+        or not isinstance(config.get("cluster"), dict)
+        or not isinstance(config.get("task"), dict)
+    ):
+        raise ValueError(
+            f"TF_CONFIG must be an object with 'cluster' and 'task' objects, e.g. {_TF_CONFIG_EXAMPLE}; got {raw!r}."
+        )
     cluster, task = config["cluster"], config["task"]
     for role, addresses in cluster.items():
         if role not in ("chief", "worker", "evaluator", "ps"):
             raise ValueError(f"TF_CONFIG cluster has an unknown role {role!r}; accepted: chief, worker.")
         if role in ("evaluator", "ps"):
-            raise ValueError(f"TF_CONFIG role {role!r} is not used by multi_worker data parallelism; use chief and worker.")
-        if not isinstance(addresses, list) or not addresses or not all(
-            isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in addresses
+            raise ValueError(
+                f"TF_CONFIG role {role!r} is not used by multi_worker data parallelism; use chief and worker."
+            )
+        if (
+            not isinstance(addresses, list)
+            or not addresses
+            or not all(isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in addresses)
         ):
-            raise ValueError(f"TF_CONFIG cluster[{role!r}] must be a non-empty list of 'host:port' strings; got {addresses!r}.")
+            raise ValueError(
+                f"TF_CONFIG cluster[{role!r}] must be a non-empty list of 'host:port' strings; got {addresses!r}."
+            )
     if "worker" not in cluster and "chief" not in cluster:
         raise ValueError(f"TF_CONFIG cluster lists no 'worker' (or 'chief'); e.g. {_TF_CONFIG_EXAMPLE}.")
     role, index = task.get("type"), task.get("index")

@@ -90,8 +90,9 @@ def evaluate_whole_images(model, examples, *, threshold=0.5, zero_division=1.0, 
         from tqdm.auto import tqdm
 
         # A whole field takes seconds to minutes on a CPU: show that work is moving.
-        bar = tqdm(examples, desc="whole images", unit="image", leave=False,
-                   disable=None if progress is None else not progress)  # fmt: skip
+        bar = tqdm(
+            examples, desc="whole images", unit="image", leave=False, disable=None if progress is None else not progress
+        )
         for example in bar:
             truth = np.asarray(example["mask"]).astype(np.int64)
             truth = truth[..., 0] if truth.ndim == 3 else truth

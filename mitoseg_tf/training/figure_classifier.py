@@ -30,7 +30,9 @@ def _check_windows(positives, negatives, window):
         if len(stack) == 0:
             raise ValueError(f"{what} is empty: the classifier needs windows of both kinds.")
     if positives.shape[1] != negatives.shape[1]:
-        raise ValueError(f"positives and negatives must be windows of one size; got {positives.shape[1]} and {negatives.shape[1]} px.")
+        raise ValueError(
+            f"positives and negatives must be windows of one size; got {positives.shape[1]} and {negatives.shape[1]} px."
+        )
     if positives.shape[1] < window:
         raise ValueError(f"windows of {positives.shape[1]} px cannot be cropped to the classifier's {window} px.")
 
@@ -61,7 +63,12 @@ def window_dataset(positives, negatives, *, window, batch_size, seed, stain_jitt
     mixed = tf.data.Dataset.sample_from_datasets(
         [endless(positives, 1.0, 0), endless(negatives, 0.0, 1)], seed=seed, stop_on_empty_dataset=False
     )
-    return mixed.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size).prefetch(2)
+    return (
+        mixed.enumerate()
+        .map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .batch(batch_size)
+        .prefetch(2)
+    )
 
 
 def train_figure_classifier(positives, negatives, *, window=48, seed=0, verbose=2, **options):
@@ -75,11 +82,20 @@ def train_figure_classifier(positives, negatives, *, window=48, seed=0, verbose=
     if unknown:
         raise ValueError(f"unknown figure-classifier option(s) {unknown}; accepted: {', '.join(DEFAULTS)}.")
     o = {**DEFAULTS, **options}
-    data = window_dataset(positives, negatives, window=window, batch_size=o["batch_size"], seed=seed,
-                          stain_jitter=o["stain_jitter"], hsv_jitter=o["hsv_jitter"])  # fmt: skip
+    data = window_dataset(
+        positives,
+        negatives,
+        window=window,
+        batch_size=o["batch_size"],
+        seed=seed,
+        stain_jitter=o["stain_jitter"],
+        hsv_jitter=o["hsv_jitter"],
+    )
     keras.utils.set_random_seed(seed)
     model = build_figure_classifier(window=window)
     schedule = keras.optimizers.schedules.CosineDecay(o["learning_rate"], o["epochs"] * o["steps_per_epoch"])
-    model.compile(keras.optimizers.Adam(schedule), "binary_crossentropy", metrics=["accuracy", keras.metrics.AUC(name="auc")])
+    model.compile(
+        keras.optimizers.Adam(schedule), "binary_crossentropy", metrics=["accuracy", keras.metrics.AUC(name="auc")]
+    )
     model.fit(data, epochs=o["epochs"], steps_per_epoch=o["steps_per_epoch"], shuffle=False, verbose=verbose)
     return model

@@ -105,8 +105,16 @@ def plot_detections(fields, out_path, title=None, max_side=700):
         ]
         for points, colour, marker, label in marks:
             points = points.reshape(-1, 2) / step
-            ax.scatter(points[:, 1], points[:, 0], s=90, facecolors="none" if marker != "x" else colour,
-                       edgecolors=colour, marker=marker, linewidths=2, label=label)  # fmt: skip
+            ax.scatter(
+                points[:, 1],
+                points[:, 0],
+                s=90,
+                facecolors="none" if marker != "x" else colour,
+                edgecolors=colour,
+                marker=marker,
+                linewidths=2,
+                label=label,
+            )
         ax.set_title(name)
         ax.legend(loc="lower right", fontsize=8)
         ax.axis("off")

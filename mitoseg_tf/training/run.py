@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from mitoseg_tf import __version__
+
 # RunConfig lives in mitoseg_tf.config so that `mitoseg train --help` needs no TensorFlow; add fields there.
 from mitoseg_tf.config import RunConfig  # noqa: F401  (re-exported)
 from mitoseg_tf.inference.resample import check_mpp
@@ -69,7 +70,9 @@ def check_recipe_pixel_sizes(values, where):
     for role, specs in options.items():
         for index, spec in enumerate(specs if isinstance(specs, list) else [specs]):
             if isinstance(spec, dict) and isinstance(spec.get("options"), dict):
-                named.append((f"data_options.{role}{f'[{index}]' if isinstance(specs, list) else ''}.options", spec["options"]))
+                named.append(
+                    (f"data_options.{role}{f'[{index}]' if isinstance(specs, list) else ''}.options", spec["options"])
+                )
     for name, component in named:
         if component.get("mpp") is not None:
             check_mpp(component["mpp"], f"{where}, {name}.mpp")
@@ -88,8 +91,15 @@ def recorded_precision_warning(config, resolved):
 # Keys that may differ between a run folder's config and the config resuming it.
 # precision_recorded only describes the recipe's earlier results, and folders made before it existed lack it.
 RESUME_MAY_CHANGE = (
-    "resume", "output_dir", "run_name", "tensorboard", "num_overlays", "strategy", "deterministic", "precision_recorded",
-)  # fmt: skip
+    "resume",
+    "output_dir",
+    "run_name",
+    "tensorboard",
+    "num_overlays",
+    "strategy",
+    "deterministic",
+    "precision_recorded",
+)
 
 
 def _check_resume(config, run_dir):
@@ -106,9 +116,7 @@ def _check_resume(config, run_dir):
     with open(path) as fh:
         saved = json.load(fh)
     requested = dataclasses.asdict(config)
-    differences = config_differences(
-        {k: v for k, v in saved.items() if k in requested}, requested, RESUME_MAY_CHANGE
-    )
+    differences = config_differences({k: v for k, v in saved.items() if k in requested}, requested, RESUME_MAY_CHANGE)
     if differences:
         raise ValueError(
             f"Cannot resume {run_dir!r} with a different configuration; differing keys: " + "; ".join(differences)
@@ -160,9 +168,14 @@ def evaluation_source(config, split):
     from mitoseg_tf.data.sources import load_source
 
     return load_source(
-        config.data, split, data_dir=config.data_dir, num_examples=config.num_examples, seed=config.seed,
-        target_mpp=config.target_mpp, **config.data_options,
-    )  # fmt: skip
+        config.data,
+        split,
+        data_dir=config.data_dir,
+        num_examples=config.num_examples,
+        seed=config.seed,
+        target_mpp=config.target_mpp,
+        **config.data_options,
+    )
 
 
 def _calibrate_detection(model, config, run_dir):
@@ -185,17 +198,15 @@ def train_run(config: RunConfig, log=print, callbacks=()):
     only the chief writes the run folder and evaluates; other workers return
     ``(run_dir, None)`` after training.
     """
-    from mitoseg_tf.data.sources import make_data, split_manifest
+    from mitoseg_tf.data.sources import check_source, make_data, split_manifest
+    from mitoseg_tf.models.outputs import output_roles
     from mitoseg_tf.training import compile_model, evaluate, fit, format_table, monitor_key, set_precision
-    from mitoseg_tf.training.precision import slow_precision_warning
-    from mitoseg_tf.zoo.checkpoint import load_checkpoint
     from mitoseg_tf.training.callbacks import TimeBudget
     from mitoseg_tf.training.fit import BATCH_LOG, BEST_CHECKPOINT, EPOCH_LOG
+    from mitoseg_tf.training.precision import slow_precision_warning
     from mitoseg_tf.training.report import plot_overlays, plot_training_curves
-    from mitoseg_tf.models.outputs import output_roles
     from mitoseg_tf.zoo import build, get_card
-
-    from mitoseg_tf.data.sources import check_source
+    from mitoseg_tf.zoo.checkpoint import load_checkpoint
 
     get_card(config.model)  # unknown names fail before any data is generated or folder made
     check_source(config.data)
@@ -211,6 +222,7 @@ def train_run(config: RunConfig, log=print, callbacks=()):
     distribute.check_global_batch(config.batch_size, strategy)
     # The pipeline module creates TF constants on import, which must come after the strategy.
     import mitoseg_tf.data.pipeline  # noqa: F401
+
     chief = distribute.is_chief(strategy)
     precision = set_precision(config.precision)
     seed_everything(config.seed, config.deterministic)
@@ -224,9 +236,12 @@ def train_run(config: RunConfig, log=print, callbacks=()):
             "replicas": distribute.num_replicas(strategy),
             # The examples of each split this run used (ids, or the synthetic tiles' seeds).
             "data_split": split_manifest(
-                config.data, data_dir=config.data_dir, num_examples=config.num_examples, seed=config.seed,
+                config.data,
+                data_dir=config.data_dir,
+                num_examples=config.num_examples,
+                seed=config.seed,
                 **config.data_options,
-            ),  # fmt: skip
+            ),
         }
         with open(os.path.join(run_dir, "config.json"), "w") as fh:
             json.dump(record, fh, indent=2)
@@ -254,9 +269,14 @@ def train_run(config: RunConfig, log=print, callbacks=()):
         **config.data_options,
     )
     train_ds = make_data(
-        config.data, "train", training=True, crop_size=config.crop_size, positive_fraction=config.positive_fraction,
-        augment=config.augment, **data,
-    )  # fmt: skip
+        config.data,
+        "train",
+        training=True,
+        crop_size=config.crop_size,
+        positive_fraction=config.positive_fraction,
+        augment=config.augment,
+        **data,
+    )
     val_ds = make_data(config.data, "validation", training=False, eval_tile=config.eval_tile, **data)
     test_ds = (
         make_data(config.data, config.test_split, training=False, eval_tile=config.eval_tile, **data)
@@ -289,7 +309,10 @@ def train_run(config: RunConfig, log=print, callbacks=()):
     test_results = evaluate(best, test_ds) if test_ds is not None else None
     monitor = monitor_key(model)
     plot_training_curves(
-        os.path.join(run_dir, BATCH_LOG), os.path.join(run_dir, EPOCH_LOG), os.path.join(run_dir, "training_curves.png"), monitor
+        os.path.join(run_dir, BATCH_LOG),
+        os.path.join(run_dir, EPOCH_LOG),
+        os.path.join(run_dir, "training_curves.png"),
+        monitor,
     )
     plot_overlays(
         *_collect_overlays(best, val_ds, config.num_overlays),
@@ -310,7 +333,9 @@ def train_run(config: RunConfig, log=print, callbacks=()):
     # metrics.md holds everything printed here, so the run folder alone tells what the run found.
     report = [format_table(val_results, title=f"{config.model} on the {config.data} validation split")]
     if test_results is not None:
-        report.append(format_table(test_results, title=f"{config.model} on the {config.data} {config.test_split} split"))
+        report.append(
+            format_table(test_results, title=f"{config.model} on the {config.data} {config.test_split} split")
+        )
     val_dice = val_results["model"]["pooled"]["mitosis_dice"]
     base_dice = val_results["all_background"]["pooled"]["mitosis_dice"]
     report.append(
@@ -361,8 +386,13 @@ def detection_report(detection):
     by_distance = detection.get("validation_by_distance") or {rule.replace(" ", ""): detection["validation"]}
     lines += [_score_row("validation (where chosen)", d.replace("um", " um"), s) for d, s in by_distance.items()]
     if detection.get("validation_held_out"):
-        lines.append(_score_row("validation, each image at the settings chosen on the others", rule,
-                                detection["validation_held_out"]))  # fmt: skip
-    test_by_distance = detection.get("test_by_distance") or ({rule.replace(" ", ""): detection["test"]} if detection.get("test") else {})
+        lines.append(
+            _score_row(
+                "validation, each image at the settings chosen on the others", rule, detection["validation_held_out"]
+            )
+        )
+    test_by_distance = detection.get("test_by_distance") or (
+        {rule.replace(" ", ""): detection["test"]} if detection.get("test") else {}
+    )
     lines += [_score_row("test", d.replace("um", " um"), s) for d, s in test_by_distance.items()]
     return "\n".join(lines)

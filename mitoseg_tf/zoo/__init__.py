@@ -13,8 +13,8 @@ fraction of a second), and each builder is imported when first used.
 import importlib
 
 from mitoseg_tf import _import_hook
-from mitoseg_tf.zoo.registry import ModelCard, build, get_card, list_models, register
 from mitoseg_tf.zoo import entries as _entries  # registers the built-in models
+from mitoseg_tf.zoo.registry import ModelCard, build, get_card, list_models, register
 
 # What a .keras file written by the zoo may name: its layers and models (a compiled one, its losses and metrics).
 SERIALIZABLE_MODULES = (

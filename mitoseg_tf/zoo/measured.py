@@ -160,7 +160,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     measured = _load(args.out) if os.path.exists(args.out) else {}
     for run_dir in args.runs:
-        model, entry = entry_from_run(run_dir, data=args.data, note=args.note, date=args.date, metrics_file=args.metrics_file)
+        model, entry = entry_from_run(
+            run_dir, data=args.data, note=args.note, date=args.date, metrics_file=args.metrics_file
+        )
         if args.print:
             print(json.dumps({model: entry}, indent=2))
         measured = update(measured, model, entry)

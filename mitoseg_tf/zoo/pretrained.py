@@ -40,11 +40,15 @@ def checked_path(entry, key):
     """
     path = entry["path"]
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"weights {key}: the manifest lists {entry['file']}, which is missing from {os.path.dirname(path)}.")
+        raise FileNotFoundError(
+            f"weights {key}: the manifest lists {entry['file']}, which is missing from {os.path.dirname(path)}."
+        )
     expected = entry.get("sha256")
     if expected is not None and file_sha256(path) != expected:
-        raise ValueError(f"weights {key}: {path} does not have the SHA-256 the manifest records ({expected[:12]}...); "
-                         "the file is damaged or was replaced. Reinstall the package or ship the weights again.")  # fmt: skip
+        raise ValueError(
+            f"weights {key}: {path} does not have the SHA-256 the manifest records ({expected[:12]}...); "
+            "the file is damaged or was replaced. Reinstall the package or ship the weights again."
+        )
     return path
 
 

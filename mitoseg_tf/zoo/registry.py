@@ -14,7 +14,8 @@ import functools
 import importlib
 import inspect
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mitoseg_tf.zoo.pretrained import checked_path, resolve_arguments
 
@@ -87,9 +88,7 @@ class ModelCard:
     def resolved_config(self, **overrides) -> dict:
         """Builder defaults, then the card's defaults, then the overrides."""
         signature = inspect.signature(self.builder)
-        config = {
-            k: p.default for k, p in signature.parameters.items() if p.default is not inspect.Parameter.empty
-        }
+        config = {k: p.default for k, p in signature.parameters.items() if p.default is not inspect.Parameter.empty}
         config.update(self.defaults)
         config.update(overrides)
         config["name"] = self.name

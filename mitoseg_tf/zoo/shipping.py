@@ -16,9 +16,9 @@ import numpy as np
 
 from mitoseg_tf.detection.evaluation import load_detection_settings
 from mitoseg_tf.models.figure_classifier import figure_classifier_arguments
+from mitoseg_tf.zoo import weights_card
 from mitoseg_tf.zoo.checkpoint import load_checkpoint
 from mitoseg_tf.zoo.pretrained import file_sha256, weights_entry
-from mitoseg_tf.zoo import weights_card
 from mitoseg_tf.zoo.weights_card import MANIFEST, read_manifest, weights_folder
 
 

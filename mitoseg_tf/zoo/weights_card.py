@@ -57,21 +57,39 @@ class DataLicence:
 DATA_LICENCES = {
     d.dataset: d
     for d in (
-        DataLicence("monuseg", "MoNuSeg 2018 (Kumar et al., IEEE TMI 2017)",
-                    "CC BY-NC-SA 4.0: attribution, non-commercial use only, derivatives under the same licence"),
-        DataLicence("amibr", "AMi-Br (Bertram et al. 2025); crops of TUPAC16 and MIDOG 2021 images",
-                    "research use under the terms of TUPAC16 and MIDOG 2021, whose images the crops are; cite AMi-Br"),
-        DataLicence("mitos_atypia14", "MITOS-ATYPIA-14 (ICPR 2014 contest; Roux et al.)",
-                    "research use under the contest's terms; cite the contest"),
-        DataLicence("mitos12", "MITOS-2012 (ICPR 2012 contest; Roux et al., J Pathol Inform 2013)",
-                    "research use under the contest's terms; cite the paper"),
-        DataLicence("tupac16", "TUPAC16 (Veta et al., Med Image Anal 2019)",
-                    "research use under the challenge's terms; cite the paper"),
-        DataLicence("midog", "MIDOG++ (Aubreville et al., Sci Data 2023)",
-                    "CC BY-NC-SA 4.0: attribution, non-commercial use only, derivatives under the same licence"),
+        DataLicence(
+            "monuseg",
+            "MoNuSeg 2018 (Kumar et al., IEEE TMI 2017)",
+            "CC BY-NC-SA 4.0: attribution, non-commercial use only, derivatives under the same licence",
+        ),
+        DataLicence(
+            "amibr",
+            "AMi-Br (Bertram et al. 2025); crops of TUPAC16 and MIDOG 2021 images",
+            "research use under the terms of TUPAC16 and MIDOG 2021, whose images the crops are; cite AMi-Br",
+        ),
+        DataLicence(
+            "mitos_atypia14",
+            "MITOS-ATYPIA-14 (ICPR 2014 contest; Roux et al.)",
+            "research use under the contest's terms; cite the contest",
+        ),
+        DataLicence(
+            "mitos12",
+            "MITOS-2012 (ICPR 2012 contest; Roux et al., J Pathol Inform 2013)",
+            "research use under the contest's terms; cite the paper",
+        ),
+        DataLicence(
+            "tupac16",
+            "TUPAC16 (Veta et al., Med Image Anal 2019)",
+            "research use under the challenge's terms; cite the paper",
+        ),
+        DataLicence(
+            "midog",
+            "MIDOG++ (Aubreville et al., Sci Data 2023)",
+            "CC BY-NC-SA 4.0: attribution, non-commercial use only, derivatives under the same licence",
+        ),
         DataLicence("synthetic", "mitoseg-tf's procedural tiles (datasets/synthetic.md)", "MIT, as the code"),
     )
-}  # fmt: skip
+}
 
 
 def data_licences(names):
@@ -154,16 +172,23 @@ def _card(key, raw, weights_dir):
     rescorer = raw.get("rescorer")
     if rescorer is not None:
         require_fields(rescorer, ("file", "arguments", "detection", "training"), f"{MANIFEST}, {key}, rescorer")
-        rescorer = RescorerCard(**{k: rescorer[k] for k in ("file", "arguments", "detection", "training")},
-                                path=os.path.join(folder, rescorer["file"]))  # fmt: skip
+        rescorer = RescorerCard(
+            **{k: rescorer[k] for k in ("file", "arguments", "detection", "training")},
+            path=os.path.join(folder, rescorer["file"]),
+        )
     known = {k: v for k, v in raw.items() if k in _FIELDS and k not in ("rescorer", "key", "model", "tag", "path")}
     mpp = raw.get("mpp") or (raw.get("detection") or {}).get("mpp") or DEFAULT_TRAINING_MPP
     known["mpp"] = check_mpp(mpp, f"{MANIFEST}, {key} (mpp)")
     known["data_licences"] = data_licences(raw.get("data_licences", ()))
     return WeightsCard(
-        key=key, model=model, tag=tag, path=os.path.join(folder, raw["file"]), rescorer=rescorer,
-        extra={k: v for k, v in raw.items() if k not in _FIELDS}, **known,
-    )  # fmt: skip
+        key=key,
+        model=model,
+        tag=tag,
+        path=os.path.join(folder, raw["file"]),
+        rescorer=rescorer,
+        extra={k: v for k, v in raw.items() if k not in _FIELDS},
+        **known,
+    )
 
 
 def shipped_cards(name=None, weights_dir=None):

@@ -42,19 +42,34 @@ def trained(tmp_path_factory):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT, *filter(None, [env.get("PYTHONPATH")])])
     command = [
-        sys.executable, "-m", "mitoseg_tf.cli.main", "train",
-        "--model", "unet",
-        "--epochs", "1",
-        "--steps-per-epoch", "2",
-        "--batch-size", "2",
-        "--base-filters", "4",
-        "--crop-size", "32",
-        "--precision", "float32",
-        "--output-dir", str(out),
-        "--run-name", "t",
-        "--num-examples", str(NUM_EXAMPLES),
-    ]  # fmt: skip
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=str(out), timeout=time_limits.SUBPROCESS_S)
+        sys.executable,
+        "-m",
+        "mitoseg_tf.cli.main",
+        "train",
+        "--model",
+        "unet",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "2",
+        "--base-filters",
+        "4",
+        "--crop-size",
+        "32",
+        "--precision",
+        "float32",
+        "--output-dir",
+        str(out),
+        "--run-name",
+        "t",
+        "--num-examples",
+        str(NUM_EXAMPLES),
+    ]
+    proc = subprocess.run(
+        command, capture_output=True, text=True, env=env, cwd=str(out), timeout=time_limits.SUBPROCESS_S
+    )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     return os.path.join(str(out), "t"), proc
 
@@ -64,8 +79,16 @@ def trained(tmp_path_factory):
 
 def test_train_writes_the_run_folder(trained):
     run_dir, _ = trained
-    for name in ("best.keras", "batch_loss.csv", "history.csv", "metrics.json", "metrics.md", "config.json",
-                 "training_curves.png", "overlays.png"):  # fmt: skip
+    for name in (
+        "best.keras",
+        "batch_loss.csv",
+        "history.csv",
+        "metrics.json",
+        "metrics.md",
+        "config.json",
+        "training_curves.png",
+        "overlays.png",
+    ):
         assert os.path.isfile(os.path.join(run_dir, name)), name
     assert not [f for f in os.listdir(run_dir) if f.endswith(".tmp.keras")]
 
@@ -144,9 +167,19 @@ def test_evaluate_scores_the_trained_checkpoint(trained, capsys):
         metrics = json.load(fh)
     checkpoint = os.path.join(run_dir, "best.keras")
     code = main(
-        ["evaluate", checkpoint, "--data", "synthetic", "--split", "test", "--num-examples", str(NUM_EXAMPLES),
-         "--batch-size", "2"]  # the run's batches, so the model's numerics are the same
-    )  # fmt: skip
+        [
+            "evaluate",
+            checkpoint,
+            "--data",
+            "synthetic",
+            "--split",
+            "test",
+            "--num-examples",
+            str(NUM_EXAMPLES),
+            "--batch-size",
+            "2",
+        ]  # the run's batches, so the model's numerics are the same
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "unet on synthetic/test" in captured.out
@@ -162,15 +195,36 @@ def test_evaluate_scores_the_trained_checkpoint(trained, capsys):
 
 def _train_from(checkpoint, out, *extra):
     return main(
-        ["train", "--model", "unet", "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2",
-         "--crop-size", "32", "--precision", "float32", "--output-dir", str(out), "--run-name", "again",
-         "--num-examples", str(NUM_EXAMPLES), "--init-weights", checkpoint, *extra]
-    )  # fmt: skip
+        [
+            "train",
+            "--model",
+            "unet",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "1",
+            "--batch-size",
+            "2",
+            "--crop-size",
+            "32",
+            "--precision",
+            "float32",
+            "--output-dir",
+            str(out),
+            "--run-name",
+            "again",
+            "--num-examples",
+            str(NUM_EXAMPLES),
+            "--init-weights",
+            checkpoint,
+            *extra,
+        ]
+    )
 
 
 def test_train_can_start_from_another_runs_checkpoint(trained, tmp_path):
-    from mitoseg_tf.zoo.checkpoint import load_checkpoint
     from mitoseg_tf.zoo import build
+    from mitoseg_tf.zoo.checkpoint import load_checkpoint
 
     checkpoint = os.path.join(trained[0], "best.keras")
     # A learning rate of 0 is refused as an option; 1e-12 moves no float32 weight of order 0.01-1 by a unit in the last place.

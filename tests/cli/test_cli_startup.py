@@ -116,11 +116,17 @@ def test_commands_and_notebook_imports_print_no_tensorflow_chatter(tmp_path):
     command = _run([sys.executable, "-m", "mitoseg_tf.cli.main", *LOADS_TENSORFLOW], cwd=tmp_path)
     # What a notebook's first cell does, and first device use (where "failed call to cuInit" comes from);
     # importing the package is enough to quiet TensorFlow.
-    notebook = _run([sys.executable, "-c", (
-        "import numpy as np\n"
-        "from mitoseg_tf.zoo import build\n"
-        "print(build('unet', base_filters=4, input_shape=(32, 32, 3))(np.zeros((1, 32, 32, 3), 'float32')).shape)\n"
-    )])  # fmt: skip
+    notebook = _run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import numpy as np\n"
+                "from mitoseg_tf.zoo import build\n"
+                "print(build('unet', base_filters=4, input_shape=(32, 32, 3))(np.zeros((1, 32, 32, 3), 'float32')).shape)\n"
+            ),
+        ]
+    )
     assert (command.returncode, notebook.returncode) == (2, 0), command.stderr + notebook.stderr
     assert command.stderr.strip().splitlines() == [command.stderr.strip()] and "missing.keras" in command.stderr
     for proc in (command, notebook):

@@ -60,11 +60,32 @@ def test_errors_are_one_line(args, message, capsys):
 def test_train_on_a_folder_dataset(tmp_path):
     folder_layout(tmp_path / "raw", count=6)
     args = [
-        "train", "--model", "unet", "--data", "folder", "--data-dir", str(tmp_path / "raw"),
-        "--prepared-dir", str(tmp_path / "p"), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2",
-        "--base-filters", "4", "--crop-size", "32", "--precision", "float32",
-        "--output-dir", str(tmp_path / "runs"), "--run-name", "r",
-    ]  # fmt: skip
+        "train",
+        "--model",
+        "unet",
+        "--data",
+        "folder",
+        "--data-dir",
+        str(tmp_path / "raw"),
+        "--prepared-dir",
+        str(tmp_path / "p"),
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "2",
+        "--base-filters",
+        "4",
+        "--crop-size",
+        "32",
+        "--precision",
+        "float32",
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--run-name",
+        "r",
+    ]
     assert main(args) == 0
     metrics = json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text())
     config = json.loads((tmp_path / "runs" / "r" / "config.json").read_text())

@@ -60,5 +60,6 @@ def test_evaluate_out_that_is_a_file_is_one_clear_error(tmp_path, capsys):
 def test_true_centres_of_the_wrong_shape_are_refused(tmp_path):
     source = [{"image": np.zeros((20, 20, 3), np.uint8)}]
     with pytest.raises(ValueError, match="shape"):
-        write_evaluation_pictures(source, [(np.zeros((0, 2)), np.zeros(0), np.array([(1.0, 2.0, 3.0)]), 5.0)], 0.5,
-                                  str(tmp_path))  # fmt: skip
+        write_evaluation_pictures(
+            source, [(np.zeros((0, 2)), np.zeros(0), np.array([(1.0, 2.0, 3.0)]), 5.0)], 0.5, str(tmp_path)
+        )

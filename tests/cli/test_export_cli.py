@@ -19,8 +19,17 @@ def run_dir(tmp_path_factory):
     model = build("unet", **{**get_card("unet").tiny, "input_shape": (None, None, 3)})
     compile_model(model)
     model.save(run / "best.keras")
-    config = {"model": "unet", "data": "synthetic", "seed": 3, "crop_size": 32, "epochs": 1, "base_filters": 4,
-              "loss": "ce", "resolved_precision": "float32", "version": "0.1.0"}  # fmt: skip
+    config = {
+        "model": "unet",
+        "data": "synthetic",
+        "seed": 3,
+        "crop_size": 32,
+        "epochs": 1,
+        "base_filters": 4,
+        "loss": "ce",
+        "resolved_precision": "float32",
+        "version": "0.1.0",
+    }
     (run / "config.json").write_text(json.dumps(config))
     metrics = {"model": "unet", "test": {"model": {"pooled": {"mean_dice": 0.61}}}}
     (run / "metrics.json").write_text(json.dumps(metrics))
@@ -35,7 +44,11 @@ def test_export_writes_a_saved_model_with_the_run_card(run_dir, tmp_path, capsys
     printed = capsys.readouterr().out
     assert "SavedModel of unet-test written" in printed
     # the settings in the order they apply, numbered
-    assert printed.index("1. none: the detector's training resolution is unknown") < printed.index("2. single-view map") < printed.index("3. candidate figures are the 8-connected blobs of pixel probability > 0.4")
+    assert (
+        printed.index("1. none: the detector's training resolution is unknown")
+        < printed.index("2. single-view map")
+        < printed.index("3. candidate figures are the 8-connected blobs of pixel probability > 0.4")
+    )
     card = json.loads((out / "assets" / "model_card.json").read_text())
     assert card["name"] == "unet"
     assert card["threshold"] == 0.4
@@ -92,21 +105,38 @@ def test_shipped_mitosis_weights_export_with_their_detection_settings(tmp_path, 
     out = tmp_path / "shipped"
     assert main(["export", "--weights", "unet/mitosis", "--out", str(out), "--tile", "64"]) == 0
     printed = capsys.readouterr().out
-    assert f"candidate figures are the 8-connected blobs of pixel probability > {rescoring['pixel_threshold']:g}" in printed
+    assert (
+        f"candidate figures are the 8-connected blobs of pixel probability > {rescoring['pixel_threshold']:g}"
+        in printed
+    )
     card = json.loads((out / "assets" / "model_card.json").read_text())
     assert card["source"] == "unet/mitosis" and card["tta"] is shipped.detection["tta"] is True
     assert card["threshold"] == rescoring["pixel_threshold"]
     assert [step["name"] for step in card["detector"]["settings_in_order"]] == [
-        "mpp", "tta", "pixel_threshold", "min_area_um2", "figure_score", "score_threshold"]
+        "mpp",
+        "tta",
+        "pixel_threshold",
+        "min_area_um2",
+        "figure_score",
+        "score_threshold",
+    ]
     values = {step["name"]: step["value"] for step in card["detector"]["settings_in_order"]}
-    assert values["min_area_um2"] == rescoring["min_area_um2"] and values["score_threshold"] == pytest.approx(rescoring["score_threshold"])
+    assert values["min_area_um2"] == rescoring["min_area_um2"] and values["score_threshold"] == pytest.approx(
+        rescoring["score_threshold"]
+    )
     assert "non-commercial" in card["licence"] and card["weights_card"]["recipe"] == "zoo/recipes/mitosis_unet.yaml"
     assert "reported by the paper" in (card["paper_results"] or {"source": "reported by the paper"})["source"]
     loaded = tf.saved_model.load(str(out))
     windows = np.random.default_rng(2).integers(0, 256, (3, 48, 48, 3), dtype=np.uint8)
     served = loaded.signatures["serving_windows"](windows=tf.constant(windows))["probability"]
     classifier = load_rescorer("unet", "mitosis")
-    expected = np.mean([classifier.predict_on_batch(np.ascontiguousarray(forward(windows.astype("float32"), k)))[:, 0] for k in range(8)], axis=0)
+    expected = np.mean(
+        [
+            classifier.predict_on_batch(np.ascontiguousarray(forward(windows.astype("float32"), k)))[:, 0]
+            for k in range(8)
+        ],
+        axis=0,
+    )
     np.testing.assert_allclose(served.numpy(), expected, atol=1e-5)
     image = np.random.default_rng(1).integers(0, 256, (1, 40, 72, 3), dtype=np.uint8)
     got = loaded.signatures["serving_tiled"](images=tf.constant(image))["probability"]
@@ -132,8 +162,19 @@ def test_run_detection_settings_set_threshold_and_tta(run_dir, tmp_path):
     (run / "detection.json").write_text(json.dumps(settings))
     assert main(["export", "--checkpoint", str(run / "best.keras"), "--out", str(tmp_path / "a")]) == 0
     card = json.loads((tmp_path / "a" / "assets" / "model_card.json").read_text())
-    assert card["tta"] is True and card["threshold"] == 0.35 and card["weights_card"]["detection"]["min_area_um2"] == 20.0
-    argv = ["export", "--checkpoint", str(run / "best.keras"), "--out", str(tmp_path / "b"), "--no-tta", "--threshold", "0.5"]
+    assert (
+        card["tta"] is True and card["threshold"] == 0.35 and card["weights_card"]["detection"]["min_area_um2"] == 20.0
+    )
+    argv = [
+        "export",
+        "--checkpoint",
+        str(run / "best.keras"),
+        "--out",
+        str(tmp_path / "b"),
+        "--no-tta",
+        "--threshold",
+        "0.5",
+    ]
     assert main(argv) == 0
     card = json.loads((tmp_path / "b" / "assets" / "model_card.json").read_text())
     assert card["tta"] is False and card["threshold"] == 0.5

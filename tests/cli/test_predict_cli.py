@@ -43,7 +43,9 @@ def test_predict_writes_maps_overlay_geojson_and_counts(checkpoint, tmp_path):
     Image.fromarray(image).save(folder / "a.png")
     Image.fromarray(np.full((64, 64, 3), 230, np.uint8)).save(folder / "b.png")
     out = tmp_path / "out"
-    code = main(["predict", str(folder), "--checkpoint", checkpoint, "--out", str(out), "--tile", "128", "--mpp", "0.25"])
+    code = main(
+        ["predict", str(folder), "--checkpoint", checkpoint, "--out", str(out), "--tile", "128", "--mpp", "0.25"]
+    )
     assert code == 0
     with open(out / "counts.csv", newline="") as fh:
         rows = {r["image"]: r for r in csv.DictReader(fh)}
@@ -75,7 +77,21 @@ def test_predict_uses_the_threshold_saved_in_the_run_folder(checkpoint, tmp_path
     with open(settings, "w") as fh:
         json.dump({"score_threshold": 0.9, "pixel_threshold": 0.5}, fh)
     try:
-        assert main(["predict", str(tmp_path / "c.png"), "--checkpoint", checkpoint, "--out", str(tmp_path / "o"), "--mpp", "0.25"]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    str(tmp_path / "c.png"),
+                    "--checkpoint",
+                    checkpoint,
+                    "--out",
+                    str(tmp_path / "o"),
+                    "--mpp",
+                    "0.25",
+                ]
+            )
+            == 0
+        )
     finally:
         os.remove(settings)
     with open(tmp_path / "o" / "counts.csv", newline="") as fh:
@@ -85,7 +101,9 @@ def test_predict_uses_the_threshold_saved_in_the_run_folder(checkpoint, tmp_path
 
 def test_predict_without_a_checkpoint_uses_the_shipped_mitosis_weights_and_their_settings(tmp_path, capsys):
     Image.fromarray(np.full((64, 64, 3), 220, np.uint8)).save(tmp_path / "x.png")
-    assert main(["predict", str(tmp_path / "x.png"), "--out", str(tmp_path / "o"), "--tile", "64", "--mpp", "0.25"]) == 0
+    assert (
+        main(["predict", str(tmp_path / "x.png"), "--out", str(tmp_path / "o"), "--tile", "64", "--mpp", "0.25"]) == 0
+    )
     # the shipped figure classifier rescores the candidates, at the settings chosen for its scores
     settings = weights_entry("unet", "mitosis")["rescorer"]["detection"]
     out = capsys.readouterr().out
@@ -136,7 +154,9 @@ def test_evaluate_reports_detection_next_to_pixel_metrics(checkpoint, capsys):
     assert "Dice, mitosis class" in out and "Detection on whole images (true centres: mask centroids" in out
     # the printed row equals a direct call on the same tiles at the synthetic set's 0.5 um/px
     expected = evaluate_detection(darkness_model(), load_source("synthetic", "test", num_examples=2), mpp=0.5)
-    row = next(line for line in out.splitlines() if line.startswith("| ") and line.count("|") == 7 and "precision" not in line)
+    row = next(
+        line for line in out.splitlines() if line.startswith("| ") and line.count("|") == 7 and "precision" not in line
+    )
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert [int(c) for c in cells[3:]] == [expected["tp"], expected["fp"], expected["fn"]]
     assert float(cells[2]) == pytest.approx(expected["f1"], abs=1e-4)
@@ -147,13 +167,46 @@ def test_predict_with_shipped_weights(tmp_path, capsys):
     image[20:30, 20:30] = (70, 40, 120)  # one dark nucleus-like blob
     Image.fromarray(image).save(tmp_path / "n.png")
     at = ["--mpp", "0.25"]
-    assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/monuseg", "--out", str(tmp_path / "o"), "--tile", "64"] + at) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "n.png"),
+                "--weights",
+                "unet/monuseg",
+                "--out",
+                str(tmp_path / "o"),
+                "--tile",
+                "64",
+            ]
+            + at
+        )
+        == 0
+    )
     with open(tmp_path / "o" / "counts.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["image"].endswith("n.png") or row["image"] == "n"
     assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/nope", "--out", str(tmp_path / "o")] + at) == 2
-    assert "No shipped weights 'unet/nope'; shipped (model/tag): mcsa_unet/monuseg, unet/mitosis, unet/monuseg" in capsys.readouterr().err
-    assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/monuseg", "--checkpoint", "x.keras", "--out", str(tmp_path / "o")] + at) == 2
+    assert (
+        "No shipped weights 'unet/nope'; shipped (model/tag): mcsa_unet/monuseg, unet/mitosis, unet/monuseg"
+        in capsys.readouterr().err
+    )
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "n.png"),
+                "--weights",
+                "unet/monuseg",
+                "--checkpoint",
+                "x.keras",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+            + at
+        )
+        == 2
+    )
     assert "either a checkpoint (--checkpoint) or shipped weights (--weights), not both" in capsys.readouterr().err
 
 
@@ -167,10 +220,21 @@ def test_predict_averages_over_symmetries_when_the_thresholds_were_chosen_that_w
     image = np.full((96, 96, 3), 230, np.uint8)
     disc(image, (48, 48), 10, 20)
     Image.fromarray(image).save(tmp_path / "d.png")
-    args = ["predict", str(tmp_path / "d.png"), "--checkpoint", str(run_dir / "best.keras"), "--out", str(tmp_path / "o"), "--mpp", "0.25"]
+    args = [
+        "predict",
+        str(tmp_path / "d.png"),
+        "--checkpoint",
+        str(run_dir / "best.keras"),
+        "--out",
+        str(tmp_path / "o"),
+        "--mpp",
+        "0.25",
+    ]
     assert main(args + ["--tile", "64"] + flag) == 0
     written = np.asarray(Image.open(tmp_path / "o" / "d_probability.png")).astype(int)
-    references = {tta: np.round(predict_image(model, image, tile=64, tta=tta) * 255).astype(int) for tta in (True, False)}
+    references = {
+        tta: np.round(predict_image(model, image, tile=64, tta=tta) * 255).astype(int) for tta in (True, False)
+    }
     assert np.abs(references[True] - references[False]).max() > 100
     assert np.abs(written - references[averaged]).max() <= 1
 
@@ -187,9 +251,18 @@ def shipped_with_rescorer(tmp_path, monkeypatch):
 
     weights_dir = tmp_path / "weights"
     weights_dir.mkdir()
-    shipping.save_float16_weights(build("unet", base_filters=4, input_shape=(None, None, 3)), str(weights_dir / "u.weights.h5"))
+    shipping.save_float16_weights(
+        build("unet", base_filters=4, input_shape=(None, None, 3)), str(weights_dir / "u.weights.h5")
+    )
     detection = {"pixel_threshold": 0.5, "score_threshold": 1.0, "min_area_um2": 0.0, "tta": False}
-    manifest = {"unet/mitosis": {"file": "u.weights.h5", "arguments": {"base_filters": 4}, "threshold": 0.5, "detection": detection}}
+    manifest = {
+        "unet/mitosis": {
+            "file": "u.weights.h5",
+            "arguments": {"base_filters": 4},
+            "threshold": 0.5,
+            "detection": detection,
+        }
+    }
     (weights_dir / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setattr(weights_card, "WEIGHTS_DIR", str(weights_dir))
     classifier = build_figure_classifier(window=16, widths=(4, 8))
@@ -211,9 +284,17 @@ def shipped_with_rescorer(tmp_path, monkeypatch):
         (["--no-rescore"], 0, "(card of unet/mitosis)"),
     ],
 )
-def test_predict_rescores_candidates_with_the_classifier_shipped_beside_the_weights(shipped_with_rescorer, capsys, flags, count, source):
+def test_predict_rescores_candidates_with_the_classifier_shipped_beside_the_weights(
+    shipped_with_rescorer, capsys, flags, count, source
+):
     out_dir = shipped_with_rescorer / "o"
-    assert main(["predict", str(shipped_with_rescorer / "x.png"), "--out", str(out_dir), "--tile", "64", "--mpp", "0.25"] + flags) == 0
+    assert (
+        main(
+            ["predict", str(shipped_with_rescorer / "x.png"), "--out", str(out_dir), "--tile", "64", "--mpp", "0.25"]
+            + flags
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert source in printed and ("rescored by the figure classifier" in printed) is ("--no-rescore" not in flags)
     with open(out_dir / "counts.csv", newline="") as fh:
@@ -225,7 +306,15 @@ def test_predict_rescores_candidates_with_the_classifier_shipped_beside_the_weig
 
 
 def test_rescoring_needs_a_classifier(shipped_with_rescorer, capsys, checkpoint):
-    args = ["predict", str(shipped_with_rescorer / "x.png"), "--out", str(shipped_with_rescorer / "o"), "--rescore", "--mpp", "0.25"]
+    args = [
+        "predict",
+        str(shipped_with_rescorer / "x.png"),
+        "--out",
+        str(shipped_with_rescorer / "o"),
+        "--rescore",
+        "--mpp",
+        "0.25",
+    ]
     assert main(args + ["--checkpoint", checkpoint]) == 2
     assert "rescoring (--rescore) needs shipped weights with a figure classifier" in capsys.readouterr().err
 
@@ -238,7 +327,23 @@ def test_a_folder_with_an_unreadable_image_finishes_the_others_and_says_so(check
     Image.fromarray(image).save(folder / "a.png")
     (folder / "b.png").write_bytes(b"not a png at all")
     Image.fromarray(image).save(folder / "c.png")
-    assert main(["predict", str(folder), "--checkpoint", checkpoint, "--out", str(tmp_path / "o"), "--tile", "64", "--mpp", "0.25"]) == 1
+    assert (
+        main(
+            [
+                "predict",
+                str(folder),
+                "--checkpoint",
+                checkpoint,
+                "--out",
+                str(tmp_path / "o"),
+                "--tile",
+                "64",
+                "--mpp",
+                "0.25",
+            ]
+        )
+        == 1
+    )
     with open(tmp_path / "o" / "counts.csv", newline="") as fh:
         rows = {r["image"]: r for r in csv.DictReader(fh)}
     assert rows["a.png"]["count"] == rows["c.png"]["count"] == "1"
@@ -251,7 +356,23 @@ def test_nucleus_weights_report_nuclei(tmp_path, capsys):
     image = np.full((64, 64, 3), 225, np.uint8)
     image[20:30, 20:30] = (70, 40, 120)
     Image.fromarray(image).save(tmp_path / "n.png")
-    assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/monuseg", "--out", str(tmp_path / "o"), "--tile", "64", "--mpp", "0.25"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "n.png"),
+                "--weights",
+                "unet/monuseg",
+                "--out",
+                str(tmp_path / "o"),
+                "--tile",
+                "64",
+                "--mpp",
+                "0.25",
+            ]
+        )
+        == 0
+    )
     with open(tmp_path / "o" / "counts.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["object_class"] == "Nucleus" and row["per_10hpf"] == ""
@@ -273,14 +394,20 @@ def test_predict_reads_the_pixel_size_the_file_states_and_says_so_in_every_outpu
     Image.fromarray(image).save(tmp_path / "p.png", dpi=(101600, 101600))  # pHYs 4e6 px/m: 0.25 um/px
     out = tmp_path / "o"
     for name in ("t.tif", "p.png"):
-        assert main(["predict", str(tmp_path / name), "--checkpoint", checkpoint, "--out", str(out), "--tile", "64"]) == 0
+        assert (
+            main(["predict", str(tmp_path / name), "--checkpoint", checkpoint, "--out", str(out), "--tile", "64"]) == 0
+        )
     with open(out / "counts.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))  # the last run's: p.png
     assert (row["mpp"], row["mpp_source"]) == ("0.25", "PNG pHYs")
     geojson = json.loads((out / "t.geojson").read_text())
     assert (geojson["mpp"], geojson["mpp_source"]) == (0.5, "TIFF tags")
     printed = capsys.readouterr().out
-    assert "t.tif: 1 mitoses" in printed and "at 0.5 um/px (TIFF tags)" in printed and "at 0.25 um/px (PNG pHYs)" in printed
+    assert (
+        "t.tif: 1 mitoses" in printed
+        and "at 0.5 um/px (TIFF tags)" in printed
+        and "at 0.25 um/px (PNG pHYs)" in printed
+    )
 
 
 def test_a_given_mpp_wins_and_a_contradicting_file_is_warned_of_once(checkpoint, tmp_path, caplog):
@@ -288,11 +415,25 @@ def test_a_given_mpp_wins_and_a_contradicting_file_is_warned_of_once(checkpoint,
     folder.mkdir()
     for name in ("a.png", "b.png"):
         Image.fromarray(np.full((64, 64, 3), 230, np.uint8)).save(folder / name, dpi=(50800, 50800))  # 0.5 um/px
-    args = ["predict", str(folder), "--checkpoint", checkpoint, "--out", str(tmp_path / "o"), "--tile", "64", "--mpp", "0.25"]
+    args = [
+        "predict",
+        str(folder),
+        "--checkpoint",
+        checkpoint,
+        "--out",
+        str(tmp_path / "o"),
+        "--tile",
+        "64",
+        "--mpp",
+        "0.25",
+    ]
     with caplog.at_level("WARNING", logger="mitoseg_tf"):
         assert main(args) == 0
     (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert "--mpp 0.25 um/px is used for every image, but 2 of them state another" in warning and "0.5 um/px (PNG pHYs)" in warning
+    assert (
+        "--mpp 0.25 um/px is used for every image, but 2 of them state another" in warning
+        and "0.5 um/px (PNG pHYs)" in warning
+    )
     with open(tmp_path / "o" / "counts.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["mpp"] for r in rows] == ["0.25", "0.25"]
@@ -308,7 +449,9 @@ def test_an_image_without_a_pixel_size_stops_before_the_network_loads_with_one_m
     assert main(["predict", str(folder), "--checkpoint", "nope.keras", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "the pixel size of 2 of 2 images is unknown" in err
-    assert "a.png states no pixel size" in err and "give it with --mpp MICRONS_PER_PIXEL (0.25 at 40x, 0.5 at 20x)" in err
+    assert (
+        "a.png states no pixel size" in err and "give it with --mpp MICRONS_PER_PIXEL (0.25 at 40x, 0.5 at 20x)" in err
+    )
     assert not (tmp_path / "o").exists()
 
 

@@ -49,10 +49,25 @@ def read_csv(path):
 def test_tiny_comparison_writes_tables_and_figure_and_resumes(tmp_path, capsys):
     out = tmp_path / "cmp"
     args = [
-        "compare", "--out", str(out), "--models", "unet", "--tiny", "--budget-minutes", "1",
-        "--num-examples", "3", "--batch-size", "4", "--crop-size", "32", "--steps-per-epoch", "3",
-        "--precision", "float32",
-    ]  # fmt: skip
+        "compare",
+        "--out",
+        str(out),
+        "--models",
+        "unet",
+        "--tiny",
+        "--budget-minutes",
+        "1",
+        "--num-examples",
+        "3",
+        "--batch-size",
+        "4",
+        "--crop-size",
+        "32",
+        "--steps-per-epoch",
+        "3",
+        "--precision",
+        "float32",
+    ]
     assert main(args) == 0, capsys.readouterr().err
     for name in ("table1.md", "table2.md", "comparison.md", "comparison.csv", "figure5.png", "plan.json"):
         assert (out / name).is_file(), name
@@ -78,9 +93,16 @@ def test_tiny_comparison_writes_tables_and_figure_and_resumes(tmp_path, capsys):
 
     stamp = os.path.getmtime(run_dir / "best.keras")
     config = CompareConfig(
-        output_dir=str(out), models=("unet",), tiny=True, budget_minutes=1, num_examples=3, batch_size=4,
-        crop_size=32, steps_per_epoch=3, precision="float32",
-    )  # fmt: skip
+        output_dir=str(out),
+        models=("unet",),
+        tiny=True,
+        budget_minutes=1,
+        num_examples=3,
+        batch_size=4,
+        crop_size=32,
+        steps_per_epoch=3,
+        precision="float32",
+    )
     result = run_compare(config, log=lambda *a: None)
     assert result["trained"] == [] and result["skipped"] == [("unet", 0)]
     assert os.path.getmtime(run_dir / "best.keras") == stamp

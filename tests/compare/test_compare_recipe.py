@@ -49,7 +49,9 @@ def test_recipe_runs_are_recorded_then_skipped_and_a_changed_recipe_is_reported(
         assert not any(name.endswith(".keras") for name in os.listdir(records / f"{model}_s0"))  # no weights
     assert (records / "report.md").is_file() and (records / "figure5.png").is_file()
     assert "the tiny test split" in (records / "report.md").read_text()
-    stamps = {p: os.path.getmtime(p) for p in (records / "unet_s0" / "record.json", out / "runs" / "unet_s0" / "best.keras")}
+    stamps = {
+        p: os.path.getmtime(p) for p in (records / "unet_s0" / "record.json", out / "runs" / "unet_s0" / "best.keras")
+    }
 
     capsys.readouterr()
     assert main(["compare", "--recipe", str(recipe), "--out", str(out), "--records", str(records)]) == 0
@@ -78,10 +80,15 @@ def test_recorded_runs_are_skipped_wherever_the_run_folders_go_and_changed_ones_
     plan = load_compare_recipe(str(recipe))
     for model, seed in plan.jobs():
         config = dataclasses.asdict(plan.run_config(model, seed, str(tmp_path / "first")))
-        records_lib.write_record(str(records / f"{model}_s{seed}"), {
-            "model": model, "seed": seed, "config_hash": records_lib.config_hash(config),
-            "config": records_lib.hashed_config(config),
-        })  # fmt: skip
+        records_lib.write_record(
+            str(records / f"{model}_s{seed}"),
+            {
+                "model": model,
+                "seed": seed,
+                "config_hash": records_lib.config_hash(config),
+                "config": records_lib.hashed_config(config),
+            },
+        )
     quiet = dict(records_dir=str(records), log=lambda *a: None)
     result = run_recipe_compare(str(recipe), output_dir=str(tmp_path / "elsewhere"), **quiet)
     assert result["skipped"] == [("unet", 0), ("mcsa_unet", 0)] and result["trained"] == result["left"] == []
@@ -100,7 +107,6 @@ def test_recipe_fixes_the_training_options(tmp_path, capsys):
 def test_the_atypia_recipe_loads_with_every_table_model():
     from mitoseg_tf.compare.recipe import load_compare_recipe
     from mitoseg_tf.compare.selection import table_models
-
     from mitoseg_tf.training.run import load_recipe
 
     recipes = os.path.join(os.path.dirname(__file__), "..", "..", "zoo", "recipes")
@@ -121,17 +127,33 @@ MCSA = [0.75, 0.76, 0.80]
 
 
 def _write(records, model, seed, dice, recipe_hash="r1"):
-    scores = {"mean_dice": dice, "paper_mpa": dice, "miou": dice - 0.1, "mpa": dice, "mitosis_dice": dice - 0.3,
-              "detection_f1": dice - 0.2}  # fmt: skip
+    scores = {
+        "mean_dice": dice,
+        "paper_mpa": dice,
+        "miou": dice - 0.1,
+        "mpa": dice,
+        "mitosis_dice": dice - 0.3,
+        "detection_f1": dice - 0.2,
+    }
     record = {
-        "model": model, "seed": seed, "config_hash": f"{model}{seed}", "recipe_hash": recipe_hash, "config": {},
-        "seconds_per_step": 1.5, "train_seconds": 600.0, "parameters": 1000,
-        "machine": {"cpu": "Test CPU", "cores": 2}, "scores": {"test": scores, "validation": {"mean_dice": dice + 0.05}},
+        "model": model,
+        "seed": seed,
+        "config_hash": f"{model}{seed}",
+        "recipe_hash": recipe_hash,
+        "config": {},
+        "seconds_per_step": 1.5,
+        "train_seconds": 600.0,
+        "parameters": 1000,
+        "machine": {"cpu": "Test CPU", "cores": 2},
+        "scores": {"test": scores, "validation": {"mean_dice": dice + 0.05}},
         "measured_on": {"test": "mitos12_dev", "validation": "the ATYPIA validation slides"},
-    }  # fmt: skip
+    }
     records_lib.write_record(str(records / f"{model}_s{seed}"), record)
-    np.savez_compressed(records / f"{model}_s{seed}" / "figure.npz", spec=np.array([["test", "0", "0", "0", "8", "8"]]),
-                        probability=np.full((1, 8, 8), 200, np.uint8))  # fmt: skip
+    np.savez_compressed(
+        records / f"{model}_s{seed}" / "figure.npz",
+        spec=np.array([["test", "0", "0", "0", "8", "8"]]),
+        probability=np.full((1, 8, 8), 200, np.uint8),
+    )
 
 
 def test_report_from_records_alone_gives_mean_std_and_the_paired_test(tmp_path, monkeypatch):
@@ -139,8 +161,12 @@ def test_report_from_records_alone_gives_mean_std_and_the_paired_test(tmp_path, 
     for seed, (unet, mcsa) in enumerate(zip(UNET, MCSA)):
         _write(records, "unet", seed, unet)
         _write(records, "mcsa_unet", seed, mcsa)
-    np.savez_compressed(records / "figure_tiles.npz", spec=np.array([["test", "0", "0", "0", "8", "8"]]),
-                        images=np.zeros((1, 8, 8, 3), np.uint8), masks=np.zeros((1, 8, 8), np.uint8))  # fmt: skip
+    np.savez_compressed(
+        records / "figure_tiles.npz",
+        spec=np.array([["test", "0", "0", "0", "8", "8"]]),
+        images=np.zeros((1, 8, 8, 3), np.uint8),
+        masks=np.zeros((1, 8, 8), np.uint8),
+    )
     # --report reads records only: nothing may train or predict.
     import mitoseg_tf.training.run as run_module
     from mitoseg_tf.inference import sliding_window

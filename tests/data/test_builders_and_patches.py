@@ -79,7 +79,15 @@ def _large_image_with_figures():
 def test_patch_stream_shares_and_positions():
     image, mask, figures, negatives = _large_image_with_figures()
     records = _encoded([(image, mask, figures, negatives)])
-    stream = patch_stream(records, patch_size=64, patches_per_image=8, positive_fraction=0.5, hard_negative_fraction=0.25, jitter=0.1, seed=3)
+    stream = patch_stream(
+        records,
+        patch_size=64,
+        patches_per_image=8,
+        positive_fraction=0.5,
+        hard_negative_fraction=0.25,
+        jitter=0.1,
+        seed=3,
+    )
     patches = list(stream.take(400).as_numpy_iterator())
     assert all(p["image"].shape == (80, 80, 3) and p["mask"].shape == (80, 80) for p in patches)
     centred = [p for p in patches if p["centre"]]
@@ -88,14 +96,32 @@ def test_patch_stream_shares_and_positions():
     for p in centred:
         rows, cols = np.nonzero(p["mask"])
         assert len(rows) and abs(rows.mean() - 40) <= 0.1 * 80 + 6 and abs(cols.mean() - 40) <= 0.1 * 80 + 6
-    same = list(patch_stream(records, patch_size=64, patches_per_image=8, positive_fraction=0.5, hard_negative_fraction=0.25, jitter=0.1, seed=3).take(20).as_numpy_iterator())
+    same = list(
+        patch_stream(
+            records,
+            patch_size=64,
+            patches_per_image=8,
+            positive_fraction=0.5,
+            hard_negative_fraction=0.25,
+            jitter=0.1,
+            seed=3,
+        )
+        .take(20)
+        .as_numpy_iterator()
+    )
     np.testing.assert_array_equal(np.stack([p["image"] for p in same]), np.stack([p["image"] for p in patches[:20]]))
 
 
 def test_hard_negative_patches_are_centred_on_the_negatives():
     image, mask, figures, negatives = _large_image_with_figures()
     image[295:306, 75:86] = (0, 0, 255)  # mark the hard negative at (300, 80) in blue
-    stream = patch_stream(_encoded([(image, mask, figures, negatives)]), patch_size=64, positive_fraction=0.0, hard_negative_fraction=1.0, jitter=0.0)
+    stream = patch_stream(
+        _encoded([(image, mask, figures, negatives)]),
+        patch_size=64,
+        positive_fraction=0.0,
+        hard_negative_fraction=1.0,
+        jitter=0.0,
+    )
     for p in stream.take(10).as_numpy_iterator():
         blue = np.argwhere((p["image"] == (0, 0, 255)).all(-1))
         np.testing.assert_allclose(blue.mean(0), [40, 40], atol=1.0)
@@ -133,7 +159,10 @@ def test_tile_grid_covers_every_pixel_once_or_more():
 def test_tile_pipeline_declares_its_length():
     from mitoseg_tf.data.patches import make_tile_pipeline, tile_layout
 
-    examples = [(tissue(150, 230), np.zeros((150, 230), np.uint8), [], []), (tissue(40, 70, 1), np.zeros((40, 70), np.uint8), [], [])]
+    examples = [
+        (tissue(150, 230), np.zeros((150, 230), np.uint8), [], []),
+        (tissue(40, 70, 1), np.zeros((40, 70), np.uint8), [], []),
+    ]
     ds = make_tile_pipeline(_encoded(examples), batch_size=4, tile=64, decoded=False)
     batches = list(ds.as_numpy_iterator())
     assert tile_layout(150, 230, 64) == (64, 12) and tile_layout(40, 70, 64) == (32, 6)
@@ -183,7 +212,13 @@ def test_small_labelled_images_mirror_their_mask_into_the_padding():
     image, mask = tissue(40, 50), np.zeros((40, 50), np.uint8)
     image[0:4, 20:24] = (0, 0, 255)  # a figure touching the top edge, marked blue
     mask[0:4, 20:24] = 1
-    (patch,) = list(patch_stream(_encoded([(image, mask, [(2, 22)], [])]), patch_size=64, positive_fraction=1.0, hard_negative_fraction=0.0).take(1).as_numpy_iterator())
+    (patch,) = list(
+        patch_stream(
+            _encoded([(image, mask, [(2, 22)], [])]), patch_size=64, positive_fraction=1.0, hard_negative_fraction=0.0
+        )
+        .take(1)
+        .as_numpy_iterator()
+    )
     blue = (patch["image"] == (0, 0, 255)).all(-1)
     assert blue.sum() == 2 * 16  # the figure and its reflection into the top padding
     np.testing.assert_array_equal(patch["mask"].astype(bool), blue)

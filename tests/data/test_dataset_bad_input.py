@@ -78,7 +78,10 @@ def test_binary_masks_as_grey_rgb_and_grey_alpha(tmp_path, values):
 
 
 def test_colour_mask_is_refused(tmp_path):
-    path = save(str(tmp_path / "m.png"), np.dstack([np.zeros((4, 4), np.uint8), np.ones((4, 4), np.uint8) * 255, np.zeros((4, 4), np.uint8)]))
+    path = save(
+        str(tmp_path / "m.png"),
+        np.dstack([np.zeros((4, 4), np.uint8), np.ones((4, 4), np.uint8) * 255, np.zeros((4, 4), np.uint8)]),
+    )
     with pytest.raises(ValueError, match="colour label image"):
         read_label_image(path)
 
@@ -148,7 +151,9 @@ def test_empty_and_missing_manual_folders(tmp_path):
 
 
 def test_unknown_dataset_name():
-    with pytest.raises(ValueError, match=r"Unknown dataset 'mitos2012'; available: folder, mitos12.*Did you mean 'mitos12'"):
+    with pytest.raises(
+        ValueError, match=r"Unknown dataset 'mitos2012'; available: folder, mitos12.*Did you mean 'mitos12'"
+    ):
         read_records("mitos2012", ".")
 
 
@@ -163,7 +168,10 @@ def test_images_without_labels_are_skipped_with_a_count(tmp_path, caplog):
 
 @pytest.mark.parametrize(
     "name, list_name, line",
-    [("mitos12", "mitoses.csv", "image,x,y\nA09_09,5,5\n"), ("mitos_atypia14", "points_validation.txt", "v/A09/A09_09Aa 5 5\n")],
+    [
+        ("mitos12", "mitoses.csv", "image,x,y\nA09_09,5,5\n"),
+        ("mitos_atypia14", "points_validation.txt", "v/A09/A09_09Aa 5 5\n"),
+    ],
 )
 def test_point_list_naming_a_missing_image(tmp_path, name, list_name, line):
     save(str(tmp_path / "images" / "A00_00.png"), tissue(10, 10))

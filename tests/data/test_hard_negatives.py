@@ -52,7 +52,9 @@ def test_mining_runs_a_detector_over_the_frames():
 
 
 def test_saved_negatives_load_back(tmp_path):
-    path = save_hard_negatives(str(tmp_path / "run"), {"f1": np.float32([FALSE]), "f2": np.zeros((0, 2))}, source="test")
+    path = save_hard_negatives(
+        str(tmp_path / "run"), {"f1": np.float32([FALSE]), "f2": np.zeros((0, 2))}, source="test"
+    )
     assert path.endswith("hard_negatives.json")
     for where in (str(tmp_path / "run"), path):
         loaded = load_hard_negatives(where)
@@ -76,7 +78,9 @@ def _spec(hard_negatives=None):
     component = {"data": "voc", "data_dir": "frames", "positive_fraction": 0.0, "options": {"mpp": MPP}}
     if hard_negatives:
         component["hard_negatives"] = hard_negatives
-    return check_spec({"train": [component], "validation": {"data": "voc", "data_dir": "frames", "options": {"mpp": MPP}}})
+    return check_spec(
+        {"train": [component], "validation": {"data": "voc", "data_dir": "frames", "options": {"mpp": MPP}}}
+    )
 
 
 def _holds_false_figure(patches, side=40):

@@ -88,8 +88,19 @@ def test_malformed_specs_are_refused(change, message):
 
 
 def test_unknown_augmentation_is_refused(root):
-    with pytest.raises(ValueError, match=r"unknown augmentation option\(s\) \['hue'\]; accepted: stain_jitter, hsv_jitter"):
-        make_data("mixture", "train", training=True, batch_size=8, crop_size=32, data_dir=root, augment={"hue": 0.1}, **_spec())
+    with pytest.raises(
+        ValueError, match=r"unknown augmentation option\(s\) \['hue'\]; accepted: stain_jitter, hsv_jitter"
+    ):
+        make_data(
+            "mixture",
+            "train",
+            training=True,
+            batch_size=8,
+            crop_size=32,
+            data_dir=root,
+            augment={"hue": 0.1},
+            **_spec(),
+        )
 
 
 def test_a_recipe_trains_on_a_mixture_and_calibrates_detection_on_its_validation(root, tmp_path, capsys):
@@ -99,16 +110,29 @@ def test_a_recipe_trains_on_a_mixture_and_calibrates_detection_on_its_validation
     recipe.write_text(
         json.dumps(
             {
-                "model": "unet", "data": "mixture", "data_dir": root, "data_options": _spec(), "test_split": None,
-                "base_filters": 4, "crop_size": 32, "batch_size": 4, "epochs": 1, "steps_per_epoch": 2, "eval_tile": 64,
-                "augment": {"stain_jitter": 0.2, "hsv_jitter": 0.1}, "num_overlays": 1,
+                "model": "unet",
+                "data": "mixture",
+                "data_dir": root,
+                "data_options": _spec(),
+                "test_split": None,
+                "base_filters": 4,
+                "crop_size": 32,
+                "batch_size": 4,
+                "epochs": 1,
+                "steps_per_epoch": 2,
+                "eval_tile": 64,
+                "augment": {"stain_jitter": 0.2, "hsv_jitter": 0.1},
+                "num_overlays": 1,
             }
         )  # JSON is YAML
-    )  # fmt: skip
+    )
     assert main(["train", "--recipe", str(recipe), "--output-dir", str(tmp_path / "runs"), "--run-name", "mix"]) == 0
     run = tmp_path / "runs" / "mix"
     config = json.loads((run / "config.json").read_text())
-    assert config["data_split"]["train[1] folder"] == ["blue0", "blue1", "blue2"] and config["augment"]["hsv_jitter"] == 0.1
+    assert (
+        config["data_split"]["train[1] folder"] == ["blue0", "blue1", "blue2"]
+        and config["augment"]["hsv_jitter"] == 0.1
+    )
     detection = json.loads((run / "detection.json").read_text())
     assert detection["min_area_um2"] in detection["min_area_choices_um2"] and detection["test"] is None
     assert set(detection["validation_by_distance"]) == {"5um", "8um"}

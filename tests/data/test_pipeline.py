@@ -82,9 +82,7 @@ def test_augmentation_keeps_image_and_mask_aligned():
         masks[i, top + 9 : top + 15, left : left + 4] = 1  # and an L foot, so a wrong flip is too
     images[masks == 1] = (255, 0, 0)
 
-    ds = make_pipeline(
-        from_arrays(images, masks), training=True, batch_size=16, crop_size=32, seed=5, stain_jitter=0.0
-    )
+    ds = make_pipeline(from_arrays(images, masks), training=True, batch_size=16, crop_size=32, seed=5, stain_jitter=0.0)
     agree = total = mitosis_pixels = agree_all = 0
     flipped_agree = flipped_total = 0
     for x, y in first_batches(ds, 4):

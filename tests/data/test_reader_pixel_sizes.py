@@ -9,8 +9,13 @@ from format_fixtures import atypia14_frames, folder_layout, midog_small, mitos12
 from mitoseg_tf.data.formats import Record, read_records
 from mitoseg_tf.training.run import load_recipe
 
-FIXTURES = {"folder": folder_layout, "mitos12": mitos12_pixels, "mitos_atypia14": atypia14_frames,
-            "tupac16": tupac16_frames, "midog": midog_small}  # fmt: skip
+FIXTURES = {
+    "folder": folder_layout,
+    "mitos12": mitos12_pixels,
+    "mitos_atypia14": atypia14_frames,
+    "tupac16": tupac16_frames,
+    "midog": midog_small,
+}
 RANGE = "is not a plausible pixel size; accepted: 0.05 to 10 microns per pixel"
 
 
@@ -27,8 +32,11 @@ def test_a_field_of_no_known_scanner_needs_the_option_instead_of_a_guess(tmp_pat
     mitos12_pixels(str(tmp_path))
     for suffix in (".bmp", ".csv"):
         os.rename(tmp_path / f"A01_02{suffix}", tmp_path / f"X01_02{suffix}")
-    with pytest.raises(ValueError, match=r"mitos12: image 'X01_02' names no known scanner \(A = .* \(0\.2456 um/px\).*\), so "
-                       r"its pixel size is unknown; give it with the reader option mpp"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"mitos12: image 'X01_02' names no known scanner \(A = .* \(0\.2456 um/px\).*\), so "
+        r"its pixel size is unknown; give it with the reader option mpp",
+    ):
         read_records("mitos12", str(tmp_path))
     assert {r.id: r.mpp for r in read_records("mitos12", str(tmp_path), mpp=0.25)} == {"A00_00": 0.25, "X01_02": 0.25}
 
@@ -62,10 +70,14 @@ def test_a_record_refuses_an_implausible_pixel_size_naming_its_image():
     [
         ("target_mpp: 0\n", "target_mpp: 0"),
         ("data: folder\ndata_options: {mpp: 1.0e+6}\n", "data_options.mpp: 1000000.0"),
-        ("data: mixture\ndata_options:\n  train:\n    - {data: amibr, data_dir: a, options: {mpp: -1}}\n",
-         r"data_options.train\[0\].options.mpp: -1"),
-        ("data: mixture\ndata_options:\n  validation: {data: voc, data_dir: a, options: {mpp: .nan}}\n",
-         "data_options.validation.options.mpp: nan"),
+        (
+            "data: mixture\ndata_options:\n  train:\n    - {data: amibr, data_dir: a, options: {mpp: -1}}\n",
+            r"data_options.train\[0\].options.mpp: -1",
+        ),
+        (
+            "data: mixture\ndata_options:\n  validation: {data: voc, data_dir: a, options: {mpp: .nan}}\n",
+            "data_options.validation.options.mpp: nan",
+        ),
     ],
 )
 def test_a_recipe_pixel_size_is_checked_before_any_training_naming_the_recipe(tmp_path, body, where):

@@ -8,7 +8,6 @@ import dataclasses
 import os
 
 import numpy as np
-import pytest
 from format_fixtures import save, tissue
 from voc_fixtures import amibr_parts, atypia14_train
 
@@ -31,14 +30,23 @@ def test_the_recipe_splits_atypia14_train_by_slide():
     assert len(split["train"]) == 8 and sorted(split["train"] + split["validation"]) == SLIDES
     assert not set(split["train"]) & set(split["validation"])
     # validation reads the same frames with the same options, the other side of the split
-    assert spec["validation"] == {"data": "voc", "data_dir": "atypia14_train", "split": "validation", "options": frames["options"]}
+    assert spec["validation"] == {
+        "data": "voc",
+        "data_dir": "atypia14_train",
+        "split": "validation",
+        "options": frames["options"],
+    }
     assert amibr["data_dir"] == "amibr" and monuseg["background_only"]
 
 
 def _tiny_root(root):
     atypia14_train(os.path.join(root, "atypia14_train"), {f"{s}_00Aa": [(60, 70)] for s in SLIDES}, FRAME)
-    amibr_parts(os.path.join(root, "amibr"), os.path.join(root, "unused"),
-                [("001.tiff", 1, False), ("002.tiff", 2, True), ("003.tiff", 3, False)], [])  # fmt: skip
+    amibr_parts(
+        os.path.join(root, "amibr"),
+        os.path.join(root, "unused"),
+        [("001.tiff", 1, False), ("002.tiff", 2, True), ("003.tiff", 3, False)],
+        [],
+    )
     for name in ("TCGA-A1-0001-01Z", "TCGA-A2-0002-01Z"):
         mask = np.zeros((100, 100), np.uint8)
         mask[10:20, 10:20] = 255

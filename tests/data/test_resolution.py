@@ -31,8 +31,13 @@ def _field(mpp):
 @pytest.mark.parametrize("mpp", [0.2273, 0.2456, 0.5])
 def test_a_figure_stays_at_its_micron_position(mpp):
     image, mask, centre = _field(mpp)
-    example = {"image": tf.constant(image), "mask": tf.constant(mask), "points": tf.constant([centre], tf.float32),
-               "negatives": tf.zeros((0, 2)), "mpp": tf.constant(mpp, tf.float32)}  # fmt: skip
+    example = {
+        "image": tf.constant(image),
+        "mask": tf.constant(mask),
+        "points": tf.constant([centre], tf.float32),
+        "negatives": tf.zeros((0, 2)),
+        "mpp": tf.constant(mpp, tf.float32),
+    }
     out = {k: v.numpy() for k, v in resample_example(example, TARGET).items()}
     side = int(round(round(FIELD_UM / mpp) * mpp / TARGET))
     assert out["image"].shape == (side, side, 3) and out["image"].dtype == np.uint8 and out["mpp"] == np.float32(TARGET)
@@ -62,8 +67,12 @@ def test_images_are_resampled_as_prediction_resamples_them(mpp):
 
 def test_within_one_percent_nothing_is_resampled():
     image, mask, centre = _field(0.2485)
-    example = {"image": tf.constant(image), "mask": tf.constant(mask), "points": tf.constant([centre], tf.float32),
-               "mpp": tf.constant(0.2485, tf.float32)}  # fmt: skip
+    example = {
+        "image": tf.constant(image),
+        "mask": tf.constant(mask),
+        "points": tf.constant([centre], tf.float32),
+        "mpp": tf.constant(0.2485, tf.float32),
+    }
     out = resample_example(example, TARGET)
     np.testing.assert_array_equal(out["image"].numpy(), image)
     np.testing.assert_array_equal(out["points"].numpy(), np.float32([centre]))
@@ -93,8 +102,15 @@ def test_sources_and_pipelines_resample_to_the_target(folder):
     tiles = make_tile_pipeline(records, batch_size=1, tile=128, decoded=False, target_mpp=TARGET)
     shapes = [images.shape[1:3] for images, _ in tiles.as_numpy_iterator()]
     assert shapes == [(128, 128)] * 4 and tiles.cardinality().numpy() == 4  # 128x192 -> two 128 tiles, starts 0 and 64
-    patches = patch_stream(records, patch_size=64, max_scale=1.0, positive_fraction=1.0, hard_negative_fraction=0.0, jitter=0.0,
-                           target_mpp=TARGET)  # fmt: skip
+    patches = patch_stream(
+        records,
+        patch_size=64,
+        max_scale=1.0,
+        positive_fraction=1.0,
+        hard_negative_fraction=0.0,
+        jitter=0.0,
+        target_mpp=TARGET,
+    )
     for patch in patches.take(4).as_numpy_iterator():
         # centred on the figure at (49.5, 49.5) of the 128x192 image: the 64-px patch starts at row/col 18
         np.testing.assert_array_equal(patch["corner"], [18, 18])

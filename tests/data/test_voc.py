@@ -28,8 +28,18 @@ def test_atypia14_preset_reads_the_real_frames(shared_data):
     assert len(records) == 265 and sum(len(r.points) for r in records.values()) == 578
     assert len(absent) == 128 and not absent & set(records)
     assert sorted({r.slide for r in records.values()}) == [
-        "H03", "H04", "H05", "H07", "H10", "H11", "H12", "H14", "H15", "H17", "H18"
-    ]  # fmt: skip
+        "H03",
+        "H04",
+        "H05",
+        "H07",
+        "H10",
+        "H11",
+        "H12",
+        "H14",
+        "H15",
+        "H17",
+        "H18",
+    ]
     # centres by hand from the XML: a whole 60-px box, x 1148-1208 y 1292-1352 -> (1322, 1178)
     np.testing.assert_allclose(records["H03_00Aa"].points, [[1322, 1178]])
     # a box clipped by the left edge, x 0-49 y 380-440: the mitosis is 30 px left of x = 49 -> (410, 19)
@@ -41,7 +51,9 @@ def test_atypia14_preset_reads_the_real_frames(shared_data):
 
 def test_voc_is_a_listed_dataset_and_reads_box_centres_classes_and_negatives(tmp_path):
     root = str(tmp_path / "one")
-    _one_folder(root, [("mitosis", (10, 20, 30, 40)), ("Mitotic figure", (50, 5, 61, 16)), ("non-mitosis", (0, 0, 4, 6))])
+    _one_folder(
+        root, [("mitosis", (10, 20, 30, 40)), ("Mitotic figure", (50, 5, 61, 16)), ("non-mitosis", (0, 0, 4, 6))]
+    )
     assert "voc" in FORMATS
     (rec,) = read_records("voc", root, mpp=0.25)
     # centre of x 10-30, y 20-40 is (row 30, col 20); of x 50-61, y 5-16 is (row 10.5, col 55.5)
@@ -173,7 +185,10 @@ def test_amibr_reads_crops_from_several_folders_with_one_table(tmp_path):
 
 
 def test_a_mixture_component_may_list_folders_only_for_formats_that_read_several():
-    spec = {"train": [{"data": "amibr", "data_dir": ["amibr", "amibr_rest"]}], "validation": {"data": "mitos12", "data_dir": "m"}}
+    spec = {
+        "train": [{"data": "amibr", "data_dir": ["amibr", "amibr_rest"]}],
+        "validation": {"data": "mitos12", "data_dir": "m"},
+    }
     assert check_spec(spec)
     spec["train"][0]["data"] = "monuseg"
     with pytest.raises(ValueError, match="monuseg reads one folder; several are read by amibr"):

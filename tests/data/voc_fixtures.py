@@ -42,10 +42,12 @@ def atypia14_train(root, frames, size=(120, 140)):
 
 def amibr_parts(first, second, rows_first, rows_second, table_in=("first",)):
     """AMi-Br crops split over two folders; ``rows_*`` = [(slide, uid, atypical)] whose crops each folder holds."""
-    table = [{"": i, "slide": s, "dataset": "MIDOG21", "uid": u, "x": 0, "y": 0, "majority_atypical": str(a)}
-             for i, (s, u, a) in enumerate(rows_first + rows_second)]  # fmt: skip
+    table = [
+        {"": i, "slide": s, "dataset": "MIDOG21", "uid": u, "x": 0, "y": 0, "majority_atypical": str(a)}
+        for i, (s, u, a) in enumerate(rows_first + rows_second)
+    ]
     for folder, rows, name in ((first, rows_first, "first"), (second, rows_second, "second")):
-        for slide, uid, atypical in rows:
+        for _slide, uid, atypical in rows:
             label = "atypical" if atypical else "normal"
             save(os.path.join(folder, "patches", label, f"MIDOG21_{uid}.png"), tissue(128, 128, seed=uid))
         if name in table_in:

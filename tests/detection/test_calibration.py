@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from shifted_model import corner_reader
 
 from mitoseg_tf.detection.evaluation import (
     at_distance,
@@ -11,7 +12,6 @@ from mitoseg_tf.detection.evaluation import (
     detections_from_maps,
     held_out_scores,
 )
-from shifted_model import corner_reader
 
 
 def _blob(probability, centre, side, value):
@@ -64,9 +64,9 @@ def test_a_higher_threshold_wins_when_it_removes_false_figures():
 
 def test_records_rescale_to_another_matching_distance():
     records = detections_from_maps(_validation_maps(), match_distance_um=5.0, min_area_um2=5.0)
-    (centres, scores, truth, limit), = records
+    ((centres, scores, truth, limit),) = records
     assert limit == pytest.approx(10.0) and len(centres) == 3 and sorted(np.round(scores, 2)) == [0.8, 0.85, 0.9]
-    (_, _, _, wider), = at_distance(records, 5.0, 8.0)
+    ((_, _, _, wider),) = at_distance(records, 5.0, 8.0)
     assert wider == pytest.approx(16.0)
 
 
@@ -100,8 +100,11 @@ def test_held_out_choice_among_candidate_sets_is_made_on_the_other_fields():
     images = [(None, np.array([[10.0, 10.0]]), 1.0)] * 2
 
     def table(*candidates):
-        return (np.array([c[:2] for c in candidates], float).reshape(-1, 2), np.full(len(candidates), 10.0),
-                np.array([c[2] for c in candidates], float))  # fmt: skip
+        return (
+            np.array([c[:2] for c in candidates], float).reshape(-1, 2),
+            np.full(len(candidates), 10.0),
+            np.array([c[2] for c in candidates], float),
+        )
 
     sets = {
         "a": [table((10, 10, 0.9), (50, 50, 0.2)), table((10, 10, 0.3), (50, 50, 0.8))],

@@ -11,8 +11,14 @@ GREY = 128
 
 
 def _figure(row, col, score, half=4):
-    return Figure(centroid=(float(row), float(col)), area_px=(2 * half) ** 2, area_um2=4.0, score=score, polygon=(),
-                  bbox=(row - half, col - half, row + half, col + half))  # fmt: skip
+    return Figure(
+        centroid=(float(row), float(col)),
+        area_px=(2 * half) ** 2,
+        area_um2=4.0,
+        score=score,
+        polygon=(),
+        bbox=(row - half, col - half, row + half, col + half),
+    )
 
 
 def _grey(side):

@@ -50,5 +50,7 @@ def test_rescored_figures_keep_everything_but_the_score_and_are_ranked_by_it():
     ]
     rescored = rescore_figures(corner_model(4), image, figures[::-1], batch_size=1)
     assert [f.centroid for f in rescored] == [(7.0, 7.0), (22.0, 22.0)]
-    assert rescored[0].score == pytest.approx(200 / 255, rel=1e-6) and rescored[1].score == pytest.approx(50 / 255, rel=1e-6)
+    assert rescored[0].score == pytest.approx(200 / 255, rel=1e-6) and rescored[1].score == pytest.approx(
+        50 / 255, rel=1e-6
+    )
     assert rescored[0].bbox == figures[0].bbox and rescored[0].area_px == 16

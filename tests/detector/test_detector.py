@@ -77,7 +77,10 @@ def test_settings_come_from_the_card_and_overrides_say_so():
     rescoring = card.rescorer.detection
     s = detector.settings
     assert (s.pixel_threshold, s.min_area_um2, s.score_threshold) == (
-        rescoring["pixel_threshold"], rescoring["min_area_um2"], rescoring["score_threshold"])
+        rescoring["pixel_threshold"],
+        rescoring["min_area_um2"],
+        rescoring["score_threshold"],
+    )
     assert s.tta is True and detector.rescored and detector.mpp == 0.25
     plain = Detector.from_weights("unet/mitosis", rescore=False, score_threshold=0.9)
     assert not plain.rescored and plain.settings.score_threshold == 0.9
@@ -85,7 +88,13 @@ def test_settings_come_from_the_card_and_overrides_say_so():
     assert "score_threshold given" in plain.settings.chosen_by
     line = detector.describe()
     # the settings in the order they apply
-    assert line.index("8-fold") < line.index("pixel probability") < line.index("um^2") < line.index("rescored") < line.index("score >=")
+    assert (
+        line.index("8-fold")
+        < line.index("pixel probability")
+        < line.index("um^2")
+        < line.index("rescored")
+        < line.index("score >=")
+    )
 
 
 def test_nucleus_weights_count_nuclei_not_mitoses():
@@ -107,7 +116,9 @@ def test_load_refuses_conflicting_sources(tmp_path):
         Detector.load(weights="unet/monuseg", rescore=True)
     with pytest.raises(ValueError, match="no best.keras"):
         Detector.from_run(str(tmp_path))
-    with pytest.raises(ValueError, match="mpp: 0 is not a plausible pixel size; accepted: 0.05 to 10 microns per pixel"):
+    with pytest.raises(
+        ValueError, match="mpp: 0 is not a plausible pixel size; accepted: 0.05 to 10 microns per pixel"
+    ):
         Detector(darkness_model(), mpp=0.25).predict(np.zeros((8, 8, 3), np.uint8), mpp=0)
 
 

@@ -91,10 +91,16 @@ def tiny(tmp_path_factory):
     middle = scores[len(scores) // 4 : 3 * len(scores) // 4 + 1]
     gap = int(np.argmax(np.diff(middle)))
     rescored = rescored.with_settings(score_threshold=float(middle[gap : gap + 2].mean()))
-    plain = Detector(_blob_network(), mpp=DETECTOR_MPP, tile=96, settings=DetectionSettings(
-        pixel_threshold=0.6, min_area_um2=3.0, score_threshold=0.75, figure_score="max"))  # fmt: skip
+    plain = Detector(
+        _blob_network(),
+        mpp=DETECTOR_MPP,
+        tile=96,
+        settings=DetectionSettings(pixel_threshold=0.6, min_area_um2=3.0, score_threshold=0.75, figure_score="max"),
+    )
     out = tmp_path_factory.mktemp("tiny")
-    summaries = {name: export_detector(detector, out / name) for name, detector in (("rescored", rescored), ("plain", plain))}
+    summaries = {
+        name: export_detector(detector, out / name) for name, detector in (("rescored", rescored), ("plain", plain))
+    }
     return {
         "image": image,
         "detectors": {"rescored": rescored, "plain": plain},
@@ -110,9 +116,20 @@ def tiny(tmp_path_factory):
 def test_components_equal_skimage_labels():
     rng = np.random.default_rng(1)
     label = tf.function(label_components)
-    masks = [rng.random(shape) < p for shape, p in [((1, 1), 1.0), ((1, 1), 0.0), ((5, 7), 0.5), ((64, 80), 0.3),
-                                                     ((64, 80), 0.45), ((64, 80), 0.6), ((1, 50), 0.7), ((40, 1), 0.7),
-                                                     ((150, 120), 0.4)]]  # fmt: skip
+    masks = [
+        rng.random(shape) < p
+        for shape, p in [
+            ((1, 1), 1.0),
+            ((1, 1), 0.0),
+            ((5, 7), 0.5),
+            ((64, 80), 0.3),
+            ((64, 80), 0.45),
+            ((64, 80), 0.6),
+            ((1, 50), 0.7),
+            ((40, 1), 0.7),
+            ((150, 120), 0.4),
+        ]
+    ]
     # A one-pixel-wide serpentine: a single component ~1,300 pixels long, the worst case for propagation.
     snake = np.zeros((101, 101), bool)
     snake[::4, 1:-1] = True
@@ -130,13 +147,22 @@ def test_windows_equal_cut_windows_at_borders():
     cut = tf.function(cut_windows_graph)
     for height, width in [(60, 70), (5, 3), (1, 1)]:
         image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-        centres = np.concatenate([
-            rng.uniform(-2, [height + 1, width + 1], (20, 2)),
-            [[0, 0], [height - 1, width - 1], [0, width - 1], [0.5, 1.5], [2.5, height - 0.5]],  # halves round to even
-        ]).astype(np.float32)  # fmt: skip
+        centres = np.concatenate(
+            [
+                rng.uniform(-2, [height + 1, width + 1], (20, 2)),
+                [
+                    [0, 0],
+                    [height - 1, width - 1],
+                    [0, width - 1],
+                    [0.5, 1.5],
+                    [2.5, height - 0.5],
+                ],  # halves round to even
+            ]
+        ).astype(np.float32)
         for size in (48, 7, 8):
-            np.testing.assert_array_equal(cut(tf.constant(image), tf.constant(centres), size).numpy(),
-                                          cut_windows(image, centres, size))  # fmt: skip
+            np.testing.assert_array_equal(
+                cut(tf.constant(image), tf.constant(centres), size).numpy(), cut_windows(image, centres, size)
+            )
 
 
 # --- a tiny exported detector -----------------------------------------------------------------------------------------

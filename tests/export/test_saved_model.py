@@ -101,7 +101,9 @@ def keras_outputs(model, images):
     height, width = images.shape[1:3]
     instances = {k: v for k, v in outputs.items() if k.startswith("det_")}
     if instances:
-        instances["det_boxes"] = np.clip(instances["det_boxes"] - [left, top, left, top], 0, [width, height, width, height])
+        instances["det_boxes"] = np.clip(
+            instances["det_boxes"] - [left, top, left, top], 0, [width, height, width, height]
+        )
     return probability[:, top : top + height, left : left + width], instances
 
 
@@ -137,8 +139,12 @@ def served(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run(
         [sys.executable, str(script), str(root), str(work / "inputs.npz"), str(work / "out.npz")],
-        capture_output=True, text=True, cwd=str(work), env=env, timeout=budget.left(),
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=str(work),
+        env=env,
+        timeout=budget.left(),
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = dict(np.load(work / "out.npz"))
     with open(work / "out.npz.json") as fh:
@@ -239,8 +245,11 @@ def test_saved_model_cli_lists_every_signature(served):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run(
         [*saved_model_cli(), "show", "--dir", str(served["root"] / "mcsa_unet"), "--all"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
     for signature in ("serving_default", "serving_float", "serving_tiled"):

@@ -31,7 +31,9 @@ def _tiff(path, **options):
     ],
 )
 def test_tiff_resolution_tags_with_their_unit(tmp_path, options, mpp):
-    assert stated_pixel_size(_tiff(tmp_path / "a.tif", **options)) == PixelSize(pytest.approx(mpp, rel=1e-8), "TIFF tags")  # 9 digits kept
+    assert stated_pixel_size(_tiff(tmp_path / "a.tif", **options)) == PixelSize(
+        pytest.approx(mpp, rel=1e-8), "TIFF tags"
+    )  # 9 digits kept
 
 
 def test_tiff_descriptions_aperio_and_ome(tmp_path):
@@ -48,7 +50,9 @@ def test_tiff_tags_that_cannot_be_used_are_refused_naming_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"b\.tif: its TIFF tags state pixels of 0\.25 x 0\.5 um, not square"):
         stated_pixel_size(_tiff(tmp_path / "b.tif", resolution=(40000, 20000), resolutionunit="CENTIMETER"))
     # 72 dpi, what editors write: 25400 / 72 = 352.8 um/px, a print resolution
-    with pytest.raises(ValueError, match=r"c\.tif \(TIFF tags\): 352\.77\d* is not a plausible pixel size; accepted: 0\.05 to 10"):
+    with pytest.raises(
+        ValueError, match=r"c\.tif \(TIFF tags\): 352\.77\d* is not a plausible pixel size; accepted: 0\.05 to 10"
+    ):
         stated_pixel_size(_tiff(tmp_path / "c.tif", resolution=(72, 72), resolutionunit="INCH"))
 
 
@@ -75,8 +79,11 @@ def test_images_without_a_pixel_size_give_one_error_and_unreadable_files_are_lef
     Image.fromarray(PIXELS).save(tmp_path / "a.png")
     (tmp_path / "b.png").write_bytes(b"not a png")
     paths = [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
-    with pytest.raises(ValueError, match=r"the pixel size of 1 of 2 images is unknown \(.*a\.png states no pixel size\); "
-                       r"give it with --mpp MICRONS_PER_PIXEL \(0\.25 at 40x, 0\.5 at 20x\)"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"the pixel size of 1 of 2 images is unknown \(.*a\.png states no pixel size\); "
+        r"give it with --mpp MICRONS_PER_PIXEL \(0\.25 at 40x, 0\.5 at 20x\)",
+    ):
         image_pixel_sizes(paths, given_by="--mpp")
     assert image_pixel_sizes(paths[1:]) == {paths[1]: None}
     assert image_pixel_sizes(paths, 0.5)[paths[0]] == PixelSize(0.5, "mpp")
@@ -98,7 +105,9 @@ def test_the_resampler_neither_allocates_without_bound_nor_shrinks_to_a_speck():
     side = int(math.sqrt(MAX_RESAMPLED_PIXELS)) // 10 + 10
     with pytest.raises(ValueError, match=r"would be .* px at 0\.25 um/px, more than the 268 Mpx .* `mitoseg slide`"):
         resampled_shape((side, side), 2.5, 0.25)
-    with pytest.raises(ValueError, match=r"an image of 100x100 px at 0\.05 um/px would be 2x2 px at 2\.5 um/px, under 8 px"):
+    with pytest.raises(
+        ValueError, match=r"an image of 100x100 px at 0\.05 um/px would be 2x2 px at 2\.5 um/px, under 8 px"
+    ):
         resampled_shape((100, 100), 0.05, 2.5)
     assert resampled_shape((4, 6), 0.25, 0.5) == (2, 3)  # already smaller than 8 px: it may stay small
 

@@ -104,8 +104,12 @@ def test_tta_averages_the_eight_transformed_predictions(rf_model, image):
     stitched = predict_image(rf_model, crop, tile=64, margin=0, tta=True)
     batch = crop[None].astype(np.float32)
     manual = np.mean(
-        [tta_lib.inverse(np.asarray(rf_model.predict_on_batch(np.ascontiguousarray(tta_lib.forward(batch, k))))[..., 0], k)[0]
-         for k in range(8)],
+        [
+            tta_lib.inverse(
+                np.asarray(rf_model.predict_on_batch(np.ascontiguousarray(tta_lib.forward(batch, k))))[..., 0], k
+            )[0]
+            for k in range(8)
+        ],
         axis=0,
     )
     np.testing.assert_allclose(stitched, manual, rtol=1e-5, atol=1e-6)

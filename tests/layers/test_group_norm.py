@@ -61,7 +61,13 @@ def assert_close(actual, expected, rtol, what):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"groups": 4}, {"groups": 12}, {"groups": 1}, {"groups": 3, "center": False}, {"groups": 6, "scale": False, "epsilon": 1e-3}],
+    [
+        {"groups": 4},
+        {"groups": 12},
+        {"groups": 1},
+        {"groups": 3, "center": False},
+        {"groups": 6, "scale": False, "epsilon": 1e-3},
+    ],
     ids=["4_groups", "instance_norm", "layer_norm", "no_center", "no_scale_eps"],
 )
 def test_float32_matches_numpy_and_keras_gradients(kwargs):

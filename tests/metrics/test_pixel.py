@@ -36,9 +36,7 @@ def test_per_class_ratios_4x4():
     np.testing.assert_allclose(pixel.per_class_precision(cm), [10 / 11, 3 / 5])
     np.testing.assert_allclose(pixel.per_class_recall(cm), [10 / 12, 3 / 4])
     np.testing.assert_allclose(pixel.per_class_iou(cm), [10 / (10 + 1 + 2), 3 / (3 + 2 + 1)])
-    np.testing.assert_allclose(
-        pixel.per_class_dice(cm), [2 * 10 / (2 * 10 + 1 + 2), 2 * 3 / (2 * 3 + 2 + 1)]
-    )
+    np.testing.assert_allclose(pixel.per_class_dice(cm), [2 * 10 / (2 * 10 + 1 + 2), 2 * 3 / (2 * 3 + 2 + 1)])
 
 
 def test_summary_metrics_4x4():

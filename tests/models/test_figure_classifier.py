@@ -78,6 +78,8 @@ def test_an_ensemble_averages_its_members_probabilities():
 
 def test_an_ensemble_needs_single_classifiers_of_one_architecture():
     with pytest.raises(ValueError, match="single classifiers of one architecture"):
-        ensemble_figure_classifiers([build_figure_classifier(window=16, widths=(4, 8)), build_figure_classifier(window=16, widths=(4, 4))])
+        ensemble_figure_classifiers(
+            [build_figure_classifier(window=16, widths=(4, 8)), build_figure_classifier(window=16, widths=(4, 4))]
+        )
     with pytest.raises(ValueError, match="single classifiers of one architecture"):
         ensemble_figure_classifiers([build_figure_classifier(window=16, widths=(4, 8), members=2)])

@@ -115,9 +115,14 @@ def test_overfits_a_few_synthetic_tiles_and_finds_the_figures(tmp_path):
     floats, mask4 = images.astype("float32"), masks[..., None].astype("int32")
     start = _mean_loss(model, floats, mask4)
     train = make_pipeline(
-        from_arrays(images, masks), training=True, batch_size=2, roles=output_roles(model),
-        positive_fraction=None, scale_range=(1.0, 1.0), stain_jitter=0.0,
-    )  # fmt: skip
+        from_arrays(images, masks),
+        training=True,
+        batch_size=2,
+        roles=output_roles(model),
+        positive_fraction=None,
+        scale_range=(1.0, 1.0),
+        stain_jitter=0.0,
+    )
     validation = make_pipeline(from_arrays(images, masks), training=False, batch_size=4, roles=output_roles(model))
     history = fit(model, train, validation, epochs=2, steps_per_epoch=200, run_dir=tmp_path, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
@@ -137,7 +142,9 @@ def test_overfits_a_few_synthetic_tiles_and_finds_the_figures(tmp_path):
         for i in range(1, count + 1):
             rows, cols = np.nonzero(labels == i)
             truth = [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
-            covering = [s for box, s in zip(out["det_boxes"][b], out["det_mask_scores"][b]) if box_iou(truth, box) >= 0.5]
+            covering = [
+                s for box, s in zip(out["det_boxes"][b], out["det_mask_scores"][b]) if box_iou(truth, box) >= 0.5
+            ]
             best.append(max(covering, default=0.0))
     assert len(best) >= 4 and min(best) >= threshold, (best, threshold)
     # The mitosis-free tile: whatever the network still proposes there ranks below every true figure.

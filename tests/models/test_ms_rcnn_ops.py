@@ -36,9 +36,11 @@ def np_bilinear(fmap, y, x):
     ly, lx = y - y_low, x - x_low
     hy, hx = 1.0 - ly, 1.0 - lx
     return (
-        hy * hx * fmap[y_low, x_low] + hy * lx * fmap[y_low, x_high]
-        + ly * hx * fmap[y_high, x_low] + ly * lx * fmap[y_high, x_high]
-    )  # fmt: skip
+        hy * hx * fmap[y_low, x_low]
+        + hy * lx * fmap[y_low, x_high]
+        + ly * hx * fmap[y_high, x_low]
+        + ly * lx * fmap[y_high, x_high]
+    )
 
 
 def np_roi_align_one(fmap, box, scale, size, ratio):

@@ -34,7 +34,9 @@ def test_instances_match_scipy_connected_components():
             ours = np.unique(labels[b][want == i])
             assert len(ours) == 1 and ours[0] > 0
             rows, cols = np.nonzero(want == i)
-            np.testing.assert_array_equal(boxes[b, ours[0] - 1], [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1])
+            np.testing.assert_array_equal(
+                boxes[b, ours[0] - 1], [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
+            )
         dropped = [i for i in range(1, count + 1) if i not in kept]
         for i in dropped:
             assert (labels[b][want == i] == 0).all()
@@ -47,9 +49,7 @@ def test_instances_beyond_the_maximum_are_dropped_in_raster_order():
     for k in range(4):
         mask[0, 2 + 3 * k, 2 + 3 * k] = 1
     got = instance_targets(mask, max_instances=3, min_area=1)
-    np.testing.assert_array_equal(
-        ops.convert_to_numpy(got["boxes"])[0], [[2, 2, 3, 3], [5, 5, 6, 6], [8, 8, 9, 9]]
-    )
+    np.testing.assert_array_equal(ops.convert_to_numpy(got["boxes"])[0], [[2, 2, 3, 3], [5, 5, 6, 6], [8, 8, 9, 9]])
     assert ops.convert_to_numpy(got["labels"])[0, 11, 11] == 0
 
 

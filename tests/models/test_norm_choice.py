@@ -48,11 +48,16 @@ def test_group_norm_replaces_every_batch_norm_and_convs_drop_their_bias(key):
     # Same places, same names apart from the tag.
     assert sorted(n.replace("_gn", "_bn") for n in gn_names) == bn_names
     assert not any(type(layer).__name__ == "BatchNorm" for layer in group.layers)
-    assert not any(isinstance(layer, keras.layers.GroupNormalization) or type(layer).__name__ == "BatchNorm"
-                   for layer in plain.layers)  # fmt: skip
+    assert not any(
+        isinstance(layer, keras.layers.GroupNormalization) or type(layer).__name__ == "BatchNorm"
+        for layer in plain.layers
+    )
     # A norm's beta replaces the bias of the conv in front of it.
-    fed = [conv for conv, consumers in _conv_to_norm(group)
-           if any(isinstance(c, keras.layers.GroupNormalization) for c in consumers)]  # fmt: skip
+    fed = [
+        conv
+        for conv, consumers in _conv_to_norm(group)
+        if any(isinstance(c, keras.layers.GroupNormalization) for c in consumers)
+    ]
     assert fed and not any(conv.use_bias for conv in fed)
     assert all(conv.use_bias for conv, _ in _conv_to_norm(plain))
 

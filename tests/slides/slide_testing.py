@@ -32,12 +32,22 @@ def write_pyramid(path, image, *, mpp=0.25, downsamples=(1, 4, 16), compression=
                 h, w = height // ds, width // ds
                 level = image[: h * ds, : w * ds].reshape(h, ds, w, ds, 3).mean(axis=(1, 3)).round().astype(np.uint8)
             if aperio:
-                description = aperio_description(width, height, mpp) if i == 0 else aperio_description(
-                    width, height, level_size=(level.shape[1], level.shape[0]))
+                description = (
+                    aperio_description(width, height, mpp)
+                    if i == 0
+                    else aperio_description(width, height, level_size=(level.shape[1], level.shape[0]))
+                )
             else:
                 description = None
-            tif.write(level, tile=(256, 256), compression=compression, photometric="rgb", description=description,
-                      subfiletype=0 if i == 0 else 1, metadata=None)
+            tif.write(
+                level,
+                tile=(256, 256),
+                compression=compression,
+                photometric="rgb",
+                description=description,
+                subfiletype=0 if i == 0 else 1,
+                metadata=None,
+            )
     return path
 
 
@@ -48,7 +58,12 @@ def blob_canvas(height, width, blobs, *, tissue_boxes=(), radius=9):
         image[y0:y1, x0:x1] = TISSUE
     yy, xx = np.mgrid[:height, :width]
     for x, y in blobs:
-        r0, r1, c0, c1 = max(0, y - radius - 1), min(height, y + radius + 2), max(0, x - radius - 1), min(width, x + radius + 2)
+        r0, r1, c0, c1 = (
+            max(0, y - radius - 1),
+            min(height, y + radius + 2),
+            max(0, x - radius - 1),
+            min(width, x + radius + 2),
+        )
         disk = (yy[r0:r1, c0:c1] - y) ** 2 + (xx[r0:r1, c0:c1] - x) ** 2 <= radius**2
         image[r0:r1, c0:c1][disk] = BLOB
     return image

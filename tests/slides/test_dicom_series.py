@@ -25,6 +25,7 @@ def test_a_series_folder_is_listed_and_reported_as_one_slide(archive, tmp_path_f
     assert list_slides(str(series)) == [str(series)]
     with pytest.raises(ValueError, match="case 7: a folder of 3 DICOM file"):
         open_slide(str(series))
-    result = predict_slides(FakeDetector(), str(root), out_dir=str(tmp_path_factory.mktemp("out")), tile=256,
-                            progress=False)  # fmt: skip
+    result = predict_slides(
+        FakeDetector(), str(root), out_dir=str(tmp_path_factory.mktemp("out")), tile=256, progress=False
+    )
     assert [(r["slide"], r["status"][:6]) for r in result.rows] == [("b.svs", "ok"), ("case 7", "failed")]

@@ -57,8 +57,10 @@ def brute_force(points, mask, kernel, k=1, min_fraction=MIN_TISSUE_FRACTION):
 
 def search(points, mask, shape, cells, k=1):
     hots = find_hotspots(points, tissue=mask, tissue_mpp=CELL, shape=shape, area_mm2=area_of(cells), k=k)
-    return [(h.count, round(h.tissue_fraction * footprint(shape, cells).sum()), round(h.y0 / CELL), round(h.x0 / CELL))
-            for h in hots]  # fmt: skip
+    return [
+        (h.count, round(h.tissue_fraction * footprint(shape, cells).sum()), round(h.y0 / CELL), round(h.x0 / CELL))
+        for h in hots
+    ]
 
 
 def points_in(cells):

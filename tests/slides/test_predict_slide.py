@@ -40,7 +40,9 @@ def test_same_figures_as_the_image_path_and_seams_counted_once(synthetic, tmp_pa
         assert abs(a[0] - b[0]) <= 1 and abs(a[1] - b[1]) <= 1
     # (511, 512) straddles four tiles' corner and (512, 700) a vertical seam: each once.
     assert result.positions_um().shape == (len(BLOBS), 2)
-    np.testing.assert_allclose(sorted(result.positions_um()[:, 0]), sorted((np.array(BLOBS)[:, 0] + 0.5) * 0.25), atol=0.25)
+    np.testing.assert_allclose(
+        sorted(result.positions_um()[:, 0]), sorted((np.array(BLOBS)[:, 0] + 0.5) * 0.25), atol=0.25
+    )
 
 
 def test_background_tiles_never_reach_the_network(synthetic):
@@ -70,7 +72,9 @@ def test_resume_after_a_kill_gives_the_same_figures(synthetic, tmp_path):
     reference = predict_slide(FakeDetector(), path, tile=256, margin=48, progress=False)
     out = str(tmp_path / "out")
     with pytest.raises(KeyboardInterrupt):
-        predict_slide(FakeDetector(fail_after=9), path, out_dir=out, tile=256, margin=48, progress=False, state_every_s=0)
+        predict_slide(
+            FakeDetector(fail_after=9), path, out_dir=out, tile=256, margin=48, progress=False, state_every_s=0
+        )
     assert os.path.isfile(os.path.join(out, "synthetic.svs.resume.json"))
     assert not os.path.exists(os.path.join(out, "synthetic.svs.geojson"))  # nothing written for a run that died
     again = FakeDetector()
@@ -85,8 +89,9 @@ def test_resume_after_a_kill_gives_the_same_figures(synthetic, tmp_path):
 def test_outputs_geojson_csv_pictures_and_summary(synthetic, tmp_path):
     _, path = synthetic
     out = str(tmp_path / "out")
-    result = predict_slide(FakeDetector(), path, out_dir=out, tile=512, margin=48, progress=False, hotspots=2,
-                           hotspot_area_mm2=0.05)  # fmt: skip
+    result = predict_slide(
+        FakeDetector(), path, out_dir=out, tile=512, margin=48, progress=False, hotspots=2, hotspot_area_mm2=0.05
+    )
     with open(result.outputs["geojson"]) as fh:
         text = fh.read()
     assert geojson.loads(text).is_valid
@@ -100,10 +105,16 @@ def test_outputs_geojson_csv_pictures_and_summary(synthetic, tmp_path):
     hot = result.hotspot
     box = shapely.geometry.shape(annotations[0]["geometry"])
     assert box.area * 0.25**2 * 1e-6 == pytest.approx(hot.area_mm2, rel=1e-6)
-    assert annotations[0]["properties"]["measurements"]["count"] == hot.count >= annotations[1]["properties"]["measurements"]["count"]
+    assert (
+        annotations[0]["properties"]["measurements"]["count"]
+        == hot.count
+        >= annotations[1]["properties"]["measurements"]["count"]
+    )
     with open(result.outputs["figures_csv"]) as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == result.count and float(rows[0]["x_um"]) == pytest.approx(float(rows[0]["x_px"]) * 0.25 + 0.125, abs=0.01)
+    assert len(rows) == result.count and float(rows[0]["x_um"]) == pytest.approx(
+        float(rows[0]["x_px"]) * 0.25 + 0.125, abs=0.01
+    )
     with open(result.outputs["summary"]) as fh:
         summary = json.loads(fh.readline())
     assert summary["count"] == result.count and summary["hotspot_count"] == hot.count
@@ -113,8 +124,9 @@ def test_outputs_geojson_csv_pictures_and_summary(synthetic, tmp_path):
 
 
 def test_a_circular_hotspot_is_a_circle_in_geojson():
-    hot = find_hotspot(np.array([[300.0, 300.0]]), tissue=np.ones((80, 80), bool), tissue_mpp=8.0, shape="circle",
-                       area_mm2=0.05)  # fmt: skip
+    hot = find_hotspot(
+        np.array([[300.0, 300.0]]), tissue=np.ones((80, 80), bool), tissue_mpp=8.0, shape="circle", area_mm2=0.05
+    )
     (feature,) = outputs_module.hotspot_features(types.SimpleNamespace(hotspots=[hot], mpp=0.5))
     ring = np.array(feature["geometry"]["coordinates"][0]) * 0.5  # microns
     radius = np.hypot(*(ring - [(hot.x0 + hot.x1) / 2, (hot.y0 + hot.y1) / 2]).T)
@@ -170,7 +182,9 @@ def test_folder_with_a_bad_slide_reports_it_and_finishes_the_others(synthetic, t
 def test_real_fields_mosaic_matches_the_image_path(shared_data, tmp_path):
     """Two MITOS-2012 fields side by side on glass: the slide path sees what the whole image shows."""
     folder = os.path.join(shared_data, "mitos12_dev", "images")
-    crops = [np.asarray(Image.open(os.path.join(folder, n)).convert("RGB"))[:512, :512] for n in ("A00_00.jpg", "A01_04.jpg")]
+    crops = [
+        np.asarray(Image.open(os.path.join(folder, n)).convert("RGB"))[:512, :512] for n in ("A00_00.jpg", "A01_04.jpg")
+    ]
     mosaic = np.full((512 + 256, 2 * 512 + 384, 3), 255, np.uint8)
     mosaic[128:640, 128:640], mosaic[128:640, 768:1280] = crops
     path = write_pyramid(str(tmp_path / "mosaic.tif"), mosaic, mpp=0.25, downsamples=(1, 4))

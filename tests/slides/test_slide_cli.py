@@ -51,7 +51,9 @@ def test_folder_with_a_bad_slide_exits_1_and_lists_it(tmp_path, monkeypatch, cap
 
     monkeypatch.setattr(Detector, "load", staticmethod(load))
     out = tmp_path / "out"
-    code = main(["slide", str(folder), "--out", str(out), "--tile", "256", "--weights", "unet/mitosis", "--no-progress"])
+    code = main(
+        ["slide", str(folder), "--out", str(out), "--tile", "256", "--weights", "unet/mitosis", "--no-progress"]
+    )
     printed = capsys.readouterr().out
     assert code == 1
     assert seen["weights"] == "unet/mitosis" and seen["tile"] is None  # --tile is the slide's, not the network's
@@ -89,19 +91,30 @@ def test_sigkill_mid_slide_then_resume_gives_an_uninterrupted_runs_figures(tmp_p
     folder = tmp_path / "slides"
     folder.mkdir()
     tissue = [(32, 32, 1000, 1000)]
-    write_pyramid(str(folder / "a.svs"), blob_canvas(1024, 1024, [(200, 200), (700, 300)], tissue_boxes=tissue),
-                  downsamples=(1, 4))  # fmt: skip
-    write_pyramid(str(folder / "a.tif"), blob_canvas(1024, 1024, [(300, 600), (500, 500), (800, 900)],
-                                                     tissue_boxes=tissue), downsamples=(1, 4))  # fmt: skip
+    write_pyramid(
+        str(folder / "a.svs"),
+        blob_canvas(1024, 1024, [(200, 200), (700, 300)], tissue_boxes=tissue),
+        downsamples=(1, 4),
+    )
+    write_pyramid(
+        str(folder / "a.tif"),
+        blob_canvas(1024, 1024, [(300, 600), (500, 500), (800, 900)], tissue_boxes=tissue),
+        downsamples=(1, 4),
+    )
     options = ["--tile", "256", "--margin", "32", "--no-progress", "--state-every-s", "0"]
-    reference = predict_slides(FakeDetector(), str(folder), out_dir=str(tmp_path / "whole"), tile=256, margin=32,
-                               progress=False)  # fmt: skip
+    reference = predict_slides(
+        FakeDetector(), str(folder), out_dir=str(tmp_path / "whole"), tile=256, margin=32, progress=False
+    )
     first_tiles = reference.results[0].tiles["with_tissue"]
     out = tmp_path / "out"
     command = [sys.executable, "-c", RUN_CLI, "slide", str(folder), "--out", str(out), *options]
     budget = Budget()
-    killed = subprocess.Popen(command, env={**os.environ, "HANG_AFTER": str(first_tiles + 3)},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    killed = subprocess.Popen(
+        command,
+        env={**os.environ, "HANG_AFTER": str(first_tiles + 3)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     state = out / "a.tif.resume.json"
     try:
         while True:  # it hangs after 3 tiles of a.tif, each saved as it ends

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from mitoseg_tf.cli.main import main
-from mitoseg_tf.training import compile_model, fit
-from mitoseg_tf.training import distribute, resume
+from mitoseg_tf.training import compile_model, distribute, fit, resume
 from mitoseg_tf.training.record import config_differences
 from mitoseg_tf.training.run import RunConfig, train_run
 from mitoseg_tf.zoo import build
@@ -37,7 +36,10 @@ def test_multi_worker_without_tf_config_fails_before_the_run_folder_exists(tmp_p
         ('["worker"]', "must be an object with 'cluster' and 'task'"),
         ('{"cluster": {"worker": ["127.0.0.1:1"]}}', "must be an object with 'cluster' and 'task'"),
         ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "chief", "index": 0}}', "task type 'chief'"),
-        ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}', "task index 1 is not in 0..0"),
+        (
+            '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}',
+            "task index 1 is not in 0..0",
+        ),
         ('{"cluster": {"worker": ["127.0.0.1"]}, "task": {"type": "worker", "index": 0}}', "'host:port'"),
         ('{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}', "non-empty list"),
         ('{"cluster": {"ps": ["h:1"], "worker": ["h:2"]}, "task": {"type": "worker", "index": 0}}', "'ps' is not used"),
@@ -147,7 +149,9 @@ def test_resume_state_round_trips_model_and_optimizer_variables(tmp_path):
     fresh = compile_model(_tiny())
     record = resume.restore_state(str(tmp_path), fresh)
     assert record["completed_epochs"] == 3 and record["ema_in_model"] is True
-    for got, want in zip(fresh.variables + list(fresh.optimizer.variables), model.variables + list(model.optimizer.variables)):
+    for got, want in zip(
+        fresh.variables + list(fresh.optimizer.variables), model.variables + list(model.optimizer.variables)
+    ):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(want))
     assert resume.restore_state(str(tmp_path / "none"), fresh) is None
 

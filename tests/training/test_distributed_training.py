@@ -19,8 +19,8 @@ import subprocess
 import sys
 
 import numpy as np
-import time_limits
 import pytest
+import time_limits
 
 TOLERANCE = dict(rtol=1e-4, atol=1e-5)
 EPOCHS, STEPS = 2, 3
@@ -81,7 +81,7 @@ if mode == "mirrored":  # a global batch of 3 cannot be split over the two repli
     result["odd_batch_folder"] = os.path.exists(os.path.join(os.path.dirname(out), "odd"))
 with open(out, "w") as fh:
     json.dump(result, fh)
-""" % (EPOCHS, STEPS)
+""" % (EPOCHS, STEPS)  # noqa: UP031 -- the script has braces of its own, so not str.format
 
 
 def _run_script(args, env=None):
@@ -134,7 +134,9 @@ def runs(tmp_path_factory):
     procs = [_run_script(["mirrored", outs["mirrored"], ""]), _run_script(["none", outs["none"], ""])]
     try:
         for index in range(2):
-            env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+            env = dict(
+                os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            )
             outs[f"worker{index}"] = str(tmp / f"worker{index}.json")
             procs.append(_run_script(["multi_worker", outs[f"worker{index}"], str(tmp / "run")], env=env))
         for proc in procs:

@@ -22,14 +22,21 @@ def stacks(n, size=24, seed=0):
 
 def test_batches_are_half_positive_cropped_and_still_uint8_range():
     positives, negatives = stacks(6)
-    images, labels = next(iter(window_dataset(positives, negatives, window=16, batch_size=8, seed=0,
-                                              stain_jitter=0.2, hsv_jitter=0.1)))  # fmt: skip
+    images, labels = next(
+        iter(window_dataset(positives, negatives, window=16, batch_size=8, seed=0, stain_jitter=0.2, hsv_jitter=0.1))
+    )
     images, labels = images.numpy(), labels.numpy()
     assert images.shape == (8, 16, 16, 3) and labels.shape == (8, 1)
     assert 0.0 <= images.min() and images.max() <= 255.0
     # sampled at random with equal weights: both kinds appear in 64 draws
-    labels = np.concatenate([b.numpy() for _, b in window_dataset(positives, negatives, window=16, batch_size=8, seed=0,
-                                                                   stain_jitter=0, hsv_jitter=0).take(8)])  # fmt: skip
+    labels = np.concatenate(
+        [
+            b.numpy()
+            for _, b in window_dataset(
+                positives, negatives, window=16, batch_size=8, seed=0, stain_jitter=0, hsv_jitter=0
+            ).take(8)
+        ]
+    )
     assert set(np.unique(labels)) == {0.0, 1.0} and 0.3 < labels.mean() < 0.7
 
 
@@ -55,8 +62,17 @@ def test_unknown_option_is_refused():
 
 def test_a_few_hundred_steps_separate_centred_from_off_centre_discs():
     positives, negatives = stacks(64)
-    model = train_figure_classifier(positives, negatives, window=16, seed=0, verbose=0, epochs=4, steps_per_epoch=40,
-                                    batch_size=16, learning_rate=3e-3)  # fmt: skip
+    model = train_figure_classifier(
+        positives,
+        negatives,
+        window=16,
+        seed=0,
+        verbose=0,
+        epochs=4,
+        steps_per_epoch=40,
+        batch_size=16,
+        learning_rate=3e-3,
+    )
     test_pos, test_neg = stacks(16, seed=1)
     # windows of 16 px cut at the stored windows' centres: the disc centred, or only its corner blob far away
     centre = [(12.0, 12.0)]

@@ -60,8 +60,14 @@ def test_fit_prints_one_plain_line_per_epoch_when_stdout_is_not_a_terminal(capsy
 
 def _fields(count):
     rng = np.random.default_rng(0)
-    return [{"image": rng.integers(0, 255, (40, 48, 3)).astype(np.uint8), "mask": np.zeros((40, 48), np.uint8),
-             "points": np.zeros((0, 2), np.float32)} for _ in range(count)]  # fmt: skip
+    return [
+        {
+            "image": rng.integers(0, 255, (40, 48, 3)).astype(np.uint8),
+            "mask": np.zeros((40, 48), np.uint8),
+            "points": np.zeros((0, 2), np.float32),
+        }
+        for _ in range(count)
+    ]
 
 
 @pytest.mark.parametrize("progress, shown", [(True, True), (False, False), (None, False)])

@@ -25,7 +25,13 @@ def test_shipped_recipes_load(name):
 
 @pytest.mark.parametrize(
     "name",
-    ["mitosis_unet", "mitosis_mcsa_unet", "mitosis_unet_dev_negatives", "mitosis_unet_continued", "mitosis_unet_mild_colour"],
+    [
+        "mitosis_unet",
+        "mitosis_mcsa_unet",
+        "mitosis_unet_dev_negatives",
+        "mitosis_unet_continued",
+        "mitosis_unet_mild_colour",
+    ],
 )
 def test_mitosis_recipes_train_on_a_mixture_and_validate_on_the_mitos12_fields(name):
     from mitoseg_tf.data.mixture import check_spec

@@ -36,10 +36,21 @@ def test_a_training_run_in_another_precision_prints_the_warning(tmp_path):
     resolved, warned = "float32", True
     lines = []
     config = RunConfig(
-        model="unet", base_filters=4, epochs=1, steps_per_epoch=1, batch_size=2, crop_size=32, num_examples=4,
-        precision=resolved, precision_recorded="mixed_bfloat16", output_dir=str(tmp_path), run_name="r",
-        detection=False, num_overlays=1, recipe="zoo/recipes/monuseg_unet.yaml",
-    )  # fmt: skip
+        model="unet",
+        base_filters=4,
+        epochs=1,
+        steps_per_epoch=1,
+        batch_size=2,
+        crop_size=32,
+        num_examples=4,
+        precision=resolved,
+        precision_recorded="mixed_bfloat16",
+        output_dir=str(tmp_path),
+        run_name="r",
+        detection=False,
+        num_overlays=1,
+        recipe="zoo/recipes/monuseg_unet.yaml",
+    )
     train_run(config, log=lambda *a: lines.append(" ".join(map(str, a))))
     warnings = [ln for ln in lines if ln.startswith("Warning:") and "recorded its results in mixed_bfloat16" in ln]
     assert len(warnings) == int(warned), lines[:5]

@@ -26,8 +26,16 @@ import time_limits
 from mitoseg_tf.zoo.checkpoint import load_checkpoint
 
 ARGS = dict(
-    model="unet", base_filters=4, epochs=3, steps_per_epoch=3, batch_size=4, crop_size=32,
-    precision="float32", seed=7, num_examples=4, model_args={"depth": 2},
+    model="unet",
+    base_filters=4,
+    epochs=3,
+    steps_per_epoch=3,
+    batch_size=4,
+    crop_size=32,
+    precision="float32",
+    seed=7,
+    num_examples=4,
+    model_args={"depth": 2},
 )
 KILL_EPOCH, KILL_BATCH = 1, 2  # 0-based: the third batch of the second epoch
 
@@ -49,13 +57,16 @@ class WaitForKill(keras.callbacks.Callback):
         self._epoch = epoch
 
 train_run(RunConfig(**config), log=lambda *a: None, callbacks=[WaitForKill()])
-""" % (KILL_EPOCH, KILL_BATCH)
+""" % (KILL_EPOCH, KILL_BATCH)  # noqa: UP031 -- the script has braces of its own, so not str.format
 
 
 def _start(tmp_path, name, marker="", **extra):
     config = dict(ARGS, output_dir=str(tmp_path), run_name=name, **extra)
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, json.dumps(config), marker], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", CHILD, json.dumps(config), marker],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -110,7 +121,11 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     import keras
     import tensorflow as tf
 
-    assert record["seed"] == ARGS["seed"] and record["deterministic"] is True and record["model_args"] == ARGS["model_args"]
+    assert (
+        record["seed"] == ARGS["seed"]
+        and record["deterministic"] is True
+        and record["model_args"] == ARGS["model_args"]
+    )
     assert record["versions"]["tensorflow"] == tf.__version__ and record["versions"]["keras"] == keras.__version__
     assert record["versions"]["numpy"] == np.__version__ and record["versions"]["mitoseg_tf"]
     assert "data_split" in record  # filled by mitoseg_tf.data

@@ -29,9 +29,12 @@ def test_the_report_names_the_chosen_settings_the_choices_and_every_score():
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| split")]
     labels = [row.split("|")[1].strip() + " @ " + row.split("|")[2].strip() for row in rows]
     assert labels == [
-        "validation (where chosen) @ 5 um", "validation (where chosen) @ 8 um",
-        "validation, each image at the settings chosen on the others @ 5 um", "test @ 5 um", "test @ 8 um",
-    ]  # fmt: skip
+        "validation (where chosen) @ 5 um",
+        "validation (where chosen) @ 8 um",
+        "validation, each image at the settings chosen on the others @ 5 um",
+        "test @ 5 um",
+        "test @ 8 um",
+    ]
     # the brighter disks are the true figures: the chosen threshold keeps them and drops the others
     first = rows[0].split("|")
     assert float(first[5]) == 1.0 and first[6:9] == [" 3 ", " 0 ", " 0 "]

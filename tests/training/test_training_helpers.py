@@ -14,9 +14,9 @@ from mitoseg_tf.data.sources import load_source
 from mitoseg_tf.metrics.pixel import segmentation_metrics
 from mitoseg_tf.training import compile_model, evaluate, fit, monitor_key, output_roles, precision
 from mitoseg_tf.training.callbacks import BatchLossLogger, BestCheckpoint
-from mitoseg_tf.zoo.checkpoint import load_checkpoint
 from mitoseg_tf.training.targets import head_weights
 from mitoseg_tf.zoo import build
+from mitoseg_tf.zoo.checkpoint import load_checkpoint
 
 
 def tiny_unet(**overrides):
@@ -47,7 +47,12 @@ def test_resolve_precision_rejects_unknown_names_listing_valid_ones(bad):
 
 @pytest.mark.parametrize(
     "gpu, bf16, expected",
-    [(True, True, "mixed_float16"), (True, False, "mixed_float16"), (False, True, "mixed_bfloat16"), (False, False, "float32")],
+    [
+        (True, True, "mixed_float16"),
+        (True, False, "mixed_float16"),
+        (False, True, "mixed_bfloat16"),
+        (False, False, "float32"),
+    ],
 )
 def test_auto_precision_picks_by_hardware(gpu, bf16, expected, monkeypatch):
     monkeypatch.delenv("MITOSEG_PRECISION", raising=False)
@@ -58,9 +63,14 @@ def test_auto_precision_picks_by_hardware(gpu, bf16, expected, monkeypatch):
 
 @pytest.mark.parametrize(
     "resolved, gpu, bf16, warned",
-    [("mixed_bfloat16", False, False, True), ("mixed_bfloat16", False, True, False), ("mixed_bfloat16", True, False, False),
-     ("float32", False, False, False), ("mixed_float16", True, False, False)],
-)  # fmt: skip
+    [
+        ("mixed_bfloat16", False, False, True),
+        ("mixed_bfloat16", False, True, False),
+        ("mixed_bfloat16", True, False, False),
+        ("float32", False, False, False),
+        ("mixed_float16", True, False, False),
+    ],
+)
 def test_emulated_bfloat16_is_warned_about(resolved, gpu, bf16, warned, monkeypatch):
     monkeypatch.setattr(precision, "gpu_available", lambda: gpu)
     monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: bf16)

@@ -20,7 +20,9 @@ def test_whole_image_scores_match_a_numpy_confusion_of_the_stitched_map():
     labels = np.stack([(predict_image(model, i, tile=64) > 0.5).astype(np.int64) for i in images])
     cm = pixel.confusion_matrices(masks.astype(np.int64), labels, 2).sum(0)
     assert result["num_images"] == 2
-    np.testing.assert_allclose(result["model"]["pooled"]["mitosis_dice"], pixel.class_dice(cm, class_id=1, zero_division=1.0))
+    np.testing.assert_allclose(
+        result["model"]["pooled"]["mitosis_dice"], pixel.class_dice(cm, class_id=1, zero_division=1.0)
+    )
     assert result["all_background"]["pooled"]["mitosis_dice"] == 0.0
 
 

@@ -51,17 +51,26 @@ def _run_folder(tmp_path, name="unet-mitosis", **changes):
 def test_a_recipe_run_with_detection_and_no_test_split(tmp_path):
     detection = {
         "tta": True,
-        "validation_by_distance": {"5um": {"f1": 0.69804, "precision": 0.7097, "recall": 0.6875}, "8um": {"f1": 0.7012}},
+        "validation_by_distance": {
+            "5um": {"f1": 0.69804, "precision": 0.7097, "recall": 0.6875},
+            "8um": {"f1": 0.7012},
+        },
         "validation_held_out": {"f1": 0.6451},
     }
     run = _run_folder(
         tmp_path,
         **{
-            "config.json": {"model": "unet", "data": "mixture", "recipe": "zoo/recipes/mitosis_unet.yaml", "epochs": 29,
-                            "steps_per_epoch": 250, "loss": "ce_dice"},
+            "config.json": {
+                "model": "unet",
+                "data": "mixture",
+                "recipe": "zoo/recipes/mitosis_unet.yaml",
+                "epochs": 29,
+                "steps_per_epoch": 250,
+                "loss": "ce_dice",
+            },
             "metrics.json": {"model": "unet", "detection": detection, "test": None, "train_seconds": 2604.0},
         },
-    )  # fmt: skip
+    )
     (run / "history.csv").write_text("epoch,loss\n" + "".join(f"{i},0.1\n" for i in range(29)))
     model, entry = measured.entry_from_run(str(run), date="2026-11-30")
     assert model == "unet" and entry["data"] == "mixture (validation split)"
@@ -94,7 +103,9 @@ def test_a_budget_stop_reports_the_epochs_run_and_nuclei_get_per_image_dice(tmp_
 
 def test_the_command_adds_an_entry_and_replaces_it_when_the_run_is_measured_again(tmp_path):
     out = tmp_path / "measured.json"
-    out.write_text(json.dumps({"unet": [{"data": "x", "schedule": "y", "metrics": {"a": 1}, "date": "d", "source": "by hand"}]}))
+    out.write_text(
+        json.dumps({"unet": [{"data": "x", "schedule": "y", "metrics": {"a": 1}, "date": "d", "source": "by hand"}]})
+    )
     run = _run_folder(tmp_path, name="run-a")
     assert measured.main(["--runs", str(run), "--out", str(out), "--date", "2026-01-01"]) == 0
     assert measured.main(["--runs", str(run), "--out", str(out), "--date", "2026-01-02", "--note", "8-core CPU"]) == 0

@@ -27,7 +27,9 @@ def test_float16_file_is_half_the_size_and_loads_back(shipped, tmp_path):
     model.save_weights(str(tmp_path / "f32.weights.h5"))
     with h5py.File(folder / "unet_demo.weights.h5") as fh:
         kinds = []
-        fh.visititems(lambda n, o: kinds.append(o.dtype) if isinstance(o, h5py.Dataset) and o.dtype.kind == "f" else None)
+        fh.visititems(
+            lambda n, o: kinds.append(o.dtype) if isinstance(o, h5py.Dataset) and o.dtype.kind == "f" else None
+        )
     assert kinds and all(k == np.float16 for k in kinds)
     assert os.path.getsize(folder / "unet_demo.weights.h5") < 0.7 * os.path.getsize(tmp_path / "f32.weights.h5")
     loaded = build("unet", weights="demo", input_shape=(32, 32, 3))
@@ -42,7 +44,9 @@ def test_float16_file_is_half_the_size_and_loads_back(shipped, tmp_path):
 
 
 def test_unknown_tag_and_architecture_changes_are_refused(shipped):
-    with pytest.raises(ValueError, match=r"No shipped weights 'nope' for model 'unet'; shipped \(model/weights\): unet/demo"):
+    with pytest.raises(
+        ValueError, match=r"No shipped weights 'nope' for model 'unet'; shipped \(model/weights\): unet/demo"
+    ):
         build("unet", weights="nope")
     with pytest.raises(ValueError, match=r"base_filters would change the network"):
         build("unet", weights="demo", base_filters=8)
@@ -58,7 +62,9 @@ def test_ship_run_writes_float16_weights_and_a_card_with_the_runs_detection_sett
     model = build("unet", base_filters=4, input_shape=(None, None, 3))
     model.save(str(run / "best.keras"))
     (run / "config.json").write_text(json.dumps({"model": "unet", "base_filters": 4, "recipe": "zoo/recipes/x.yaml"}))
-    (run / "metrics.json").write_text(json.dumps({"train_seconds": 12.5, "validation": {"model": {"pooled": {"dice": 0.5}}}}))
+    (run / "metrics.json").write_text(
+        json.dumps({"train_seconds": 12.5, "validation": {"model": {"pooled": {"dice": 0.5}}}})
+    )
     # two 40x40 validation maps at 0.5 um/px, one true figure each: found in the first, a false one in the second
     first, second = np.zeros((40, 40), np.float32), np.zeros((40, 40), np.float32)
     first[10:18, 10:18], second[25:33, 25:33] = 0.9, 0.8
@@ -70,11 +76,20 @@ def test_ship_run_writes_float16_weights_and_a_card_with_the_runs_detection_sett
     with pytest.raises(ValueError, match="No licence recorded for dataset.*'toy'.*DATA_LICENCES"):
         shipping.ship_run(str(run), "demo", data="toy", licence="CC0", data_licences=["toy"], weights_dir=weights_dir)
     assert not weights_dir.exists()
-    path = shipping.ship_run(str(run), "demo", data="toy", licence="MIT", data_licences=["synthetic"],
-                             weights_dir=str(weights_dir), detection=True)  # fmt: skip
+    path = shipping.ship_run(
+        str(run),
+        "demo",
+        data="toy",
+        licence="MIT",
+        data_licences=["synthetic"],
+        weights_dir=str(weights_dir),
+        detection=True,
+    )
     assert os.path.basename(path) == "unet_demo.weights.h5" and os.path.isfile(path)
     entry = pretrained.weights_entry("unet", "demo", weights_dir=str(weights_dir))
-    assert entry["arguments"] == {"base_filters": 4} and entry["recipe"] == "zoo/recipes/x.yaml" and entry["data"] == "toy"
+    assert (
+        entry["arguments"] == {"base_filters": 4} and entry["recipe"] == "zoo/recipes/x.yaml" and entry["data"] == "toy"
+    )
     shipped_card = weights_card.weights_card("unet/demo", str(weights_dir))
     assert shipped_card.data_licences == (weights_card.DATA_LICENCES["synthetic"],)
     assert entry["validation"] == {"pooled": {"dice": 0.5}} and entry["train_seconds"] == 12.5
@@ -95,7 +110,9 @@ def test_a_shipped_rescorer_loads_beside_its_weights_and_its_absence_is_explaine
     from mitoseg_tf.models.figure_classifier import build_figure_classifier
 
     _, weights_dir = shipped
-    with pytest.raises(ValueError, match="unet/demo ship without a second-stage figure classifier; shipped with one: none"):
+    with pytest.raises(
+        ValueError, match="unet/demo ship without a second-stage figure classifier; shipped with one: none"
+    ):
         pretrained.load_rescorer("unet", "demo")
     assert pretrained.rescorer_entry("unet", "demo") is None
     classifier = build_figure_classifier(window=16, widths=(4, 8))
@@ -107,7 +124,10 @@ def test_a_shipped_rescorer_loads_beside_its_weights_and_its_absence_is_explaine
     entry = pretrained.weights_entry("unet", "demo")
     assert entry["file"] == "unet_demo.weights.h5"  # the segmentation weights' card is kept
     card = entry["rescorer"]
-    assert card["arguments"] == {"window": 16, "widths": [4, 8], "dropout": 0.3, "members": 1} and card["training"] == "toy"
+    assert (
+        card["arguments"] == {"window": 16, "widths": [4, 8], "dropout": 0.3, "members": 1}
+        and card["training"] == "toy"
+    )
     assert card["detection"] == {**detection, "figure_score": "classifier"}
     loaded = pretrained.load_rescorer("unet", "demo")
     x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")

@@ -1,8 +1,7 @@
 import pytest
 
 from mitoseg_tf.models import build_unet
-from mitoseg_tf.zoo import build, get_card, list_models, register
-from mitoseg_tf.zoo import registry
+from mitoseg_tf.zoo import build, get_card, list_models, register, registry
 
 
 def test_table1_and_table2_entries_exist():

@@ -3,7 +3,6 @@
 import os
 
 import pytest
-
 import yaml
 
 from mitoseg_tf.zoo import build
@@ -23,7 +22,9 @@ def test_manifest_lists_the_shipped_weights_with_their_card():
     assert {"unet/monuseg", "mcsa_unet/monuseg", "unet/mitosis"} <= set(shipped)
     for entry in shipped.values():
         assert "CC BY-NC-SA 4.0" in entry["licence"] and entry["recipe"].startswith("zoo/recipes/")
-        size = os.path.getsize(os.path.join(os.path.dirname(__file__), "..", "..", "mitoseg_tf", "zoo", "weights", entry["file"]))
+        size = os.path.getsize(
+            os.path.join(os.path.dirname(__file__), "..", "..", "mitoseg_tf", "zoo", "weights", entry["file"])
+        )
         assert size <= 10 * 1024 * 1024
 
 
@@ -67,7 +68,9 @@ def test_shipped_weights_segment_a_real_monuseg_image(name, shared_data):
 def test_shipped_mitosis_weights_carry_their_validation_settings():
     entry = weights_entry("unet", "mitosis")
     settings = entry["detection"]
-    assert settings["min_area_um2"] >= 0 and 0 <= settings["score_threshold"] <= 1 and settings["pixel_threshold"] == 0.5
+    assert (
+        settings["min_area_um2"] >= 0 and 0 <= settings["score_threshold"] <= 1 and settings["pixel_threshold"] == 0.5
+    )
     assert set(settings["validation"]) == {"5um", "8um"}
     assert "AMi-Br" in entry["data"] and "CC BY-NC-SA 4.0" in entry["licence"]
     assert entry["recipe"] == "zoo/recipes/mitosis_unet.yaml"
@@ -76,10 +79,15 @@ def test_shipped_mitosis_weights_carry_their_validation_settings():
 def test_shipped_figure_classifier_card_holds_its_settings_and_both_scores():
     card = weights_entry("unet", "mitosis")["rescorer"]
     settings = card["detection"]
-    assert settings["figure_score"] == "classifier" and settings["pixel_threshold"] in settings["pixel_threshold_choices"]
+    assert (
+        settings["figure_score"] == "classifier" and settings["pixel_threshold"] in settings["pixel_threshold_choices"]
+    )
     assert 0 <= settings["score_threshold"] <= 1 and settings["min_area_um2"] in settings["min_area_choices_um2"]
     # in-sample (the recipe's protocol) and held out: docs/RESULTS.md
-    assert settings["validation"]["5um"]["f1"] >= 0.75 and settings["validation_held_out"]["f1"] < settings["validation"]["5um"]["f1"]
+    assert (
+        settings["validation"]["5um"]["f1"] >= 0.75
+        and settings["validation_held_out"]["f1"] < settings["validation"]["5um"]["f1"]
+    )
     assert "MITOS-2012 never trained on" in card["training"]
     assert load_rescorer("unet", "mitosis").count_params() == 287_137 * card["arguments"]["members"]
 
@@ -102,8 +110,11 @@ def test_shipped_mitosis_weights_find_figures_in_a_real_mitos12_field(shared_dat
     shipped = Detector.from_weights("unet/mitosis")  # the classifier, 8-fold maps, resampled to 0.25 um/px
     found = scores(shipped)
     # an untrained network of the same shape through the same detector, plain maps: what training adds
-    untrained = Detector(build("unet", base_filters=16, input_shape=(None, None, 3)), mpp=shipped.mpp,
-                         settings=shipped.settings.replace(tta=False, figure_score="mean"))  # fmt: skip
+    untrained = Detector(
+        build("unet", base_filters=16, input_shape=(None, None, 3)),
+        mpp=shipped.mpp,
+        settings=shipped.settings.replace(tta=False, figure_score="mean"),
+    )
     chance = scores(untrained)
     # measured 2026-12-03 (docs/results/detector_dev_unet_mitosis.json): 7 found, 1 false, 2 missed (F1 0.82)
     assert found["tp"] >= 6 and found["fp"] <= 2 and found["f1"] >= 0.7, found

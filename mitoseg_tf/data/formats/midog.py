@@ -92,9 +92,7 @@ def read_database(path):
 def _database_path(data_dir):
     candidates = sorted(n for n in os.listdir(data_dir) if n.lower().endswith(".json") and "midog" in n.lower())
     if len(candidates) != 1:
-        raise ValueError(
-            f"{NAME}: expected exactly one MIDOG*.json in {data_dir}; found {candidates or 'none'}."
-        )
+        raise ValueError(f"{NAME}: expected exactly one MIDOG*.json in {data_dir}; found {candidates or 'none'}.")
     return os.path.join(data_dir, candidates[0])
 
 

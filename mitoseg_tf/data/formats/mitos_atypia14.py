@@ -60,7 +60,9 @@ def read_point_list(path):
             if not parts:
                 continue
             if len(parts) != 3:
-                raise ValueError(f"{path}, line {number}: expected '<folder>/<slide>/<frame> x y'; got {line.strip()!r}.")
+                raise ValueError(
+                    f"{path}, line {number}: expected '<folder>/<slide>/<frame> x y'; got {line.strip()!r}."
+                )
             x, y = (parse_number(v, f"{path}, line {number} (x and y)") for v in parts[1:])
             points.setdefault(os.path.basename(parts[0]), []).append((y, x))
     return {k: np.asarray(v, np.float32) for k, v in points.items()}

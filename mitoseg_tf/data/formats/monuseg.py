@@ -40,8 +40,10 @@ def read_xml(path):
     polygons = []
     for number, region in enumerate(root.iter("Region"), 1):
         where = f"{path}: Region {region.get('Id', number)}, Vertex"
-        vertices = [tuple(parse_number(v.get(axis), f"{where} {k} {axis}") for axis in "XY")
-                    for k, v in enumerate(region.iter("Vertex"), 1)]  # fmt: skip
+        vertices = [
+            tuple(parse_number(v.get(axis), f"{where} {k} {axis}") for axis in "XY")
+            for k, v in enumerate(region.iter("Vertex"), 1)
+        ]
         if vertices:
             polygons.append(np.asarray(vertices, np.float32))
     if not polygons:
@@ -73,7 +75,14 @@ def read(data_dir, *, mpp=None):
             polygons, stated = read_xml(xmls[stem])
             centroids = np.asarray([p.mean(axis=0)[::-1] for p in polygons], np.float32)
             records.append(
-                Record(id=stem, image=images[stem], slide=slide, mpp=given or stated or MPP, polygons=polygons, points=centroids)
+                Record(
+                    id=stem,
+                    image=images[stem],
+                    slide=slide,
+                    mpp=given or stated or MPP,
+                    polygons=polygons,
+                    points=centroids,
+                )
             )
         else:
             raise ValueError(f"{NAME}: {images[stem]} has neither masks/{stem}.png nor {stem}.xml.")

@@ -222,8 +222,10 @@ def scanner_meta(stem, name, mpps, scanners, mpp=None):
     letter = stem[:1].upper()
     if mpp is None and letter not in mpps:
         known = ", ".join(f"{k} = {scanners[k]} ({v} um/px)" for k, v in mpps.items())
-        raise ValueError(f"{name}: image {stem!r} names no known scanner ({known}), so its pixel size is unknown; give "
-                         "it with the reader option mpp (a recipe's data_options: {mpp: ...}).")  # fmt: skip
+        raise ValueError(
+            f"{name}: image {stem!r} names no known scanner ({known}), so its pixel size is unknown; give "
+            "it with the reader option mpp (a recipe's data_options: {mpp: ...})."
+        )
     return dict(slide=stem.split("_")[0], mpp=mpps[letter] if mpp is None else mpp, scanner=scanners.get(letter, ""))
 
 

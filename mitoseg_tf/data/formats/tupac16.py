@@ -39,7 +39,7 @@ def read_points(path):
 def _labels(data_dir, kind):
     """``{(case, frame): csv path}`` below every ``kind`` folder."""
     found = {}
-    for folder, dirs, names in sorted(os.walk(data_dir)):
+    for folder, dirs, _names in sorted(os.walk(data_dir)):
         if os.path.basename(folder) != kind:
             continue
         for case in sorted(dirs):

@@ -43,7 +43,9 @@ from mitoseg_tf.data.images import image_size, list_images
 
 NAME = "voc"
 DESCRIPTION = "Pascal VOC XML boxes beside the images (box centres as points; mpp required)"
-EXPECTED = "images with same-named Pascal VOC .xml files: one folder, JPEGImages/ + Annotations/, or images + annotations/"
+EXPECTED = (
+    "images with same-named Pascal VOC .xml files: one folder, JPEGImages/ + Annotations/, or images + annotations/"
+)
 IMAGE_DIRS = ("JPEGImages", "images")
 ANNOTATION_DIRS = ("Annotations", "annotations")
 FIGURE_CLASSES = ("mitosis", "mitotic figure")
@@ -142,7 +144,11 @@ def _folder(data_dir, names):
 
 
 def _xml_files(folder):
-    return {os.path.splitext(n)[0]: os.path.join(folder, n) for n in sorted(os.listdir(folder)) if n.lower().endswith(".xml")}
+    return {
+        os.path.splitext(n)[0]: os.path.join(folder, n)
+        for n in sorted(os.listdir(folder))
+        if n.lower().endswith(".xml")
+    }
 
 
 def _slide(stem, slide_pattern):
@@ -157,25 +163,47 @@ def _slide(stem, slide_pattern):
 def _options(preset, **given):
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"{NAME}: unknown preset {preset!r}; presets: {', '.join(PRESETS)}.")
-    base = dict(mpp=None, scanner="", frame_size=None, box_size=None, slide_pattern=None, figure_classes=None, negative_classes=None)
+    base = dict(
+        mpp=None,
+        scanner="",
+        frame_size=None,
+        box_size=None,
+        slide_pattern=None,
+        figure_classes=None,
+        negative_classes=None,
+    )
     base.update(PRESETS.get(preset, {}))
     base.update({k: v for k, v in given.items() if v is not None})
     return base
 
 
 def read(
-    data_dir, *, mpp=None, preset=None, masks="disk", figure_classes=None, negative_classes=None, slide_pattern=None,
-    box_size=None, missing_annotation="error", frame_size=None,
-):  # fmt: skip
+    data_dir,
+    *,
+    mpp=None,
+    preset=None,
+    masks="disk",
+    figure_classes=None,
+    negative_classes=None,
+    slide_pattern=None,
+    box_size=None,
+    missing_annotation="error",
+    frame_size=None,
+):
     """Records of a VOC folder; see the module doc for the options.
 
     ``frame_size``: (height, width) every image must have (a preset's by default).
     """
     check_manual_dir(data_dir, NAME, EXPECTED)
     o = _options(
-        preset, mpp=mpp, figure_classes=figure_classes, negative_classes=negative_classes, slide_pattern=slide_pattern,
-        box_size=box_size, frame_size=frame_size,
-    )  # fmt: skip
+        preset,
+        mpp=mpp,
+        figure_classes=figure_classes,
+        negative_classes=negative_classes,
+        slide_pattern=slide_pattern,
+        box_size=box_size,
+        frame_size=frame_size,
+    )
     if o["mpp"] is None:
         raise ValueError(
             f"{NAME}: give mpp, the microns per pixel of the images (e.g. options: {{mpp: 0.25}}); VOC files do not "
@@ -231,7 +259,9 @@ def read(
                 slide=_slide(stem, o["slide_pattern"]),
                 mpp=float(o["mpp"]),
                 points=points if len(points) else EMPTY_POINTS,
-                negatives=box_centres(negative_boxes, shape, where, o["box_size"]) if len(negative_boxes) else EMPTY_POINTS,
+                negatives=box_centres(negative_boxes, shape, where, o["box_size"])
+                if len(negative_boxes)
+                else EMPTY_POINTS,
                 polygons=drawn if masks == "box" else None,
                 scanner=o["scanner"],
                 classes=tuple(n for n, _ in figure_objects),

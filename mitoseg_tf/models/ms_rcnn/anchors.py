@@ -69,9 +69,7 @@ def encode(boxes, references, weights=(1.0, 1.0, 1.0, 1.0)):
     gx, gy, gw, gh = _centre_size(boxes)
     rx, ry, rw, rh = _centre_size(references)
     wx, wy, ww, wh = (float(w) for w in weights)
-    return ops.stack(
-        [wx * (gx - rx) / rw, wy * (gy - ry) / rh, ww * ops.log(gw / rw), wh * ops.log(gh / rh)], axis=-1
-    )
+    return ops.stack([wx * (gx - rx) / rw, wy * (gy - ry) / rh, ww * ops.log(gw / rw), wh * ops.log(gh / rh)], axis=-1)
 
 
 def decode(deltas, references, weights=(1.0, 1.0, 1.0, 1.0)):

@@ -118,8 +118,13 @@ class MaskIoUHead(keras.layers.Layer):
         # Three stride-1 convs, then a stride-2 one (14x14 -> 7x7).
         self.convs = [
             keras.layers.Conv2D(
-                self.conv_dim, 3, strides=2 if i == 3 else 1, padding="same", activation="relu",
-                dtype=policy, name=f"conv{i + 1}",
+                self.conv_dim,
+                3,
+                strides=2 if i == 3 else 1,
+                padding="same",
+                activation="relu",
+                dtype=policy,
+                name=f"conv{i + 1}",
             )
             for i in range(4)
         ]

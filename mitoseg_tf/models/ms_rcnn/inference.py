@@ -31,9 +31,15 @@ class Proposals(keras.layers.Layer):
     """
 
     def __init__(
-        self, anchor_sizes, anchor_ratios, min_level=2, pre_nms_topk=(2000, 1000), post_nms_topk=(1000, 1000),
-        nms_threshold=0.7, **kwargs,
-    ):  # fmt: skip
+        self,
+        anchor_sizes,
+        anchor_ratios,
+        min_level=2,
+        pre_nms_topk=(2000, 1000),
+        post_nms_topk=(1000, 1000),
+        nms_threshold=0.7,
+        **kwargs,
+    ):
         super().__init__(**_float32(kwargs))
         self.anchor_sizes = tuple(float(s) for s in anchor_sizes)
         self.anchor_ratios = tuple(float(r) for r in anchor_ratios)

@@ -58,7 +58,9 @@ def _check(config):
     if config["backbone_weights"] is not None and config["backbone"] != "resnet50":
         raise ValueError(f"{name}: backbone_weights only applies to backbone='resnet50'.")
     if not isinstance(config["num_classes"], int) or config["num_classes"] < 2:
-        raise ValueError(f"{name}: num_classes counts the background too and must be >= 2; got {config['num_classes']!r}.")
+        raise ValueError(
+            f"{name}: num_classes counts the background too and must be >= 2; got {config['num_classes']!r}."
+        )
     if len(config["anchor_sizes"]) != 5:
         raise ValueError(f"{name}: anchor_sizes needs one size per level P2..P6 (5); got {config['anchor_sizes']!r}.")
     for key in ("rpn_pre_nms_topk", "rpn_post_nms_topk"):
@@ -92,9 +94,13 @@ def _make_layers(config):
     layers["rpn_objectness"] = keras.layers.Conv2D(anchors_per_cell, 1, kernel_initializer=small, name="rpn_objectness")
     layers["rpn_deltas"] = keras.layers.Conv2D(4 * anchors_per_cell, 1, kernel_initializer=small, name="rpn_deltas")
     layers["proposals"] = Proposals(
-        c["anchor_sizes"], c["anchor_ratios"], pre_nms_topk=c["rpn_pre_nms_topk"],
-        post_nms_topk=c["rpn_post_nms_topk"], nms_threshold=c["rpn_nms_threshold"], name="proposals",
-    )  # fmt: skip
+        c["anchor_sizes"],
+        c["anchor_ratios"],
+        pre_nms_topk=c["rpn_pre_nms_topk"],
+        post_nms_topk=c["rpn_post_nms_topk"],
+        nms_threshold=c["rpn_nms_threshold"],
+        name="proposals",
+    )
     layers["roi_align_box"] = RoIAlign(7, c["sampling_ratio"], name="roi_align_box")
     layers["box_head"] = BoxHead(k, c["box_fc_dim"], name="box_head")
     layers["detections"] = Detections(
@@ -223,7 +229,9 @@ class MaskScoringRCNN(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Sum of the six R-CNN losses (plus any layer regularisation losses), float32."""
         if sample_weight is not None:
-            raise ValueError(f"{self.name} does not take sample weights; its losses weight anchors and RoIs themselves.")
+            raise ValueError(
+                f"{self.name} does not take sample weights; its losses weight anchors and RoIs themselves."
+            )
         if y is None:
             raise ValueError(f"{self.name} trains on (image, mask) batches; the mask is missing.")
         if not isinstance(y_pred, dict) or "proposals" not in y_pred:

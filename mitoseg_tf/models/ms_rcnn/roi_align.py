@@ -142,9 +142,14 @@ class RoIAlign(keras.layers.Layer):
     def call(self, inputs):
         *features, boxes = inputs
         return roi_align(
-            features, boxes, self.output_size, self.sampling_ratio, self.min_level, self.canonical_size,
+            features,
+            boxes,
+            self.output_size,
+            self.sampling_ratio,
+            self.min_level,
+            self.canonical_size,
             self.canonical_level,
-        )  # fmt: skip
+        )
 
     def compute_output_shape(self, input_shapes):
         *features, boxes = input_shapes

@@ -49,7 +49,9 @@ def rpn_targets(anchors, instances, config, seed):
     batch = ops.shape(instances["boxes"])[0]
     tiled = ops.broadcast_to(anchors[None], (batch, ops.shape(anchors)[0], 4))
     iou = anchors_lib.pairwise_iou(tiled, instances["boxes"])
-    labels, index, _ = anchors_lib.match(iou, instances["valid"], config["rpn_positive_iou"], config["rpn_negative_iou"])
+    labels, index, _ = anchors_lib.match(
+        iou, instances["valid"], config["rpn_positive_iou"], config["rpn_negative_iou"]
+    )
     sampled, positive = sample_anchors(labels, config["rpn_batch_size"], 0.5, seed)
     matched = ops.take_along_axis(instances["boxes"], ops.repeat(index[..., None], 4, axis=2), axis=1)
     deltas = anchors_lib.encode(matched, tiled)
