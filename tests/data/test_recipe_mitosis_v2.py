@@ -106,3 +106,16 @@ def test_the_cpu_cut_differs_from_the_recipe_only_in_steps_and_validation_count(
     differ = {k for k in full if full[k] != cut[k]}
     assert differ == {"recipe", "epochs", "steps_per_epoch", "budget_minutes"}
     assert cut["epochs"] * cut["steps_per_epoch"] == 1600
+
+
+def test_the_second_sitting_continues_the_cpu_cut_and_changes_only_its_schedule():
+    folder = os.path.dirname(RECIPE)
+    cut = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_v2_cpu.yaml")))
+    more = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_v2_cpu_continued.yaml")))
+    differ = {k for k in cut if cut[k] != more[k]}
+    schedule = {"epochs", "steps_per_epoch", "budget_minutes", "learning_rate", "seed"}
+    assert differ == {"recipe", "init_weights"} | schedule
+    # It starts from the first sitting's chosen checkpoint, and the two sittings make 4,000 steps.
+    assert more["init_weights"] == "runs/mitosis_v2_cpu_s0/best.keras"
+    assert cut["epochs"] * cut["steps_per_epoch"] + more["epochs"] * more["steps_per_epoch"] == 4000
+    assert more["learning_rate"] == cut["learning_rate"] / 2 and more["seed"] != cut["seed"]
