@@ -114,6 +114,38 @@ def _head(x, column, num_classes, output_activation, output_name, regularizer):
     return keras.layers.Activation(output_activation or "linear", dtype="float32", name=output_name)(x)
 
 
+def _check_arguments(name, mode, upsampling, depth, fast_head, norm, kernel_l2):
+    if mode not in MODES:
+        raise ValueError(f"{name}: mode must be one of {MODES}; got {mode!r}.")
+    if upsampling not in UPSAMPLING:
+        raise ValueError(f"{name}: upsampling must be one of {UPSAMPLING}; got {upsampling!r}.")
+    if not isinstance(depth, int) or not 1 <= depth <= 6:
+        raise ValueError(f"{name}: depth (number of downsamplings) must be an integer in 1..6; got {depth!r}.")
+    if mode == "fast" and (not isinstance(fast_head, int) or not 1 <= fast_head <= depth):
+        raise ValueError(f"{name}: fast_head must be a column in 1..{depth}; got {fast_head!r}.")
+    check_norm(name, norm)
+    if kernel_l2 < 0:
+        raise ValueError(f"{name}: kernel_l2 must be >= 0; got {kernel_l2!r}.")
+
+
+def _nested_nodes(x, last_column, base_filters, unit, upsampling, regularizer):
+    """``nodes[i][j]`` = X^{i,j} for every node with i + j <= ``last_column``: the encoder, then the nested columns."""
+    nodes = [[] for _ in range(last_column + 1)]
+    for i in range(last_column + 1):
+        if i > 0:
+            x = keras.layers.MaxPooling2D(2, name=f"x{i - 1}_0_pool")(nodes[i - 1][0])
+        nodes[i].append(_conv_unit(x, base_filters * 2**i, f"x{i}_0", **unit))
+    # Column by column, so every X^{i+1,j-1} exists before X^{i,j} needs it.
+    for j in range(1, last_column + 1):
+        for i in range(last_column + 1 - j):
+            prefix = f"x{i}_{j}"
+            filters = base_filters * 2**i
+            up = _up(nodes[i + 1][j - 1], filters, prefix, upsampling=upsampling, regularizer=regularizer)
+            x = keras.layers.Concatenate(name=f"{prefix}_concat")([up, *nodes[i][:j]])
+            nodes[i].append(_conv_unit(x, filters, prefix, **unit))
+    return nodes
+
+
 def build_unet_plus_plus(
     input_shape=(256, 256, 3),
     num_classes=2,
@@ -155,17 +187,7 @@ def build_unet_plus_plus(
         >>> model = build_unet_plus_plus((64, 64, 3), base_filters=8)
         >>> model.output_names   # mask, mask_x0_4, mask_x0_3, mask_x0_2, mask_x0_1
     """
-    if mode not in MODES:
-        raise ValueError(f"{name}: mode must be one of {MODES}; got {mode!r}.")
-    if upsampling not in UPSAMPLING:
-        raise ValueError(f"{name}: upsampling must be one of {UPSAMPLING}; got {upsampling!r}.")
-    if not isinstance(depth, int) or not 1 <= depth <= 6:
-        raise ValueError(f"{name}: depth (number of downsamplings) must be an integer in 1..6; got {depth!r}.")
-    if mode == "fast" and (not isinstance(fast_head, int) or not 1 <= fast_head <= depth):
-        raise ValueError(f"{name}: fast_head must be a column in 1..{depth}; got {fast_head!r}.")
-    check_norm(name, norm)
-    if kernel_l2 < 0:
-        raise ValueError(f"{name}: kernel_l2 must be >= 0; got {kernel_l2!r}.")
+    _check_arguments(name, mode, upsampling, depth, fast_head, norm, kernel_l2)
     # The pruned network L^k downsamples only k times.
     last_column = depth if mode == "accurate" else fast_head
     multiple = check_common_args(name, input_shape, num_classes, base_filters, last_column, output_activation, dropout)
@@ -175,38 +197,27 @@ def build_unet_plus_plus(
 
     unit = dict(norm=norm, dropout=dropout, regularizer=regularizer)
     inputs, x = image_input(input_shape, name, multiple)
-
-    # nodes[i][j] = X^{i,j}; only nodes with i + j <= last_column are needed.
-    nodes = [[] for _ in range(last_column + 1)]
-    for i in range(last_column + 1):
-        if i > 0:
-            x = keras.layers.MaxPooling2D(2, name=f"x{i - 1}_0_pool")(nodes[i - 1][0])
-        nodes[i].append(_conv_unit(x, base_filters * 2**i, f"x{i}_0", **unit))
-    # Column by column, so every X^{i+1,j-1} exists before X^{i,j} needs it.
-    for j in range(1, last_column + 1):
-        for i in range(last_column + 1 - j):
-            prefix = f"x{i}_{j}"
-            filters = base_filters * 2**i
-            up = _up(nodes[i + 1][j - 1], filters, prefix, upsampling=upsampling, regularizer=regularizer)
-            x = keras.layers.Concatenate(name=f"{prefix}_concat")([up, *nodes[i][:j]])
-            nodes[i].append(_conv_unit(x, filters, prefix, **unit))
+    nodes = _nested_nodes(x, last_column, base_filters, unit, upsampling, regularizer)
 
     head = dict(num_classes=num_classes, output_activation=output_activation, regularizer=regularizer)
+    outputs = _outputs(nodes[0], mode, depth, last_column, deep_supervision, head)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _outputs(top, mode, depth, last_column, deep_supervision, head):
+    """The heads on the top row ``top`` = X^{0,*}, in the order the module docstring gives."""
     chosen = last_column if mode == "fast" else (depth if not deep_supervision else None)
     if not deep_supervision:
-        outputs = _head(nodes[0][chosen], chosen, output_name="mask", **head)
-        return keras.Model(inputs, outputs, name=name)
+        return _head(top[chosen], chosen, output_name="mask", **head)
     heads = {
-        j: _head(nodes[0][j], j, output_name="mask" if j == chosen else f"mask_x0_{j}", **head)
+        j: _head(top[j], j, output_name="mask" if j == chosen else f"mask_x0_{j}", **head)
         for j in range(1, last_column + 1)
     }
     # Extra heads from the deepest column down: ``head_weighting="halving"``
     # weights heads in output order, and X^{0,4} is the one closest to the final map.
     if mode == "fast":
-        outputs = [heads[chosen]] + [heads[j] for j in range(last_column - 1, 0, -1)]
-    else:
-        average = MapAverage(activation=output_activation, dtype="float32", name="mask")(
-            [heads[j] for j in range(1, depth + 1)]
-        )
-        outputs = [average] + [heads[j] for j in range(depth, 0, -1)]
-    return keras.Model(inputs, outputs, name=name)
+        return [heads[chosen]] + [heads[j] for j in range(last_column - 1, 0, -1)]
+    average = MapAverage(activation=head["output_activation"], dtype="float32", name="mask")(
+        [heads[j] for j in range(1, depth + 1)]
+    )
+    return [average] + [heads[j] for j in range(depth, 0, -1)]
