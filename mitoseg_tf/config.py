@@ -11,6 +11,8 @@ import numbers
 import os
 import types
 
+from mitoseg_tf.defaults import DEFAULT_MATCH_DISTANCE_UM
+
 # The paper's two tables; mitoseg_tf.compare.selection checks names against these.
 TABLES = ("table1", "table2")
 
@@ -180,7 +182,7 @@ class CompareConfig:
     loss: str | None = _RUN.loss  # None: cross-entropy for segmentation networks, a detector's own losses
     precision: str = _RUN.precision
     budget_minutes: float | None = None
-    match_distance_um: float = 5.0
+    match_distance_um: float = DEFAULT_MATCH_DISTANCE_UM
     mpp: float | None = None  # None: the source's own (``detection.evaluation.source_mpp``)
     aggregation: str = "pooled"
     figure_tiles: int = 3

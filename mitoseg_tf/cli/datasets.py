@@ -2,6 +2,8 @@
 
 import os
 
+from mitoseg_tf import defaults
+
 
 def add_parser(sub):
     p = sub.add_parser("datasets", help="list, inspect or prepare the public datasets the package reads")
@@ -18,7 +20,12 @@ def add_parser(sub):
         a.add_argument("--refine-masks", action="store_true", help="keep only hematoxylin-dense pixels in disks")
         if action == "inspect":
             a.add_argument("--out", default=None, help="PNG of sample images (default: NAME_samples.png)")
-            a.add_argument("--max-images", type=int, default=20, help="images decoded for pixel statistics")
+            a.add_argument(
+                "--max-images",
+                type=int,
+                default=defaults.DEFAULT_INSPECT_MAX_IMAGES,
+                help="images decoded for pixel statistics",
+            )
         else:
             a.add_argument("--prepared-dir", default=None, help="where TFDS writes the records")
 

@@ -18,6 +18,8 @@ import argparse
 import os
 import sys
 
+from mitoseg_tf import defaults
+
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default, except where there is none to show (None, False, empty)."""
@@ -157,7 +159,12 @@ def _add_evaluate(sub):
         action="store_true",
         help="score whole images predicted by sliding window (default: the evaluation tiles)",
     )
-    p.add_argument("--match-distance-um", type=float, default=5.0, help="detection: match radius in microns")
+    p.add_argument(
+        "--match-distance-um",
+        type=float,
+        default=defaults.DEFAULT_MATCH_DISTANCE_UM,
+        help="detection: match radius in microns",
+    )
     p.add_argument("--mpp", type=float, default=None, help="detection: microns per pixel if the data lacks it")
     p.add_argument(
         "--out",
@@ -193,8 +200,15 @@ def _add_export(sub):
         help="probability above which the mask is 1 (default: the pixel threshold of the run's detection.json "
         "or the shipped weights' card, else 0.5)",
     )
-    p.add_argument("--tile", type=int, default=512, help="tile side of the serving_tiled signature")
-    p.add_argument("--overlap", type=float, default=0.25, help="tile overlap (fraction) of serving_tiled")
+    p.add_argument(
+        "--tile", type=int, default=defaults.DEFAULT_WINDOW_TILE, help="tile side of the serving_tiled signature"
+    )
+    p.add_argument(
+        "--overlap",
+        type=float,
+        default=defaults.DEFAULT_WINDOW_OVERLAP,
+        help="tile overlap (fraction) of serving_tiled",
+    )
     p.add_argument(
         "--tta",
         action=argparse.BooleanOptionalAction,
@@ -401,36 +415,50 @@ def _models(args):
 
 
 def _detection_text(detection):
-    """ "F1 0.698 at 5 um (0.667 held out)" from a card's detection settings, or None."""
+    """ "F1 0.698 at 5 um (0.667 with each field's settings chosen on the others)" from a card, or None."""
     scores = (detection or {}).get("validation") or {}
-    first = scores.get("5um") or next(iter(scores.values()), None)
+    radius = "5um" if "5um" in scores else next(iter(scores), None)
+    first = scores.get(radius)
     if not first or "f1" not in first:
         return None
-    text = f"F1 {first['f1']:.3f}"
+    text = f"F1 {first['f1']:.3f} at {radius.replace('um', ' um')}"
     held_out = (detection.get("validation_held_out") or {}).get("f1")
     return text + (f" ({held_out:.3f} with each field's settings chosen on the others)" if held_out is not None else "")
 
 
+def _dice_text(card):
+    """ "nucleus Dice 0.836, Mean Dice 0.894 (pooled, whole images)": the names the model cards and README use."""
+    target = f"{card.object_class.lower()} Dice"
+    whole = card.validation_whole_images or {}
+    if (whole.get("mean_dice") or {}).get("pooled") is not None:
+        scores, where = {k: (v or {}).get("pooled") for k, v in whole.items()}, "pooled, whole images"
+        foreground = scores.get("foreground_dice")
+    else:
+        scores, where = (card.validation or {}).get("pooled") or {}, "pooled, tiles"
+        foreground = scores.get("mitosis_dice")  # the foreground class's key, whichever class it is
+    if scores.get("mean_dice") is None:
+        return None
+    text = f"{target} {foreground:.3f}, " if foreground is not None else ""
+    return f"{text}Mean Dice {scores['mean_dice']:.3f} ({where})"
+
+
 def _validation_text(card):
-    """The card's headline validation numbers: detection F1 for detectors, whole-image Dice otherwise."""
+    """The card's headline validation numbers: detection F1 for detectors, Dice otherwise."""
     parts = []
     alone = _detection_text(card.detection)
     if alone:
         parts.append(f"detection {alone}" + (" (network alone)" if card.rescorer else ""))
     if card.rescorer and _detection_text(card.rescorer.detection):
         parts.append(f"with the figure classifier {_detection_text(card.rescorer.detection)}")
-    whole = (card.validation_whole_images or {}).get("mean_dice")
-    tiles = ((card.validation or {}).get("pooled") or {}).get("mean_dice")
-    if not parts and whole:  # a detector's tile Dice says little next to its F1
-        parts.append(f"whole-image mean Dice {whole['pooled']:.3f}")
-    elif not parts and tiles is not None:
-        parts.append(f"mean Dice {tiles:.3f}")
-    return "; ".join(parts) or "not recorded"
+    if not parts:  # a detector's tile Dice says little next to its F1
+        parts.append(_dice_text(card) or "not recorded")
+    return "; ".join(parts)
 
 
 def _weights(args):
     import fnmatch
 
+    from mitoseg_tf.zoo.measured import METRIC_NAMES
     from mitoseg_tf.zoo.weights_card import shipped_cards
 
     cards = shipped_cards()
@@ -450,6 +478,7 @@ def _weights(args):
         for number, terms in enumerate(card.data_licences):  # each training set's own conditions
             print(f"  {'' if number else 'data terms:':<13}{terms.source}: {terms.terms}")
         print()
+    print(f"Metric names as on the model cards (zoo/*.md) and in README: {METRIC_NAMES}")
     print("Use: mitoseg predict IMAGES --weights MODEL/TAG --out DIR, or build(MODEL, weights=TAG) in Python.")
 
 

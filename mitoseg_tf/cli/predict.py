@@ -8,7 +8,8 @@ there is no default.
 
 import argparse
 
-DEFAULT_HPF10_AREA_MM2 = 2.0  # MIDOG's 10-HPF area; kept here so --help imports nothing heavy
+from mitoseg_tf import defaults
+
 MIN_TILE = 16  # the shipped networks' stride: a smaller window holds no whole feature map
 
 
@@ -30,12 +31,22 @@ def add_parser(subparsers):
         "PNG pHYs, JPEG JFIF density), else an error. Images are resampled to the detector's resolution "
         "and the results mapped back",
     )
-    p.add_argument("--tile", type=int, default=512, help="sliding-window tile side (a multiple of the network stride)")
-    p.add_argument("--overlap", type=float, default=0.25, help="fraction of a tile shared with each neighbour")
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=defaults.DEFAULT_WINDOW_TILE,
+        help="sliding-window tile side (a multiple of the network stride)",
+    )
+    p.add_argument(
+        "--overlap",
+        type=float,
+        default=defaults.DEFAULT_WINDOW_OVERLAP,
+        help="fraction of a tile shared with each neighbour",
+    )
     p.add_argument(
         "--hpf10-area-mm2",
         type=float,
-        default=DEFAULT_HPF10_AREA_MM2,
+        default=defaults.DEFAULT_HPF10_AREA_MM2,
         help="area of 10 high-power fields for per-10-HPF counts (MIDOG: 2 mm^2)",
     )
     p.add_argument(
@@ -59,7 +70,12 @@ def add_detector_options(p):
         help="weights shipped with the package, MODEL/TAG (see `mitoseg "
         "weights`), e.g. unet/monuseg for nuclei; without --checkpoint: unet/mitosis",
     )
-    p.add_argument("--batch-size", type=int, default=4, help="network windows per forward pass (memory, not results)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.DEFAULT_WINDOW_BATCH_SIZE,
+        help="network windows per forward pass (memory, not results)",
+    )
     p.add_argument(
         "--tta",
         action=argparse.BooleanOptionalAction,

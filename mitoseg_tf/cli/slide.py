@@ -6,14 +6,11 @@ Parses the options, builds a ``mitoseg_tf.detector.Detector`` and calls
 
 import argparse
 
+from mitoseg_tf import defaults
 from mitoseg_tf.cli.predict import add_detector_options, check_window_options, detector_options
 
-# The library's defaults, repeated so that --help imports nothing heavy (slides pulls in the detection stack).
-# The high-power field and the hotspot's tissue fraction are not repeated: left out, the library's own apply.
-DEFAULT_TILE = 1024
-DEFAULT_MARGIN = 128
-DEFAULT_TISSUE_MPP = 8.0
-# Passed to predict_slides only when given.
+# Passed to predict_slides only when given: the high-power field is one of two options (area or diameter) and
+# the hotspot's size follows from it, so None here lets the library work out the rest.
 LIBRARY_DEFAULTS = ("hpf10_area_mm2", "field_diameter_mm", "hotspot_fields", "hotspot_min_tissue")
 
 
@@ -45,13 +42,13 @@ def add_parser(subparsers):
     p.add_argument(
         "--tile",
         type=int,
-        default=DEFAULT_TILE,
+        default=defaults.DEFAULT_SLIDE_TILE,
         help="side of a tile's core, pixels at the detector's resolution (memory and speed, not results)",
     )
     p.add_argument(
         "--margin",
         type=int,
-        default=DEFAULT_MARGIN,
+        default=defaults.DEFAULT_SLIDE_MARGIN,
         help="context read around each core, pixels at the detector's resolution",
     )
     field = p.add_mutually_exclusive_group()
@@ -60,8 +57,8 @@ def add_parser(subparsers):
         type=float,
         default=None,
         help="area of 10 high-power fields: the hotspot "
-        "window, per-10-HPF densities and Nottingham cut-offs all use it (default: MIDOG's, "
-        "mitoseg_tf.detection.counting.DEFAULT_HPF10_AREA_MM2)",
+        "window, per-10-HPF densities and Nottingham cut-offs all use it (default: MIDOG's "
+        f"{defaults.DEFAULT_HPF10_AREA_MM2:g} mm^2)",
     )
     field.add_argument(
         "--field-diameter-mm",
@@ -78,7 +75,7 @@ def add_parser(subparsers):
     p.add_argument(
         "--hotspot-shape",
         choices=("square", "circle"),
-        default="square",
+        default=defaults.DEFAULT_HOTSPOT_SHAPE,
         help="the hotspot window: a square, or a circle (a microscope's field of view) of the same area",
     )
     p.add_argument(
@@ -87,15 +84,27 @@ def add_parser(subparsers):
         default=None,
         help="least fraction of a hotspot window that "
         "must be tissue; the density is per tissue area inside (default: "
-        "mitoseg_tf.detection.hotspot.MIN_TISSUE_FRACTION)",
+        f"{defaults.DEFAULT_HOTSPOT_MIN_TISSUE:g})",
     )
-    p.add_argument("--hotspots", type=int, default=1, help="number of non-overlapping hotspot windows to report")
-    p.add_argument("--tissue-mpp", type=float, default=DEFAULT_TISSUE_MPP, help="microns per pixel of the tissue mask")
-    p.add_argument("--prefetch", type=int, default=4, help="tiles read ahead on a background thread (memory bound)")
+    p.add_argument(
+        "--hotspots",
+        type=int,
+        default=defaults.DEFAULT_HOTSPOTS,
+        help="number of non-overlapping hotspot windows to report",
+    )
+    p.add_argument(
+        "--tissue-mpp", type=float, default=defaults.DEFAULT_TISSUE_MPP, help="microns per pixel of the tissue mask"
+    )
+    p.add_argument(
+        "--prefetch",
+        type=int,
+        default=defaults.DEFAULT_SLIDE_PREFETCH,
+        help="tiles read ahead on a background thread (memory bound)",
+    )
     p.add_argument(
         "--state-every-s",
         type=float,
-        default=10.0,
+        default=defaults.DEFAULT_STATE_EVERY_S,
         help="seconds between writes of the resume state (what a kill can cost)",
     )
     p.add_argument(

@@ -4,9 +4,10 @@ import numpy as np
 
 from mitoseg_tf.data import formats
 from mitoseg_tf.data.splits import SPLITS, split_records
+from mitoseg_tf.defaults import DEFAULT_INSPECT_MAX_IMAGES
 
 
-def summarise(name, data_dir, *, max_images=20, radius_um=None, refine=False, **reader_options):
+def summarise(name, data_dir, *, max_images=DEFAULT_INSPECT_MAX_IMAGES, radius_um=None, refine=False, **reader_options):
     """Counts from the annotations, pixel statistics from up to ``max_images`` decoded images.
 
     Returns a dict: images and slides per split, labelled objects per image

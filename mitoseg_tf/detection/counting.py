@@ -26,8 +26,7 @@ Conventions used (all are arguments; the defaults and their sources):
 
 import math
 
-DEFAULT_HPF10_AREA_MM2 = 2.0
-DEFAULT_FIELD_DIAMETER_MM = 0.50
+from mitoseg_tf.defaults import DEFAULT_FIELD_DIAMETER_MM, DEFAULT_HPF10_AREA_MM2
 
 # field diameter (mm): (max count for score 1, max count for score 2); > second -> score 3
 NOTTINGHAM_MITOSIS_TABLE = {

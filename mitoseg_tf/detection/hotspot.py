@@ -35,6 +35,7 @@ import math
 
 import numpy as np
 
+from mitoseg_tf.defaults import DEFAULT_HOTSPOT_MIN_TISSUE
 from mitoseg_tf.detection.counting import (
     DEFAULT_HPF10_AREA_MM2,
     NOTTINGHAM_MITOSIS_TABLE,
@@ -42,7 +43,7 @@ from mitoseg_tf.detection.counting import (
     nottingham_mitotic_score,
 )
 
-MIN_TISSUE_FRACTION = 0.5  # a candidate window is at most half on glass
+MIN_TISSUE_FRACTION = DEFAULT_HOTSPOT_MIN_TISSUE
 SHAPES = ("square", "circle")
 
 

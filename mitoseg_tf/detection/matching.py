@@ -4,9 +4,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
-# MITOS-2012 counted a detection as correct within 8 um of a true centroid
-# (the ICPR 2012 contest page also quotes 5 um); 5 um is the stricter default.
-DEFAULT_MATCH_DISTANCE_UM = 5.0
+from mitoseg_tf.defaults import DEFAULT_MATCH_DISTANCE_UM  # noqa: F401 - detection/__init__ and callers import it from here
 
 
 def _points(points, what):

@@ -3,17 +3,29 @@
 import dataclasses
 import json
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mitoseg_tf.data.images import read_image
 from mitoseg_tf.data.pixel_size import TYPICAL, image_pixel_size
-from mitoseg_tf.detection.counting import DEFAULT_HPF10_AREA_MM2, count_density, image_area_mm2
-from mitoseg_tf.detection.figures import extract_figures, rescale_figure
+from mitoseg_tf.defaults import (
+    DEFAULT_HPF10_AREA_MM2,
+    DEFAULT_WINDOW_BATCH_SIZE,
+    DEFAULT_WINDOW_OVERLAP,
+    DEFAULT_WINDOW_TILE,
+)
+from mitoseg_tf.detection.counting import count_density, image_area_mm2
+from mitoseg_tf.detection.figures import Figure, extract_figures, rescale_figure
 from mitoseg_tf.detection.rescoring import rescore_figures
 from mitoseg_tf.detector.settings import DetectionSettings
 from mitoseg_tf.inference.resample import check_mpp, resize, scale_factors, to_resolution
 from mitoseg_tf.inference.sliding_window import check_image, predict_image
+
+if TYPE_CHECKING:  # annotations only: the detector runs on any Keras backend
+    import keras
+
+    from mitoseg_tf.slides.predict import SlideResult
 
 DEFAULT_WEIGHTS = "unet/mitosis"
 CHECKPOINT_FILE = "best.keras"
@@ -21,23 +33,36 @@ CHECKPOINT_FILE = "best.keras"
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-    """What a detector found in one image, in that image's pixels (``mpp`` microns each)."""
+    """What a detector found in one image, in that image's pixels (``mpp`` microns each).
 
-    figures: tuple
+    Attributes:
+        figures: the kept figures, highest score first.
+        mpp: microns per pixel of the image (not of the detector).
+        image_shape: (height, width) of the image in pixels.
+        object_class: ``"Mitosis"`` or ``"Nucleus"``.
+        settings: the thresholds that kept these figures.
+        rescored: whether a second-stage classifier gave the scores.
+        probability: (H, W) float32 map at the image's size, when kept.
+        mpp_source: where ``mpp`` came from: "mpp" (given), "--mpp", "TIFF tags", "PNG pHYs", ...
+    """
+
+    figures: tuple[Figure, ...]
     mpp: float
-    image_shape: tuple
+    image_shape: tuple[int, int]
     object_class: str
     settings: DetectionSettings
     rescored: bool = False
-    probability: np.ndarray = None  # (H, W) float32 at the input's size, when kept
-    mpp_source: str = "mpp"  # where ``mpp`` came from: "mpp" (given), "--mpp", "TIFF tags", "PNG pHYs", ...
+    probability: np.ndarray | None = None
+    mpp_source: str = "mpp"
 
     @property
-    def count(self):
+    def count(self) -> int:
+        """The number of kept figures."""
         return len(self.figures)
 
     @property
-    def area_mm2(self):
+    def area_mm2(self) -> float:
+        """The image's area in square millimetres."""
         return image_area_mm2(*self.image_shape, self.mpp)
 
     def positions_um(self):
@@ -45,8 +70,15 @@ class Prediction:
         rc = np.array([f.centroid for f in self.figures], np.float64).reshape(-1, 2)
         return (rc[:, ::-1] + 0.5) * self.mpp
 
-    def density(self, hpf10_area_mm2=DEFAULT_HPF10_AREA_MM2):
-        """Count and count per mm^2; per 10 HPF only for mitoses (a nucleus count per 10 HPF means nothing)."""
+    def density(self, hpf10_area_mm2: float = DEFAULT_HPF10_AREA_MM2) -> dict[str, float]:
+        """Count and count per mm^2; per 10 HPF only for mitoses (a nucleus count per 10 HPF means nothing).
+
+        Args:
+            hpf10_area_mm2: the area of 10 high-power fields (default MIDOG's 2 mm^2).
+
+        Returns:
+            ``{"count", "area_mm2", "per_mm2"}``, and ``"per_10hpf"`` for mitoses.
+        """
         density = count_density(self.count, self.area_mm2, hpf10_area_mm2=hpf10_area_mm2)
         if self.object_class != "Mitosis":
             density.pop("per_10hpf", None)
@@ -65,23 +97,27 @@ class Detector:
         classifier: optional second-stage window classifier that rescores candidates.
         object_class: ``"Mitosis"`` or ``"Nucleus"``: how counts are reported.
         card: facts that travel with the detector (training data, licence, scores).
+        name: what ``describe`` and the exported card call it (default the model's name).
         tile, overlap, batch_size: the sliding window (memory, not results).
+
+    Raises:
+        ValueError: ``mpp`` is not a plausible pixel size.
     """
 
     def __init__(
         self,
-        model,
+        model: "keras.Model",
         *,
-        mpp=None,
-        settings=None,
-        classifier=None,
-        object_class="Mitosis",
-        card=None,
-        name=None,
-        tile=512,
-        overlap=0.25,
-        batch_size=4,
-    ):
+        mpp: float | None = None,
+        settings: DetectionSettings | None = None,
+        classifier: "keras.Model | None" = None,
+        object_class: str = "Mitosis",
+        card: dict | None = None,
+        name: str | None = None,
+        tile: int = DEFAULT_WINDOW_TILE,
+        overlap: float = DEFAULT_WINDOW_OVERLAP,
+        batch_size: int = DEFAULT_WINDOW_BATCH_SIZE,
+    ) -> None:
         self.model = model
         self.mpp = None if mpp is None else check_mpp(mpp, "the detector's mpp")
         self.settings = settings or DetectionSettings()
@@ -94,13 +130,22 @@ class Detector:
     # --- construction -----------------------------------------------------------------------------
 
     @classmethod
-    def from_weights(cls, key=DEFAULT_WEIGHTS, *, rescore=None, **options):
+    def from_weights(cls, key: str = DEFAULT_WEIGHTS, *, rescore: bool | None = None, **options: Any) -> "Detector":
         """The detector of shipped weights ``"<model>/<tag>"`` at the settings on its card.
 
-        ``rescore``: use the second-stage classifier shipped with the weights
-        (default: when one ships); its card's settings then replace the map's.
-        ``options``: ``tile``, ``overlap``, ``batch_size`` and any
-        ``DetectionSettings`` field to override.
+        Args:
+            key: ``"<model>/<tag>"`` of weights that ship (``mitoseg weights``).
+            rescore: use the second-stage classifier shipped with the weights
+                (None: when one ships); its card's settings then replace the map's.
+            **options: ``tile``, ``overlap``, ``batch_size`` and any
+                ``DetectionSettings`` field to override (None: the card's).
+
+        Returns:
+            The detector, at the pixel size the weights were trained at.
+
+        Raises:
+            ValueError: no such weights, ``rescore`` for weights without a
+                classifier, or an unknown or out-of-range setting.
         """
         from mitoseg_tf.zoo import build
         from mitoseg_tf.zoo.pretrained import load_rescorer
@@ -133,11 +178,27 @@ class Detector:
         )
 
     @classmethod
-    def from_checkpoint(cls, path, *, mpp=None, object_class="Mitosis", **options):
+    def from_checkpoint(
+        cls, path: str | os.PathLike, *, mpp: float | None = None, object_class: str = "Mitosis", **options: Any
+    ) -> "Detector":
         """A trained ``.keras`` file at the settings of its run's ``detection.json`` (beside it), when there is one.
 
-        ``mpp``: the pixel size it was trained at; default: detection.json's,
-        else unknown (no resampling).
+        Args:
+            path: the ``.keras`` file, e.g. ``runs/NAME/best.keras``.
+            mpp: the pixel size it was trained at; None: detection.json's, else
+                unknown (no resampling).
+            object_class: ``"Mitosis"`` or ``"Nucleus"``.
+            **options: ``tile``, ``overlap``, ``batch_size`` and any
+                ``DetectionSettings`` field to override.
+
+        Returns:
+            The detector; its settings name the run's detection.json, or say
+            that defaults apply.
+
+        Raises:
+            ValueError: a malformed detection.json, a bad setting or pixel size,
+                or a file that is not a zoo checkpoint.
+            OSError: the file cannot be read.
         """
         from mitoseg_tf.detection.evaluation import load_detection_settings
         from mitoseg_tf.zoo.checkpoint import load_checkpoint
@@ -169,11 +230,32 @@ class Detector:
         )
 
     @classmethod
-    def load(cls, *, checkpoint=None, weights=None, rescore=None, **options):
+    def load(
+        cls,
+        *,
+        checkpoint: str | os.PathLike | None = None,
+        weights: str | None = None,
+        rescore: bool | None = None,
+        **options: Any,
+    ) -> "Detector":
         """The detector of a checkpoint or of shipped weights (default: the shipped ``unet/mitosis``).
 
         What ``mitoseg predict``, ``export`` and ``slide`` build from their
         ``--checkpoint`` / ``--weights`` / ``--rescore`` options.
+
+        Args:
+            checkpoint: a ``.keras`` file (``from_checkpoint``).
+            weights: shipped ``"<model>/<tag>"`` (``from_weights``).
+            rescore: the shipped figure classifier on or off (None: when one ships).
+            **options: as ``from_weights`` / ``from_checkpoint`` take; None values
+                leave the card's or run's setting.
+
+        Returns:
+            The detector.
+
+        Raises:
+            ValueError: both ``checkpoint`` and ``weights``, ``rescore`` with a
+                checkpoint, or what ``from_weights`` / ``from_checkpoint`` raise.
         """
         if checkpoint and weights:
             raise ValueError("give either a checkpoint (--checkpoint) or shipped weights (--weights), not both.")
@@ -187,15 +269,23 @@ class Detector:
         return cls.from_weights(weights or DEFAULT_WEIGHTS, rescore=rescore, **options)
 
     @classmethod
-    def from_run(cls, run_dir, **options):
-        """``from_checkpoint(run_dir/best.keras)``."""
+    def from_run(cls, run_dir: str | os.PathLike, **options: Any) -> "Detector":
+        """``from_checkpoint(run_dir/best.keras)``.
+
+        Raises:
+            ValueError: ``run_dir`` has no ``best.keras``.
+        """
         path = os.path.join(run_dir, CHECKPOINT_FILE)
         if not os.path.isfile(path):
             raise ValueError(f"{run_dir!r} is not a run folder: it has no {CHECKPOINT_FILE}.")
         return cls.from_checkpoint(path, **options)
 
-    def with_settings(self, **overrides):
-        """A detector sharing this one's networks with some settings (or tile/overlap/batch_size) replaced."""
+    def with_settings(self, **overrides: Any) -> "Detector":
+        """A detector sharing this one's networks with some settings (or tile/overlap/batch_size) replaced.
+
+        Raises:
+            ValueError: an unknown or out-of-range setting.
+        """
         window, setting_overrides = _split_options(overrides)
         return Detector(
             self.model,
@@ -211,24 +301,36 @@ class Detector:
     # --- prediction -------------------------------------------------------------------------------
 
     @property
-    def rescored(self):
+    def rescored(self) -> bool:
+        """Whether a second-stage classifier rescores the candidate figures."""
         return self.classifier is not None
 
-    def describe(self):
+    def describe(self) -> str:
+        """One line: name, resolution and the settings in the order they apply (what ``mitoseg predict`` prints)."""
         at = f"{self.mpp:g} um/px" if self.mpp else "the input's own pixel size (training resolution unknown)"
         return f"{self.name} at {at}: {self.settings.describe(self.rescored)}"
 
-    def probability_native(self, image):
-        """Probability map (H, W) of an image already at the detector's resolution."""
+    def probability_native(self, image: np.ndarray) -> np.ndarray:
+        """Probability map (H, W) float32 of an RGB image already at the detector's resolution."""
         return predict_image(
             self.model, image, tile=self.tile, overlap=self.overlap, batch_size=self.batch_size, tta=self.settings.tta
         )
 
-    def figures_native(self, image, mpp=None, probability=None):
+    def figures_native(
+        self, image: np.ndarray, mpp: float | None = None, probability: np.ndarray | None = None
+    ) -> list[Figure]:
         """Kept figures of an image already at the detector's resolution, in its pixels, highest score first.
 
-        ``mpp``: that image's pixel size (only needed when the detector's is
-        unknown); ``probability``: its map, when already computed.
+        Args:
+            image: RGB (H, W, 3), 0-255, at the detector's resolution.
+            mpp: that image's pixel size (only needed when the detector's is unknown).
+            probability: its map, when already computed.
+
+        Returns:
+            The figures that pass every setting.
+
+        Raises:
+            ValueError: the detector's pixel size is unknown and ``mpp`` is not a plausible one.
         """
         mpp = self.mpp if self.mpp is not None else check_mpp(mpp)
         if probability is None:
@@ -245,13 +347,26 @@ class Detector:
             figures = rescore_figures(self.classifier, image, figures)
         return [f for f in figures if f.score >= s.score_threshold]
 
-    def predict(self, image, mpp, *, keep_probability=True, mpp_source="mpp"):
+    def predict(
+        self, image: np.ndarray, mpp: float, *, keep_probability: bool = True, mpp_source: str = "mpp"
+    ) -> Prediction:
         """Figures of one RGB image (H, W, 3; 0-255) of ``mpp`` microns per pixel, in its pixels.
 
         The image is resampled to the detector's resolution, predicted there,
         and figures (centroid, outline, box) and the map are brought back.
-        An array states no pixel size: ``mpp`` is required (``predict_file``
-        reads it from a file). ``mpp_source``: where it came from, for the record.
+
+        Args:
+            image: RGB (H, W, 3), uint8 or float 0-255.
+            mpp: its microns per pixel; required, since an array states no pixel
+                size (``predict_file`` reads it from a file).
+            keep_probability: keep the map (at the image's size) in the result.
+            mpp_source: where ``mpp`` came from, for the record.
+
+        Returns:
+            The ``Prediction``.
+
+        Raises:
+            ValueError: not one RGB image, or ``mpp`` missing or implausible.
         """
         image = check_image(image)
         if mpp is None:
@@ -279,31 +394,42 @@ class Detector:
             mpp_source=mpp_source,
         )
 
-    def predict_file(self, path, mpp=None, **options):
-        """``predict`` of the image file at ``path``; ``mpp`` None: the pixel size the file states, else ValueError.
+    def predict_file(self, path: str | os.PathLike, mpp: float | None = None, **options: Any) -> Prediction:
+        """``predict`` of the image file at ``path``.
 
-        ``data.pixel_size.image_pixel_size`` says where it is read from; the
-        prediction's ``mpp_source`` names it.
+        Args:
+            path: an image file (TIFF, PNG, JPEG, ...).
+            mpp: its microns per pixel; None: what the file states
+                (``data.pixel_size.image_pixel_size`` says where it is read from;
+                the prediction's ``mpp_source`` names it).
+            **options: ``predict``'s keywords (``keep_probability``).
+
+        Returns:
+            The ``Prediction``.
+
+        Raises:
+            ValueError: the file states no pixel size and ``mpp`` is None, or it is not an RGB image.
+            OSError: the file cannot be read or decoded.
         """
         image = read_image(path)  # first: an unreadable file is named as such, not as one without a pixel size
         size = image_pixel_size(path, mpp)
         return self.predict(image, size.mpp, mpp_source=size.origin, **options)
 
-    def predict_slide(self, path, **options):
-        """Every figure of a whole slide, its tissue and hotspot: see ``mitoseg_tf.slides.predict_slide``."""
+    def predict_slide(self, path: str | os.PathLike, **options: Any) -> "SlideResult":
+        """Every figure of a whole slide, its tissue and hotspot: ``mitoseg_tf.slides.predict_slide(self, path, ...)``."""
         # Slide readers (OpenSlide, tiffslide) load native libraries: only slide users pay for them.
         from mitoseg_tf.slides import predict_slide
 
         return predict_slide(self, path, **options)
 
-    def export(self, out_dir, **options):
-        """A SavedModel of this detector (maps, masks and the figures themselves): ``mitoseg_tf.export``."""
+    def export(self, out_dir: str | os.PathLike, **options: Any) -> dict:
+        """A SavedModel of this detector (maps, masks and the figures themselves): ``export.detector.export_detector``."""
         # TensorFlow-only: the detector itself runs on any Keras backend.
         from mitoseg_tf.export.detector import export_detector
 
         return export_detector(self, out_dir, **options)
 
-    def summary(self):
+    def summary(self) -> dict:
         """JSON-ready facts: resolution, settings in the order they apply, card."""
         return {
             "name": self.name,

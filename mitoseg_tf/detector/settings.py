@@ -1,6 +1,7 @@
 """The settings that turn a probability map into counted figures, with what chose them."""
 
 import dataclasses
+from typing import Any
 
 from mitoseg_tf.config import check_type
 from mitoseg_tf.detection.figures import DEFAULT_MIN_AREA_UM2
@@ -38,8 +39,12 @@ class DetectionSettings:
         if not 0 <= float(self.min_area_um2) < float("inf"):  # NaN fails too
             raise ValueError(f"min_area_um2 must be >= 0 square microns; got {self.min_area_um2!r}.")
 
-    def replace(self, **overrides):
-        """A copy with the non-None ``overrides`` applied; ``chosen_by`` notes which came from where."""
+    def replace(self, **overrides: Any) -> "DetectionSettings":
+        """A copy with the non-None ``overrides`` applied; ``chosen_by`` notes which came from where.
+
+        Raises:
+            ValueError: an unknown setting, or a value out of range.
+        """
         given = {k: v for k, v in overrides.items() if v is not None}
         unknown = sorted(set(given) - {f.name for f in dataclasses.fields(self)})
         if unknown:
@@ -51,7 +56,7 @@ class DetectionSettings:
         note = given.pop("chosen_by", None) or f"{self.chosen_by}; {', '.join(sorted(given))} given"
         return dataclasses.replace(self, chosen_by=note, **given)
 
-    def describe(self, rescored=False):
+    def describe(self, rescored: bool = False) -> str:
         """One line, in the order the settings apply."""
         steps = [
             "8-fold averaged map" if self.tta else "single-view map",
@@ -64,11 +69,17 @@ class DetectionSettings:
         return ", ".join(steps) + f" ({self.chosen_by})"
 
     @classmethod
-    def from_dict(cls, saved, chosen_by, where=None):
+    def from_dict(cls, saved: dict, chosen_by: str, where: str | None = None) -> "DetectionSettings":
         """From a card's or detection.json's dict (extra keys such as validation scores are ignored).
 
-        Each setting must have its field's type (``"tta": "false"`` is refused,
-        not read as true); ``where`` (default ``chosen_by``) names the file in the error.
+        Args:
+            saved: the settings; a missing or None one keeps its default.
+            chosen_by: what chose them, kept in ``chosen_by``.
+            where: the file the error names (default ``chosen_by``).
+
+        Raises:
+            ValueError: ``saved`` is not a mapping, a setting has the wrong type
+                (``"tta": "false"`` is refused, not read as true) or is out of range.
         """
         if not isinstance(saved, dict):
             raise ValueError(

@@ -9,10 +9,16 @@ its padded copy and two float32 accumulators are the only full-size arrays.
     >>> probability = predict_image(model, image_uint8, tile=512, overlap=0.25, batch_size=4)
 """
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from mitoseg_tf.defaults import DEFAULT_WINDOW_BATCH_SIZE, DEFAULT_WINDOW_OVERLAP, DEFAULT_WINDOW_TILE
 from mitoseg_tf.inference import tta as tta_lib
 from mitoseg_tf.inference.tiling import pad_image, plan_tiles
+
+if TYPE_CHECKING:  # annotations only: this module runs on any Keras backend and imports Keras late
+    import keras
 
 
 def fixed_input_size(model):
@@ -61,7 +67,7 @@ def _tile_batches(plan, batch_size):
         yield positions[start : start + batch_size]
 
 
-def stitch(image, predict_batch, plan, *, batch_size=4, tta=False):
+def stitch(image, predict_batch, plan, *, batch_size=DEFAULT_WINDOW_BATCH_SIZE, tta=False):
     """Run ``predict_batch`` over the tiles of ``plan`` and blend them into one (H, W) float32 map.
 
     The stitching core, separate from any model so a benchmark can time it:
@@ -99,7 +105,17 @@ def stitch(image, predict_batch, plan, *, batch_size=4, tta=False):
     return accumulated[m : m + height, m : m + width] / weight_sum[m : m + height, m : m + width]
 
 
-def predict_image(model, image, *, tile=512, overlap=0.25, batch_size=4, tta=False, margin=None, trim=0):
+def predict_image(
+    model: "keras.Model",
+    image: np.ndarray,
+    *,
+    tile: int | tuple[int, int] = DEFAULT_WINDOW_TILE,
+    overlap: float = DEFAULT_WINDOW_OVERLAP,
+    batch_size: int = DEFAULT_WINDOW_BATCH_SIZE,
+    tta: bool = False,
+    margin: int | None = None,
+    trim: int = 0,
+) -> np.ndarray:
     """Mitosis probability map (H, W) float32 of one RGB image of any size.
 
     Args:
@@ -112,6 +128,14 @@ def predict_image(model, image, *, tile=512, overlap=0.25, batch_size=4, tta=Fal
         tta: average over the 8 flips / quarter turns.
         margin, trim: see ``tiling.plan_tiles`` (reflect context at the image
             border; inner tile edges given no weight).
+
+    Returns:
+        The foreground probability, float32 (H, W), the image's height and width.
+
+    Raises:
+        ValueError: the image is not one RGB image of uint8 or float pixels, a
+            tiling option is out of range, the model's output is not at the input
+            resolution, or ``tta`` with a model of fixed non-square input.
     """
     from mitoseg_tf.models.outputs import network_stride  # start-up: see probability_fn
 

@@ -6,18 +6,31 @@ import hashlib
 import json
 import os
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from mitoseg_tf.detection.hotspot import MIN_TISSUE_FRACTION, find_hotspots, ten_hpf
+from mitoseg_tf.defaults import (
+    DEFAULT_HOTSPOT_MIN_TISSUE,
+    DEFAULT_HOTSPOT_SHAPE,
+    DEFAULT_HOTSPOTS,
+    DEFAULT_SLIDE_MARGIN,
+    DEFAULT_SLIDE_PREFETCH,
+    DEFAULT_SLIDE_TILE,
+    DEFAULT_STATE_EVERY_S,
+)
+from mitoseg_tf.detection.hotspot import find_hotspots, ten_hpf
 from mitoseg_tf.slides.outputs import write_slide_outputs
 from mitoseg_tf.slides.reader import dicom_series, is_slide_file, open_slide
 from mitoseg_tf.slides.tiles import ResumeState, plan_tiles, stream_tiles, to_level0, write_atomic
 from mitoseg_tf.slides.tissue import DEFAULT_TISSUE_MPP, detect_tissue
 
-DEFAULT_TILE = 1024
-DEFAULT_MARGIN = 128
+if TYPE_CHECKING:  # annotations only: detector imports this module's caller, not the other way round
+    from mitoseg_tf.detector import Detector
+
+DEFAULT_TILE = DEFAULT_SLIDE_TILE  # the names this module has always exported
+DEFAULT_MARGIN = DEFAULT_SLIDE_MARGIN
 SUMMARY_FILE = "summary.csv"
 SUMMARY_COLUMNS = (
     "slide",
@@ -148,26 +161,26 @@ def _check_options(hotspots, prefetch, hotspot_options):
 
 
 def predict_slide(
-    detector,
-    path,
+    detector: "Detector",
+    path: str | os.PathLike,
     *,
-    mpp=None,
-    out_dir=None,
-    resume=False,
-    tile=DEFAULT_TILE,
-    margin=DEFAULT_MARGIN,
-    hpf10_area_mm2=None,
-    field_diameter_mm=None,
-    hotspot_area_mm2=None,
-    hotspot_fields=None,
-    hotspot_shape="square",
-    hotspot_min_tissue=MIN_TISSUE_FRACTION,
-    hotspots=1,
-    tissue_mpp=DEFAULT_TISSUE_MPP,
-    prefetch=4,
-    progress=True,
-    state_every_s=10.0,
-):
+    mpp: float | None = None,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    tile: int = DEFAULT_TILE,
+    margin: int = DEFAULT_MARGIN,
+    hpf10_area_mm2: float | None = None,
+    field_diameter_mm: float | None = None,
+    hotspot_area_mm2: float | None = None,
+    hotspot_fields: float | None = None,
+    hotspot_shape: str = DEFAULT_HOTSPOT_SHAPE,
+    hotspot_min_tissue: float = DEFAULT_HOTSPOT_MIN_TISSUE,
+    hotspots: int = DEFAULT_HOTSPOTS,
+    tissue_mpp: float = DEFAULT_TISSUE_MPP,
+    prefetch: int = DEFAULT_SLIDE_PREFETCH,
+    progress: bool = True,
+    state_every_s: float = DEFAULT_STATE_EVERY_S,
+) -> "SlideResult":
     """Run ``detector`` over the tissue of the slide at ``path``; returns a ``SlideResult``.
 
     Args:
@@ -195,6 +208,15 @@ def predict_slide(
         prefetch: tiles read ahead on the background thread (memory bound).
         progress: tqdm bar over tiles (shown only on a terminal); False: never.
         state_every_s: seconds between writes of the resume state.
+
+    Returns:
+        The ``SlideResult``: figures in level-0 pixels, tissue area, hotspots,
+        counts and the paths of the files written.
+
+    Raises:
+        ValueError: an option out of range, ``resume`` without ``out_dir``, an
+            unreadable resume state, or a slide with no pixel size (give ``mpp``).
+        OSError: the slide cannot be opened or read.
 
     Tiles without tissue never reach the network. A slide with no tissue
     gives an empty result (count 0, tissue area 0, no hotspot, per_mm2 None),

@@ -16,8 +16,8 @@ import math
 import cv2
 import numpy as np
 
-# Microns per mask pixel: a 1024-px tile at 0.25 um/px spans 32 mask pixels, enough to skip glass between tissue.
-DEFAULT_TISSUE_MPP = 8.0
+from mitoseg_tf.defaults import DEFAULT_TISSUE_MPP
+
 # Saturation (0-255) bounds on Otsu's threshold; pale H&E stays above 20, glass and dust below.
 MIN_SATURATION, MAX_SATURATION = 20, 60
 WHITE_LEVEL = 220  # darkest channel above this: glass
