@@ -15,9 +15,12 @@ import importlib
 import inspect
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mitoseg_tf.zoo.pretrained import checked_path, resolve_arguments
+
+if TYPE_CHECKING:  # annotations only: listing the zoo must not import Keras
+    import keras
 
 _REGISTRY: dict[str, "ModelCard"] = {}
 
@@ -150,13 +153,30 @@ def register(
     return decorator
 
 
-def list_models(pattern="*"):
-    """Registered names matching a shell-style wildcard, sorted."""
+def list_models(pattern: str = "*") -> list[str]:
+    """The registered model names that match a shell-style wildcard.
+
+    Args:
+        pattern: an ``fnmatch`` wildcard, case-sensitive, e.g. ``"unet*"``.
+
+    Returns:
+        The matching names, sorted; empty when none matches.
+    """
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
 
 
-def get_card(name) -> ModelCard:
-    """The card of a registered model; unknown names raise ValueError listing the valid ones."""
+def get_card(name: str) -> ModelCard:
+    """The card of a registered model: its builder, defaults, summary, reference and parameter count.
+
+    Args:
+        name: a registered name (see ``list_models``).
+
+    Returns:
+        The model's ``ModelCard``.
+
+    Raises:
+        ValueError: ``name`` is not registered; the message lists close matches and every registered name.
+    """
     if name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -164,13 +184,25 @@ def get_card(name) -> ModelCard:
     return _REGISTRY[name]
 
 
-def build(name, weights=None, **overrides):
+def build(name: str, weights: str | None = None, **overrides: Any) -> "keras.Model":
     """Build a registered model; ``overrides`` replace its default arguments.
 
-    ``weights``: None (random initialisation), the tag of weights shipped with
-    the package (``"monuseg"``, ``"mitosis"``; see ``pretrained.available_weights``),
-    which also fixes the architecture arguments they were trained with, or the
-    path of a ``.weights.h5`` file for a model built with ``overrides``.
+    Args:
+        name: a registered name (see ``list_models``).
+        weights: None (random initialisation), the tag of weights shipped with
+            the package (``"monuseg"``, ``"mitosis"``; see ``pretrained.available_weights``),
+            which also fixes the architecture arguments they were trained with, or the
+            path of a ``.weights.h5`` file for a model built with ``overrides``.
+        **overrides: builder arguments that replace the card's defaults
+            (``base_filters``, ``input_shape``, ...).
+
+    Returns:
+        The Keras model, uncompiled.
+
+    Raises:
+        ValueError: an unknown name, an argument the builder does not take, a
+            bad argument value, or a weights tag that does not ship.
+        FileNotFoundError: ``weights`` names a ``.weights.h5`` file that does not exist.
 
     Example:
         >>> model = build("mcsa_unet", base_filters=8, input_shape=(64, 64, 3))

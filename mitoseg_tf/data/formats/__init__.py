@@ -4,6 +4,10 @@ One module per format; each exposes ``NAME``, ``DESCRIPTION``, ``EXPECTED``
 (the layout it reads) and ``read(data_dir, **options)``.
 """
 
+import os
+from types import ModuleType
+from typing import Any
+
 from mitoseg_tf.data.formats import (
     amibr,
     folder,
@@ -19,8 +23,12 @@ from mitoseg_tf.data.formats.record import Record, load_example, mask_centroids
 FORMATS = {m.NAME: m for m in (folder, mitos12, mitos_atypia14, tupac16, midog, amibr, monuseg, voc)}
 
 
-def get_format(name):
-    """The reader module of dataset ``name``; ValueError listing the known names otherwise."""
+def get_format(name: str) -> ModuleType:
+    """The reader module of dataset ``name`` (its ``NAME``, ``DESCRIPTION``, ``EXPECTED`` and ``read``).
+
+    Raises:
+        ValueError: an unknown name; the message lists the known ones.
+    """
     if name not in FORMATS:
         import difflib
 
@@ -30,8 +38,20 @@ def get_format(name):
     return FORMATS[name]
 
 
-def read_records(name, data_dir, **options):
-    """Parse dataset ``name`` under ``data_dir`` (no pixels decoded)."""
+def read_records(name: str, data_dir: str | os.PathLike, **options: Any) -> list[Record]:
+    """Parse dataset ``name`` under ``data_dir`` (no pixels decoded).
+
+    Args:
+        name: a dataset of ``FORMATS`` (``mitoseg datasets list``).
+        data_dir: the folder holding the files you obtained.
+        **options: the format's ``read`` options (``mpp``, ...).
+
+    Returns:
+        One ``Record`` per labelled image.
+
+    Raises:
+        ValueError: an unknown name, or what the format's ``read`` raises.
+    """
     return get_format(name).read(data_dir, **options)
 
 

@@ -16,6 +16,7 @@ option ``mpp`` (a recipe's ``data_options: {mpp: ...}``) says otherwise.
 
 import csv
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -84,12 +85,31 @@ def _crops(folders):
     return found
 
 
-def read(data_dir, *, crop_size=128, extra_dirs=(), mpp=None):
+def read(
+    data_dir: str | os.PathLike,
+    *,
+    crop_size: int = 128,
+    extra_dirs: Sequence[str | os.PathLike] = (),
+    mpp: float | None = None,
+) -> list[Record]:
     """Records of the crops in ``data_dir`` and ``extra_dirs`` (the crops shared in parts, e.g. ``amibr_rest/``).
 
     Each folder holds ``patches/{normal,atypical}/`` and may hold ``AMI-BR.csv``
     (at least one must); the tables are merged, so one full table describes the
-    crops of every folder. ``mpp``: every crop's pixel size (default: ``MPP``, assumed).
+    crops of every folder.
+
+    Args:
+        data_dir: the first folder of crops.
+        crop_size: the side of every crop, pixels.
+        extra_dirs: further folders of crops.
+        mpp: every crop's pixel size; None: ``MPP``, assumed.
+
+    Returns:
+        One ``Record`` per crop, no pixels decoded.
+
+    Raises:
+        ValueError: a folder lacks the layout, a table is malformed (the
+            message names it), or no crop is found.
     """
     mpp = reader_mpp(mpp, NAME, MPP)
     folders = [data_dir, *extra_dirs]

@@ -29,12 +29,22 @@ def _subfolder(data_dir, names, what):
     raise FileNotFoundError(f"{NAME}: {data_dir} has no {what} folder; expected one of {', '.join(names)}.")
 
 
-def read(data_dir, *, mpp=None, slide_pattern=None):
+def read(data_dir: str | os.PathLike, *, mpp: float | None = None, slide_pattern: str | None = None) -> list[Record]:
     """Records of the folder layout; every image needs its mask and every mask its image.
 
-    ``slide_pattern``: a regex whose first group (or whole match) names the slide
-    of an image from its file name, so splits keep a slide's images together;
-    default: each image is its own slide. ``mpp``: every image's pixel size (default: ``DEFAULT_MPP``).
+    Args:
+        data_dir: the folder (``EXPECTED`` says the layout).
+        mpp: every image's pixel size; None: ``DEFAULT_MPP``.
+        slide_pattern: a regex whose first group (or whole match) names the slide
+            of an image from its file name, so splits keep a slide's images
+            together; None: each image is its own slide.
+
+    Returns:
+        One ``Record`` per image, no pixels decoded.
+
+    Raises:
+        ValueError: an image without its mask or a mask without its image, a
+            bad ``slide_pattern``, or no image at all.
     """
     mpp = reader_mpp(mpp, NAME, DEFAULT_MPP)
     check_manual_dir(data_dir, NAME, EXPECTED)

@@ -96,8 +96,20 @@ def _database_path(data_dir):
     return os.path.join(data_dir, candidates[0])
 
 
-def read(data_dir, *, mpp=None):
-    """Records of the images the JSON lists and the folder holds; ``mpp``: every image's (default: ``MPP``, assumed)."""
+def read(data_dir: str | os.PathLike, *, mpp: float | None = None) -> list[Record]:
+    """Records of the images the JSON lists and the folder holds.
+
+    Args:
+        data_dir: the folder holding the files you obtained (``EXPECTED`` says the layout).
+        mpp: every image's microns per pixel; None: ``MPP``, assumed.
+
+    Returns:
+        One ``Record`` per labelled image, no pixels decoded.
+
+    Raises:
+        ValueError: the folder lacks the layout, a file is malformed (the
+            message names it), or no labelled image is found.
+    """
     check_manual_dir(data_dir, NAME, EXPECTED)
     mpp = reader_mpp(mpp, NAME, MPP)
     db = read_database(_database_path(data_dir))

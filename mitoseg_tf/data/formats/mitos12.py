@@ -62,8 +62,20 @@ def read_centre_list(path):
     return {k: np.asarray(v, np.float32) for k, v in points.items()}
 
 
-def read(data_dir, *, mpp=None):
-    """Records of either layout; ``mpp``: microns per pixel of every image (default: its scanner's)."""
+def read(data_dir: str | os.PathLike, *, mpp: float | None = None) -> list[Record]:
+    """Records of either layout (``EXPECTED``).
+
+    Args:
+        data_dir: the folder holding the files you obtained (``EXPECTED`` says the layout).
+        mpp: every image's microns per pixel; None: its scanner's.
+
+    Returns:
+        One ``Record`` per labelled image, no pixels decoded.
+
+    Raises:
+        ValueError: the folder lacks the layout, a file is malformed (the
+            message names it), or no labelled image is found.
+    """
     check_manual_dir(data_dir, NAME, EXPECTED)
     meta = functools.partial(scanner_meta, name=NAME, mpps=MPP, scanners=SCANNERS, mpp=reader_mpp(mpp, NAME))
     centre_list = os.path.join(data_dir, "mitoses.csv")

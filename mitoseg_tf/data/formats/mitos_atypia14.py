@@ -68,8 +68,21 @@ def read_point_list(path):
     return {k: np.asarray(v, np.float32) for k, v in points.items()}
 
 
-def read(data_dir, *, min_confidence=0.0, mpp=None):
-    """Records of either layout; ``mpp``: microns per pixel of every frame (default: its scanner's)."""
+def read(data_dir: str | os.PathLike, *, min_confidence: float = 0.0, mpp: float | None = None) -> list[Record]:
+    """Records of either layout (``EXPECTED``).
+
+    Args:
+        data_dir: the folder holding the files you obtained.
+        min_confidence: points whose confidence (a frame CSV's third column) is below this are left out.
+        mpp: every frame's microns per pixel; None: its scanner's.
+
+    Returns:
+        One ``Record`` per labelled frame, no pixels decoded.
+
+    Raises:
+        ValueError: the folder lacks the layout, a file is malformed (the
+            message names it), or no labelled frame is found.
+    """
     check_manual_dir(data_dir, NAME, EXPECTED)
     meta = functools.partial(scanner_meta, name=NAME, mpps=MPP, scanners=SCANNERS, mpp=reader_mpp(mpp, NAME))
     images = find_files(data_dir, IMAGE_SUFFIXES)

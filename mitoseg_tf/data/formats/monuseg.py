@@ -58,7 +58,20 @@ def read_xml(path):
     return polygons, check_mpp(value, f"{path} (MicronsPerPixel)")
 
 
-def read(data_dir, *, mpp=None):
+def read(data_dir: str | os.PathLike, *, mpp: float | None = None) -> list[Record]:
+    """Records of the MoNuSeg images, each with its mask PNG or its XML outlines.
+
+    Args:
+        data_dir: the folder holding the files you obtained (``EXPECTED`` says the layout).
+        mpp: every image's microns per pixel; None: the pixel size the XML states, else ``MPP``.
+
+    Returns:
+        One ``Record`` per labelled image, no pixels decoded.
+
+    Raises:
+        ValueError: the folder lacks the layout, a file is malformed (the
+            message names it), or no labelled image is found.
+    """
     check_manual_dir(data_dir, NAME, EXPECTED)
     given = reader_mpp(mpp, NAME)
     image_dir = os.path.join(data_dir, "images")

@@ -63,8 +63,20 @@ def _images(data_dir):
     return found
 
 
-def read(data_dir, *, mpp=None):
-    """Records of every labelled frame whose image is present; ``mpp``: every frame's (default: ``MPP``)."""
+def read(data_dir: str | os.PathLike, *, mpp: float | None = None) -> list[Record]:
+    """Records of every labelled frame whose image is present.
+
+    Args:
+        data_dir: the folder holding the files you obtained (``EXPECTED`` says the layout).
+        mpp: every image's microns per pixel; None: ``MPP``.
+
+    Returns:
+        One ``Record`` per labelled image, no pixels decoded.
+
+    Raises:
+        ValueError: the folder lacks the layout, a file is malformed (the
+            message names it), or no labelled image is found.
+    """
     check_manual_dir(data_dir, NAME, EXPECTED)
     mpp = reader_mpp(mpp, NAME, MPP)
     mitoses, negatives = _labels(data_dir, MITOSES), _labels(data_dir, NON_MITOSES)

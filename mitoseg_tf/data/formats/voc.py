@@ -35,6 +35,7 @@ without figures), a class outside the lists, a frame of another size than the pr
 import os
 import re
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -178,21 +179,34 @@ def _options(preset, **given):
 
 
 def read(
-    data_dir,
+    data_dir: str | os.PathLike,
     *,
-    mpp=None,
-    preset=None,
-    masks="disk",
-    figure_classes=None,
-    negative_classes=None,
-    slide_pattern=None,
-    box_size=None,
-    missing_annotation="error",
-    frame_size=None,
-):
-    """Records of a VOC folder; see the module doc for the options.
+    mpp: float | None = None,
+    preset: str | None = None,
+    masks: str = "disk",
+    figure_classes: Sequence[str] | None = None,
+    negative_classes: Sequence[str] | None = None,
+    slide_pattern: str | None = None,
+    box_size: float | None = None,
+    missing_annotation: str = "error",
+    frame_size: tuple[int, int] | None = None,
+) -> list[Record]:
+    """Records of a VOC folder.
 
-    ``frame_size``: (height, width) every image must have (a preset's by default).
+    Args:
+        data_dir: the folder (``EXPECTED`` says the layout).
+        mpp, preset, masks, figure_classes, negative_classes, slide_pattern,
+            box_size, missing_annotation: see the module docstring; None takes
+            the preset's value, else the module's default.
+        frame_size: (height, width) every image must have (a preset's by default).
+
+    Returns:
+        One ``Record`` per image, no pixels decoded.
+
+    Raises:
+        ValueError: the folder lacks the layout, an XML file is malformed or
+            names an unknown class (the message names it), an image is missing
+            its annotation (unless ``missing_annotation`` allows it), or no image is found.
     """
     check_manual_dir(data_dir, NAME, EXPECTED)
     o = _options(
