@@ -270,7 +270,7 @@ def test_x_png_and_x_jpg_keep_their_own_outputs(tmp_path):
     Image.new("RGB", (24, 24), (0, 0, 0)).save(folder / "y.png")
     predict_files(_Detector(set(), None), str(folder), mpp=0.25, out_dir=str(tmp_path / "o"))
     written = sorted(os.listdir(tmp_path / "o"))
-    assert {"x.png.geojson", "x.jpg.geojson", "y.geojson", "x.png_overlay.png", "x.jpg_overlay.png"} <= set(written)
+    assert {"x.png.geojson", "x.jpg.geojson", "y.geojson", "x.png_overlay.jpg", "x.jpg_overlay.jpg"} <= set(written)
     assert "x.geojson" not in written
 
 

@@ -13,20 +13,37 @@ DEFAULT_MIN_AREA_UM2 = 5.0
 class Figure:
     """One detected mitotic figure, in pixel coordinates of the image it came from.
 
-    ``centroid`` is (row, col) in pixel indices (pixel centres at integers,
-    the convention of point labels). ``polygon`` is a closed ring (first ==
-    last) of (x, y) vertices tracing the component's outer boundary in image
-    coordinates where pixel (row, col) covers [col, col + 1) x [row, row + 1)
-    (QuPath's and most viewers' convention), so every vertex lies within
-    [0, width] x [0, height].
+    Positions follow one convention, (x, y), in the frame where pixel (row,
+    col) covers [col, col + 1) x [row, row + 1) (QuPath's and most viewers'):
+    ``xy`` is the centroid there, ``polygon`` is a closed ring (first == last)
+    of (x, y) vertices tracing the component's outer boundary, so every vertex
+    lies within [0, width] x [0, height]; ``positions_um()`` of a prediction is
+    ``xy`` times the pixel size, and the CSV, GeoJSON and picture labels the
+    package writes use the same numbers.
+
+    ``row_col`` is the centroid as a NumPy index (row, col), pixel centres at
+    integers, for indexing arrays: ``xy == (col + 0.5, row + 0.5)``. The
+    stored field ``centroid`` holds that (row, col) index; it keeps its name so
+    existing code and cached tiles still load, but new code should say
+    ``row_col`` or ``xy``.
     """
 
-    centroid: tuple
+    centroid: tuple  # (row, col) array index; read it as ``row_col``
     area_px: int
     area_um2: float
     score: float
     polygon: tuple
     bbox: tuple  # (min_row, min_col, max_row, max_col), max exclusive
+
+    @property
+    def row_col(self):
+        """The centroid as a NumPy index (row, col), pixel centres at integers."""
+        return (float(self.centroid[0]), float(self.centroid[1]))
+
+    @property
+    def xy(self):
+        """The centroid as (x, y) pixels from the image's top-left corner, the frame of ``polygon`` and GeoJSON."""
+        return (float(self.centroid[1]) + 0.5, float(self.centroid[0]) + 0.5)
 
 
 def _outline(component_mask):

@@ -38,9 +38,8 @@ def figures_to_geojson(figures, *, class_name=CLASS_NAME, color=CLASS_COLOR):
                         "area_um2": float(figure.area_um2),
                     },
                     "score": float(figure.score),
-                    # the polygon's frame: pixel (row, col) spans [col, col + 1) x [row, row + 1)
-                    "centroid_x": float(figure.centroid[1]) + 0.5,
-                    "centroid_y": float(figure.centroid[0]) + 0.5,
+                    "centroid_x": figure.xy[0],
+                    "centroid_y": figure.xy[1],
                 },
             }
         )

@@ -46,8 +46,8 @@ def check_out_dir(out_dir, inputs=(), option="--out"):
 def output_stems(files):
     """The name each file's outputs start with: its name without the suffix, or with it where two share a stem.
 
-    ``x.png`` and ``x.jpg`` in one folder write ``x.png_overlay.png`` and
-    ``x.jpg_overlay.png`` instead of overwriting one ``x_overlay.png``. Two
+    ``x.png`` and ``x.jpg`` in one folder write ``x.png_overlay.jpg`` and
+    ``x.jpg_overlay.jpg`` instead of overwriting one ``x_overlay.jpg``. Two
     inputs of the same file name (from two folders) are an error.
     """
     names = [os.path.basename(p) for p in files]

@@ -2,22 +2,46 @@
 
 Per image ``NAME`` in the output folder:
 ``NAME_probability.png`` (probability x 255), ``NAME_mask.png`` (0 / 255),
-``NAME_overlay.png`` (full size, each figure circled with its score),
-``NAME_overview.png`` (the overlay shrunk to a screen, for big fields),
-``NAME_gallery.png`` (every kept figure's crop, best first: how pathologists
-review candidates) and ``NAME.geojson`` (QuPath detections of the detector's
-class, "Mitosis" or "Nucleus"; its top-level ``mpp`` and ``mpp_source`` say
-which pixel size was used and where it came from, as counts.csv's columns do).
+``NAME_overlay.jpg`` (full size, each figure ringed and labelled "#number
+score", the count in a corner), ``NAME_overview.jpg`` (the same shrunk to at
+most 1280 px, for a screen), ``NAME_gallery.jpg`` (every kept figure's crop
+in number order, its number, score and (x, y) beneath: how pathologists review
+candidates), ``NAME_figures.csv`` (one row per figure: number, x, y in pixels
+and microns, score, area), ``NAME_labels.json`` (where each number is written
+on the overlay, overview and gallery, for tools that link the pictures) and
+``NAME.geojson`` (QuPath detections of the detector's class, "Mitosis" or
+"Nucleus"; its top-level ``mpp`` and ``mpp_source`` say which pixel size was
+used and where it came from, as counts.csv's columns do).
+
+Positions are (x, y) from the image's top-left corner, pixel (row, col)
+covering [col, col + 1) x [row, row + 1): ``Figure.xy``, and microns are those
+times ``mpp``. The maps stay PNG (lossless values); the pictures are JPEG,
+since a PNG of a stained 2084 px field is 9 MB of photographic noise.
 """
 
+import json
 import os
 
 import numpy as np
 from PIL import Image
 
 from mitoseg_tf.detection.counting import DEFAULT_HPF10_AREA_MM2
-from mitoseg_tf.detection.drawing import class_colour, draw_figures, gallery, overview
+from mitoseg_tf.detection.drawing import (
+    class_colour,
+    draw_figures,
+    gallery,
+    number_figures,
+    overview,
+    save_picture,
+)
 from mitoseg_tf.detection.geojson import write_geojson
+from mitoseg_tf.detection.table import write_figures_csv
+
+LABELS_ABOUT = (
+    "number: the figure's number in NAME_figures.csv and on every picture; x, y: its centroid in pixels from the "
+    "top-left corner, in the picture's pixels (the gallery: in the image's, as its captions say); box: x0, y0, x1, y1 "
+    "in the picture's pixels of the number's lettering (the gallery: of the figure's crop)"
+)
 
 COUNT_COLUMNS = (
     "image",
@@ -45,15 +69,29 @@ def write_prediction(prediction, image, out_dir, stem):
         Image.fromarray(np.round(np.clip(probability, 0, 1) * 255).astype(np.uint8)).save(paths["probability"])
         paths["mask"] = base + "_mask.png"
         Image.fromarray((probability > prediction.settings.pixel_threshold).astype(np.uint8) * 255).save(paths["mask"])
-    figures = list(prediction.figures)
-    pictures = {
-        "overlay": draw_figures(image, figures, class_name=prediction.object_class),
-        "overview": overview(image, figures, class_name=prediction.object_class),
-        "gallery": gallery(image, figures),
+    figures = number_figures(prediction.figures)
+    kind = prediction.object_class
+    numbers = range(1, len(figures) + 1)
+    overlay, overlay_labels = draw_figures(image, figures, class_name=kind, numbers=numbers, return_labels=True)
+    small, overview_labels = overview(image, figures, class_name=kind, return_labels=True)
+    crops, gallery_labels = gallery(image, figures, class_name=kind, return_labels=True)
+    labels = {
+        "count": len(figures),
+        "object_class": kind,
+        "about": LABELS_ABOUT,
     }
-    for kind, picture in pictures.items():
-        paths[kind] = f"{base}_{kind}.png"
-        Image.fromarray(picture).save(paths[kind])
+    for name, picture, drawn in (
+        ("overlay", overlay, overlay_labels),
+        ("overview", small, overview_labels),
+        ("gallery", crops, gallery_labels),
+    ):
+        paths[name] = save_picture(picture, f"{base}_{name}.jpg")
+        labels[name] = {"file": os.path.basename(paths[name]), "size": list(picture.shape[1::-1]), "labels": drawn}
+    paths["figures_csv"] = base + "_figures.csv"
+    write_figures_csv(figures, prediction.mpp, paths["figures_csv"])
+    paths["labels"] = base + "_labels.json"
+    with open(paths["labels"], "w") as fh:
+        json.dump(labels, fh, indent=1)
     paths["geojson"] = base + ".geojson"
     write_geojson(
         figures,

@@ -5,10 +5,13 @@ so slides that differ only by suffix (``a.svs``, ``a.tif``) keep their files apa
 
 - ``NAME.geojson``: every figure as a QuPath detection of the detector's class
   and each hotspot window (square or circle) as a QuPath annotation ("Hotspot 1", ...);
-- ``NAME_figures.csv``: one row per figure: x, y in pixels and in microns, score, area;
-- ``NAME_thumbnail.png``: the slide shrunk, tissue outlined, figures ringed in
-  their class's colour, hotspots outlined in yellow with their count;
-- ``NAME_heatmap.png``: figures per mm^2 smoothed over a field (0.25 mm), over the thumbnail;
+- ``NAME_figures.csv``: one row per figure, numbered best score first: x, y in
+  pixels and in microns (``Figure.xy``; microns are pixels times mpp), score, area;
+- ``NAME_thumbnail.jpg``: the slide shrunk to at most 1280 px, tissue outlined,
+  figures ringed in their class's colour, hotspots outlined in yellow with
+  their count, the slide's count in a corner;
+- ``NAME_heatmap.jpg``: figures per mm^2 smoothed over a field (0.25 mm), over
+  the thumbnail, with the count and the peak density;
 - ``NAME_tissue.png``: the tissue mask (255 = tissue) at its own resolution;
 - ``NAME_summary.json``: ``SlideResult.summary()`` as one JSON line.
 
@@ -16,23 +19,32 @@ All are written to temporary names and renamed at the end, so an error
 never leaves a half-written set.
 """
 
-import csv
 import json
 import math
 import os
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from mitoseg_tf.detection.drawing import class_colour
+from mitoseg_tf.detection.drawing import (
+    OVERVIEW_MAX_SIDE,
+    caption,
+    class_colour,
+    count_text,
+    font,
+    marker_style,
+    ring,
+    save_picture,
+)
 from mitoseg_tf.detection.geojson import annotation_feature, figures_to_geojson
+from mitoseg_tf.detection.table import write_figures_csv
 
-THUMBNAIL_SIZE = 2048
+# Sized like a field's overview: a 2048 px PNG thumbnail was 8 MB, more than a screen shows.
+THUMBNAIL_SIZE = OVERVIEW_MAX_SIDE
 HEATMAP_SIGMA_UM = 250.0  # half a 0.5-mm field: the scale at which a pathologist judges density
 TISSUE_COLOUR = (40, 40, 40)  # neutral: green and cyan are the classes' colours
 HOTSPOT_COLOUR = (255, 200, 0)
-FIGURE_COLUMNS = ("index", "x_px", "y_px", "x_um", "y_um", "score", "area_um2")
 
 
 def hotspot_features(result):
@@ -68,53 +80,54 @@ def slide_geojson(result):
     return collection
 
 
-def _figure_rows(result):
-    positions = result.positions_um()
-    for i, (figure, (x_um, y_um)) in enumerate(zip(result.figures, positions)):
-        yield {
-            "index": i,
-            "x_px": f"{figure.centroid[1]:.2f}",
-            "y_px": f"{figure.centroid[0]:.2f}",
-            "x_um": f"{x_um:.2f}",
-            "y_um": f"{y_um:.2f}",
-            "score": f"{figure.score:.4f}",
-            "area_um2": f"{figure.area_um2:.2f}",
-        }
-
-
 def _tissue_at(result, shape):
     return cv2.resize(result.tissue.mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
 
 
+def _slide_count(result):
+    """ "12 mitoses in 85.3 mm^2 of tissue": the count every slide picture carries."""
+    return f"{count_text(result.count, result.object_class)} in {result.tissue_area_mm2:.3g} mm^2 of tissue"
+
+
+def _thumbnail_points(result, downsample):
+    """Each figure's (x, y) in the thumbnail's pixels (the frame of ``Figure.xy``, shrunk)."""
+    return [(x / downsample, y / downsample) for x, y in (f.xy for f in result.figures)]
+
+
 def draw_thumbnail(result, thumbnail, downsample):
-    """``thumbnail`` (level 0 shrunk by ``downsample``) with tissue outline, figures and hotspots drawn."""
-    picture = np.ascontiguousarray(thumbnail.copy())
-    contours, _ = cv2.findContours(_tissue_at(result, picture.shape), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(picture, contours, -1, TISSUE_COLOUR, 2)
+    """``thumbnail`` (level 0 shrunk by ``downsample``) with tissue outline, figures, hotspots and the count."""
+    picture = Image.fromarray(np.ascontiguousarray(thumbnail))
+    draw = ImageDraw.Draw(picture)
+    # cv2 only finds the outline; PIL draws it, as it draws every other picture in the package.
+    contours, _ = cv2.findContours(_tissue_at(result, thumbnail.shape), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    for contour in contours:
+        points = [tuple(map(float, p)) for p in contour.reshape(-1, 2)]
+        draw.line(points + points[:1], fill=TISSUE_COLOUR, width=2)
     colour = class_colour(result.object_class)
-    # Thousands of nuclei would merge into a blot as rings; dots keep the tissue visible.
-    radius, thickness = (6, 2) if result.object_class == "Mitosis" else (1, -1)
-    for figure in result.figures:
-        centre = (
-            int(round((figure.centroid[1] + 0.5) / downsample)),
-            int(round((figure.centroid[0] + 0.5) / downsample)),
-        )
-        cv2.circle(picture, centre, radius, colour, thickness, lineType=cv2.LINE_AA)
+    points = _thumbnail_points(result, downsample)
+    for x, y in points:
+        # PIL draws in pixel-index coordinates: the index of the pixel holding corner-frame x is x - 0.5.
+        if result.object_class == "Mitosis":
+            ring(draw, (y - 0.5, x - 0.5), 6, 2, colour)
+        else:
+            # Thousands of nuclei would merge into a blot as rings; dots keep the tissue visible.
+            draw.ellipse((x - 1.5, y - 1.5, x + 0.5, y + 0.5), fill=colour)
+    style = marker_style(thumbnail.shape)
+    lettering = font(style["font_size"])
     for rank, hot in enumerate(result.hotspots, start=1):
-        outline = np.array([(x / result.mpp / downsample, y / result.mpp / downsample) for x, y in hot.outline_um()])
-        cv2.polylines(picture, [np.round(outline).astype(np.int32)], True, HOTSPOT_COLOUR, 2, lineType=cv2.LINE_AA)
-        x0, y0 = (int(round(v / result.mpp / downsample)) for v in hot.bounds_um[:2])
-        cv2.putText(
-            picture,
-            f"#{rank}: {hot.count}",
-            (x0 + 3, max(12, y0 - 4)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.5,
-            HOTSPOT_COLOUR,
-            1,
-            cv2.LINE_AA,
+        outline = [(x / result.mpp / downsample, y / result.mpp / downsample) for x, y in hot.outline_um()]
+        draw.line(outline + outline[:1], fill=HOTSPOT_COLOUR, width=2)
+        x0, y0 = (v / result.mpp / downsample for v in hot.bounds_um[:2])
+        draw.text(
+            (x0 + 3, max(0, y0 - 4)),
+            f"hotspot {rank}: {hot.count}",
+            font=lettering,
+            fill=HOTSPOT_COLOUR,
+            anchor="ld",
+            stroke_width=2,
+            stroke_fill=(0, 0, 0),
         )
-    return picture
+    return caption(np.asarray(picture), _slide_count(result), avoid=points)
 
 
 def density_map(result, shape, downsample):
@@ -141,17 +154,8 @@ def draw_heatmap(result, thumbnail, downsample):
     picture = thumbnail.copy()
     picture[tissue] = (0.45 * thumbnail[tissue] + 0.55 * colour[tissue]).astype(np.uint8)
     noun = "mitoses" if result.object_class == "Mitosis" else "nuclei"
-    cv2.putText(
-        picture,
-        f"peak {peak:.3g} {noun} per mm^2 (blue 0, red peak)",
-        (8, 20),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        0.5,
-        (0, 0, 0),
-        1,
-        cv2.LINE_AA,
-    )
-    return picture
+    text = f"{_slide_count(result)}; peak {peak:.3g} {noun} per mm^2 (blue 0, red peak)"
+    return caption(picture, text, avoid=_thumbnail_points(result, downsample))
 
 
 def write_slide_outputs(result, slide, out_dir, stem):
@@ -162,8 +166,8 @@ def write_slide_outputs(result, slide, out_dir, stem):
     paths = {
         "geojson": base + ".geojson",
         "figures_csv": base + "_figures.csv",
-        "thumbnail": base + "_thumbnail.png",
-        "heatmap": base + "_heatmap.png",
+        "thumbnail": base + "_thumbnail.jpg",
+        "heatmap": base + "_heatmap.jpg",
         "tissue": base + "_tissue.png",
         "summary": base + "_summary.json",
     }
@@ -176,8 +180,10 @@ def write_slide_outputs(result, slide, out_dir, stem):
     geojson = slide_geojson(result)
 
     def writer(kind):
-        if kind in pictures:
+        if kind == "tissue":
             return lambda temp: Image.fromarray(pictures[kind]).save(temp, format="PNG")
+        if kind in pictures:
+            return lambda temp: save_picture(pictures[kind], temp)
         if kind == "geojson":
             return lambda temp: _dump_json(geojson, temp)
         if kind == "summary":
@@ -225,7 +231,4 @@ def _json_default(value):
 
 
 def _write_csv(result, path):
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIGURE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(_figure_rows(result))
+    write_figures_csv(result.figures, result.mpp, path)

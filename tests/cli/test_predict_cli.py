@@ -58,10 +58,14 @@ def test_predict_writes_maps_overlay_geojson_and_counts(checkpoint, tmp_path):
     assert mask[40, 40] == 255 and mask[0, 0] == 0 and mask[100, 100] == 255  # the speck is in the mask, not counted
     probability = np.asarray(Image.open(out / "a_probability.png"))
     assert probability[40, 40] == 255 and probability[0, 0] == 0
-    overlay = np.asarray(Image.open(out / "a_overlay.png"))
-    assert overlay.shape == (300, 260, 3) and (overlay != image).any()  # figures are marked
+    overlay = np.asarray(Image.open(out / "a_overlay.jpg"))
+    assert overlay.shape == (300, 260, 3) and (np.abs(overlay.astype(int) - image).max(axis=-1) > 60).any()
     for kind in ("overview", "gallery"):
-        assert np.asarray(Image.open(out / f"a_{kind}.png")).ndim == 3
+        assert np.asarray(Image.open(out / f"a_{kind}.jpg")).ndim == 3
+    with open(out / "a_figures.csv", newline="") as fh:
+        numbered = list(csv.DictReader(fh))
+    assert [r["number"] for r in numbered] == ["1", "2", "3", "4"]
+    assert float(numbered[0]["x_um"]) == pytest.approx(float(numbered[0]["x_px"]) * 0.25, abs=0.01)
     collection = json.loads((out / "a.geojson").read_text())
     validate_feature_collection(collection, image_shape=(300, 260))
     assert len(collection["features"]) == 4

@@ -110,11 +110,12 @@ def test_gallery_orders_by_score_and_has_one_cell_per_figure():
     tile = window * zoom
     assert picture.shape[1] == 2 * (tile + 4) + 4  # two columns
     # the centre pixel of each cell, left to right then down: best score first
-    title = picture.shape[0] - 2 * (tile + (max(12, tile // 8) + 8) + 4) - 4
+    label = drawing.gallery_label_height(max(12, tile // 8))
+    title = picture.shape[0] - 2 * (tile + label + 4) - 4
     centres = []
     for rank in range(3):
         r, c = divmod(rank, 2)
-        y = title + r * (tile + max(12, tile // 8) + 8 + 4) + tile // 2
+        y = title + r * (tile + label + 4) + tile // 2
         x = 4 + c * (tile + 4) + tile // 2
         centres.append(int(picture[y, x, 0]))
     assert centres == [200, 120, 60]
@@ -161,5 +162,31 @@ def test_bad_input_is_one_clear_error(call):
 
 
 def test_float_images_in_0_1_are_scaled():
-    picture = draw_figures(np.full((40, 40), 0.5, np.float32), [])
+    picture = draw_figures(np.full((40, 40), 0.5, np.float32), [], count=False)
     assert picture.shape == (40, 40, 3) and picture[0, 0, 0] == 128
+
+
+def test_a_figure_gives_its_centre_as_xy_and_as_an_array_index():
+    figure = _figure(30, 70, 0.5)
+    assert figure.xy == (70.5, 30.5) and figure.row_col == (30.0, 70.0)
+
+
+def test_numbers_follow_the_score_and_ties_read_top_to_bottom_then_left_to_right():
+    figures = [_figure(80, 10, 0.5), _figure(20, 90, 0.5), _figure(20, 30, 0.5), _figure(50, 50, 0.9)]
+    assert [f.row_col for f in drawing.number_figures(figures)] == [(50, 50), (20, 30), (20, 90), (80, 10)]
+
+
+def test_overlay_overview_and_gallery_share_numbers_and_say_the_count():
+    image = _grey(400)
+    figures = [_figure(300, 300, 0.5), _figure(100, 250, 0.5), _figure(200, 80, 0.9)]
+    picture, overlay = draw_figures(image, figures, return_labels=True)
+    _, small = overview(image, figures, max_side=200, return_labels=True)
+    _, crops = gallery(image, figures, return_labels=True)
+    expected = {1: (80.5, 200.5), 2: (250.5, 100.5), 3: (300.5, 300.5)}
+    assert {label["number"]: (label["x"], label["y"]) for label in overlay} == expected
+    assert {label["number"]: (label["x"], label["y"]) for label in crops} == expected
+    assert [label["text"] for label in crops][1] == "#2 0.50\nx 250, y 100"
+    assert {label["number"]: label["text"] for label in small} == {label["number"]: label["text"] for label in overlay}
+    # the count: white letters on a black box in the top-left corner, where no figure lies
+    corner = picture[:20, :60]
+    assert (corner == 0).all(axis=-1).sum() > 100 and (corner > 200).all(axis=-1).sum() > 10

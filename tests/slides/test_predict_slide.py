@@ -112,14 +112,19 @@ def test_outputs_geojson_csv_pictures_and_summary(synthetic, tmp_path):
     )
     with open(result.outputs["figures_csv"]) as fh:
         rows = list(csv.DictReader(fh))
+    # one frame for pixels and microns (Figure.xy): microns are pixels times mpp
     assert len(rows) == result.count and float(rows[0]["x_um"]) == pytest.approx(
-        float(rows[0]["x_px"]) * 0.25 + 0.125, abs=0.01
+        float(rows[0]["x_px"]) * 0.25, abs=0.01
     )
+    assert [int(r["number"]) for r in rows] == list(range(1, result.count + 1))
     with open(result.outputs["summary"]) as fh:
         summary = json.loads(fh.readline())
     assert summary["count"] == result.count and summary["hotspot_count"] == hot.count
     for kind in ("thumbnail", "heatmap", "tissue"):
         assert Image.open(result.outputs[kind]).size[0] > 10
+    for kind in ("thumbnail", "heatmap"):
+        with Image.open(result.outputs[kind]) as picture:
+            assert picture.format == "JPEG" and max(picture.size) <= outputs_module.THUMBNAIL_SIZE
     assert not [n for n in os.listdir(out) if ".partial" in n]
 
 
