@@ -47,6 +47,7 @@ def test_the_last_epoch_says_no_time_left_and_metrics_can_be_left_to_keras(monke
 def test_fit_prints_one_plain_line_per_epoch_when_stdout_is_not_a_terminal(capsys):
     model = _tiny()
     compile_model(model)
+    model.run_eagerly = True  # the printed lines are under test, not the graph; tracing it costs most of a minute
     images = tf.random.uniform((4, 32, 32, 3), 0, 255, seed=1)
     masks = tf.cast(tf.random.uniform((4, 32, 32), 0, 2, tf.int32, seed=2), tf.int32)
     data = tf.data.Dataset.from_tensor_slices((images, masks)).batch(2).repeat()
