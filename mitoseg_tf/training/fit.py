@@ -3,6 +3,8 @@
 import math
 import os
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 
@@ -63,23 +65,23 @@ def monitor_key(model, metric="mitosis_dice", split="val"):
 
 
 def fit(
-    model,
-    train_data,
-    validation_data=None,
+    model: keras.Model,
+    train_data: Any,
+    validation_data: Any = None,
     *,
-    epochs,
-    steps_per_epoch=None,
-    validation_steps=None,
-    run_dir=None,
-    monitor="mitosis_dice",
-    mode="max",
-    tensorboard=False,
-    backup=True,
-    callbacks=(),
-    verbose="auto",
-    strategy=None,
-    resume=False,
-):
+    epochs: int,
+    steps_per_epoch: int | None = None,
+    validation_steps: int | None = None,
+    run_dir: str | os.PathLike | None = None,
+    monitor: str = "mitosis_dice",
+    mode: str = "max",
+    tensorboard: bool = False,
+    backup: bool = True,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: str | int = "auto",
+    strategy: Any = None,
+    resume: bool = False,
+) -> keras.callbacks.History:
     """Train a compiled zoo model.
 
     With ``run_dir``, writes ``best.keras`` (whenever the monitored validation
@@ -89,72 +91,44 @@ def fit(
     continues from after the process was killed (optimizer, EMA, data
     position, best value; see ``training.resume``; kept when training completes).
 
-    ``strategy``: a ``tf.distribute`` strategy from ``distribute.make_strategy``
-    under whose ``distribute.scope`` the model was built and compiled; each
-    batch of ``train_data`` is then the global batch, split over the replicas,
-    and only the chief writes ``run_dir``.
+    Args:
+        model: a zoo model compiled by ``compile_model``.
+        train_data, validation_data: ``tf.data`` pipelines of (images, targets) batches.
+        epochs: epochs in all (a resumed run continues up to this many).
+        steps_per_epoch, validation_steps: batches per epoch (None: the whole pipeline).
+        run_dir: the run folder written; None: nothing is written.
+        monitor, mode: the validation metric that picks ``best.keras``, and whether higher is better.
+        tensorboard: also write TensorBoard logs.
+        backup: save the resume state at every epoch end.
+        callbacks: extra Keras callbacks, after the run's own.
+        verbose: ``"auto"``: Keras' progress bar plus the time left after each
+            epoch on a terminal or in a notebook; elsewhere (a log file, CI) one
+            plain line per epoch with its metrics and the time left. Else Keras' own.
+        strategy: a ``tf.distribute`` strategy from ``distribute.make_strategy``
+            under whose ``distribute.scope`` the model was built and compiled; each
+            batch of ``train_data`` is then the global batch, split over the
+            replicas, and only the chief writes ``run_dir``.
+        resume: continue ``run_dir`` from its last completed epoch.
 
-    ``verbose="auto"``: Keras' progress bar plus the time left after each
-    epoch on a terminal or in a notebook; elsewhere (a log file, CI) one plain
-    line per epoch with its metrics and the time left.
+    Returns:
+        The Keras ``History``.
 
-    A NaN or infinite loss ends training with ``NonFiniteLoss`` (a ValueError)
-    at that batch, before the epoch can be checkpointed.
-
-    Returns the Keras ``History``.
+    Raises:
+        NonFiniteLoss: (a ValueError) the loss became NaN or infinite; training
+            ends at that batch, before the epoch can be checkpointed.
+        ValueError: an uncompiled model, a bad ``epochs``, ``resume`` without
+            ``run_dir`` and ``backup``, or a strategy the model was not built under.
     """
-    if not getattr(model, "compiled", False):
-        raise ValueError("fit: compile the model first (mitoseg_tf.training.compile_model).")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"fit: epochs must be a positive integer; got {epochs!r}.")
-    if resume and (run_dir is None or not backup):
-        raise ValueError("fit: resume=True needs run_dir (the folder of the run to continue) and backup=True.")
-    if strategy is not None and keras.backend.backend() != "tensorflow":
-        raise ValueError(
-            f"fit: strategy= is tf.distribute, for the TensorFlow backend; on {keras.backend.backend()} use "
-            "keras.distribution.DataParallel (docs/distributed.md)."
-        )
-    if strategy is not None and getattr(model, "_distribute_strategy", None) is not strategy:
-        raise ValueError(
-            "fit: build and compile the model inside distribute.scope(strategy) of the strategy passed to fit."
-        )
+    _check_fit(model, epochs, run_dir, backup, strategy, resume)
     with distribute.writable_dir(run_dir, strategy) as write_dir:
-        cbs, swap, best, state = [], None, None, None
-        if getattr(model.optimizer, "use_ema", False):
-            # Must come before the checkpoint so validation and saving see the EMA weights.
-            swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
-            cbs.append(swap)
-        cbs.append(StopOnNonFiniteLoss())  # before the checkpoint: a NaN epoch never reaches it
-        if write_dir is not None:
-            os.makedirs(write_dir, exist_ok=True)
-            if validation_data is not None:
-                best = BestCheckpoint(os.path.join(write_dir, BEST_CHECKPOINT), monitor_key(model, monitor), mode)
-                cbs.append(best)
-            cbs.append(BatchLossLogger(os.path.join(write_dir, BATCH_LOG)))
-            cbs.append(keras.callbacks.CSVLogger(os.path.join(write_dir, EPOCH_LOG), append=True))
-            if tensorboard:
-                cbs.append(keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard")))
-            if backup:  # last: it saves the state the callbacks above left at the epoch's end
-                state = resume_lib.ResumeState(os.path.join(write_dir, resume_lib.STATE_DIR), best, swap)
-                cbs.append(state)
+        cbs, state = _run_callbacks(model, write_dir, validation_data, monitor, mode, tensorboard, backup)
         cbs.extend(callbacks)
         if verbose == "auto":
-            # Keras redraws its bar with carriage returns even into a file, where that is one endless line.
-            # A notebook's stdout is ipykernel's stream; "ipykernel imported somewhere" is not a notebook.
-            interactive = sys.stdout.isatty() or type(sys.stdout).__module__.startswith("ipykernel")
-            verbose = 1 if interactive else 0
-            cbs.append(EpochProgress(metrics=not interactive))
+            verbose, progress = _progress()
+            cbs.append(progress)
         initial_epoch = 0
         if resume:
-            with distribute.scope(strategy):
-                # every worker restores from the chief's folder (shared storage for multi_worker)
-                record = resume_lib.restore_state(os.path.join(run_dir, resume_lib.STATE_DIR), model)
-            initial_epoch = record["completed_epochs"] if record else 0
-            if record:
-                state.apply(record)
-            for log in (BATCH_LOG, EPOCH_LOG):
-                resume_lib.truncate_epoch_log(os.path.join(write_dir, log), initial_epoch)
-            train_data = resume_lib.skip_consumed(train_data, initial_epoch, steps_per_epoch)
+            initial_epoch, train_data = _resume(model, train_data, run_dir, write_dir, state, strategy, steps_per_epoch)
         build_context = distribute.scope(None)
         if strategy is not None:
             build_context = distribute.keras_fit_fixes(model, train_data, strategy)
@@ -174,3 +148,66 @@ def fit(
                 # the pipeline shuffles with its own seed; Keras would only warn that it cannot
                 shuffle=False,
             )
+
+
+def _check_fit(model, epochs, run_dir, backup, strategy, resume):
+    """The arguments ``fit`` refuses, before any callback writes a file."""
+    if not getattr(model, "compiled", False):
+        raise ValueError("fit: compile the model first (mitoseg_tf.training.compile_model).")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"fit: epochs must be a positive integer; got {epochs!r}.")
+    if resume and (run_dir is None or not backup):
+        raise ValueError("fit: resume=True needs run_dir (the folder of the run to continue) and backup=True.")
+    if strategy is not None and keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"fit: strategy= is tf.distribute, for the TensorFlow backend; on {keras.backend.backend()} use "
+            "keras.distribution.DataParallel (docs/distributed.md)."
+        )
+    if strategy is not None and getattr(model, "_distribute_strategy", None) is not strategy:
+        raise ValueError(
+            "fit: build and compile the model inside distribute.scope(strategy) of the strategy passed to fit."
+        )
+
+
+def _run_callbacks(model, write_dir, validation_data, monitor, mode, tensorboard, backup):
+    """The run's own callbacks, in the order they must run, and the resume state's (None without one)."""
+    cbs, swap, best, state = [], None, None, None
+    if getattr(model.optimizer, "use_ema", False):
+        # Must come before the checkpoint so validation and saving see the EMA weights.
+        swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
+        cbs.append(swap)
+    cbs.append(StopOnNonFiniteLoss())  # before the checkpoint: a NaN epoch never reaches it
+    if write_dir is not None:
+        os.makedirs(write_dir, exist_ok=True)
+        if validation_data is not None:
+            best = BestCheckpoint(os.path.join(write_dir, BEST_CHECKPOINT), monitor_key(model, monitor), mode)
+            cbs.append(best)
+        cbs.append(BatchLossLogger(os.path.join(write_dir, BATCH_LOG)))
+        cbs.append(keras.callbacks.CSVLogger(os.path.join(write_dir, EPOCH_LOG), append=True))
+        if tensorboard:
+            cbs.append(keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard")))
+        if backup:  # last: it saves the state the callbacks above left at the epoch's end
+            state = resume_lib.ResumeState(os.path.join(write_dir, resume_lib.STATE_DIR), best, swap)
+            cbs.append(state)
+    return cbs, state
+
+
+def _progress():
+    """Keras' verbosity and the epoch-progress callback for where stdout goes."""
+    # Keras redraws its bar with carriage returns even into a file, where that is one endless line.
+    # A notebook's stdout is ipykernel's stream; "ipykernel imported somewhere" is not a notebook.
+    interactive = sys.stdout.isatty() or type(sys.stdout).__module__.startswith("ipykernel")
+    return (1 if interactive else 0), EpochProgress(metrics=not interactive)
+
+
+def _resume(model, train_data, run_dir, write_dir, state, strategy, steps_per_epoch):
+    """Restore the last completed epoch's state; the epoch to start at and the data from its position."""
+    with distribute.scope(strategy):
+        # every worker restores from the chief's folder (shared storage for multi_worker)
+        record = resume_lib.restore_state(os.path.join(run_dir, resume_lib.STATE_DIR), model)
+    initial_epoch = record["completed_epochs"] if record else 0
+    if record:
+        state.apply(record)
+    for log in (BATCH_LOG, EPOCH_LOG):
+        resume_lib.truncate_epoch_log(os.path.join(write_dir, log), initial_epoch)
+    return initial_epoch, resume_lib.skip_consumed(train_data, initial_epoch, steps_per_epoch)

@@ -8,6 +8,8 @@ import datetime
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -191,27 +193,39 @@ def _calibrate_detection(model, config, run_dir):
     return settings
 
 
-def train_run(config: RunConfig, log=print, callbacks=()):
+def train_run(config: RunConfig, log: Callable[..., Any] = print, callbacks: Sequence = ()) -> tuple[str, dict | None]:
     """Train, pick the best checkpoint on validation, evaluate on the test split, write the run folder.
 
-    ``callbacks`` are extra Keras callbacks for ``fit``. Under ``multi_worker``
-    only the chief writes the run folder and evaluates; other workers return
-    ``(run_dir, None)`` after training.
+    Args:
+        config: the run's settings.
+        log: where progress lines go (``print``; a notebook may collect them).
+        callbacks: extra Keras callbacks for ``fit``.
+
+    Returns:
+        ``(run_dir, metrics)``: the run folder and what ``metrics.json`` holds.
+        Under ``multi_worker`` only the chief writes the run folder and
+        evaluates; other workers return ``(run_dir, None)`` after training.
+
+    Raises:
+        ValueError: an unknown model or data source, a strategy or batch size
+            that does not fit the devices, or ``resume`` of a folder whose
+            configuration differs.
+        FileNotFoundError: ``resume`` of a folder that is not a run folder, or
+            an ``init_weights`` checkpoint that does not exist.
     """
-    from mitoseg_tf.data.sources import check_source, make_data, split_manifest
+    from mitoseg_tf.data.sources import check_source
     from mitoseg_tf.models.outputs import output_roles
-    from mitoseg_tf.training import compile_model, evaluate, fit, format_table, monitor_key, set_precision
+    from mitoseg_tf.training import compile_model, fit, set_precision
     from mitoseg_tf.training.callbacks import TimeBudget
-    from mitoseg_tf.training.fit import BATCH_LOG, BEST_CHECKPOINT, EPOCH_LOG
+    from mitoseg_tf.training.fit import BEST_CHECKPOINT
     from mitoseg_tf.training.precision import slow_precision_warning
-    from mitoseg_tf.training.report import plot_overlays, plot_training_curves
     from mitoseg_tf.zoo import build, get_card
     from mitoseg_tf.zoo.checkpoint import load_checkpoint
 
     get_card(config.model)  # unknown names fail before any data is generated or folder made
     check_source(config.data)
     from mitoseg_tf.training import distribute
-    from mitoseg_tf.training.record import seed_everything, versions
+    from mitoseg_tf.training.record import seed_everything
 
     distribute.check_strategy_name(config.strategy)
     name = config.run_name or f"{config.model}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
@@ -227,24 +241,7 @@ def train_run(config: RunConfig, log=print, callbacks=()):
     precision = set_precision(config.precision)
     seed_everything(config.seed, config.deterministic)
     if chief and not config.resume:
-        os.makedirs(run_dir, exist_ok=True)
-        record = {
-            **dataclasses.asdict(config),
-            "resolved_precision": precision,
-            "version": __version__,
-            "versions": versions(),
-            "replicas": distribute.num_replicas(strategy),
-            # The examples of each split this run used (ids, or the synthetic tiles' seeds).
-            "data_split": split_manifest(
-                config.data,
-                data_dir=config.data_dir,
-                num_examples=config.num_examples,
-                seed=config.seed,
-                **config.data_options,
-            ),
-        }
-        with open(os.path.join(run_dir, "config.json"), "w") as fh:
-            json.dump(record, fh, indent=2)
+        _write_config(config, run_dir, precision, distribute.num_replicas(strategy))
 
     log(f"Run folder: {run_dir}   precision: {precision}")
     for warning in (slow_precision_warning(precision), recorded_precision_warning(config, precision)):
@@ -255,8 +252,68 @@ def train_run(config: RunConfig, log=print, callbacks=()):
         log(f"{config.model} has no base width; base_filters={config.base_filters} does not apply to it")
     with distribute.scope(strategy):
         model = _build_initial(build, config, {**width, **config.model_args})
-    roles = output_roles(model)
     log(f"Model {config.model}: {model.count_params():,} parameters")
+    train_ds, val_ds, test_ds = _make_splits(config, output_roles(model))
+
+    with distribute.scope(strategy):
+        compile_model(model, loss=config.loss, learning_rate=config.learning_rate)
+    start = time.time()
+    fit(
+        model,
+        train_ds,
+        val_ds,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        run_dir=run_dir,
+        tensorboard=config.tensorboard,
+        strategy=strategy,
+        resume=config.resume,
+        callbacks=[*callbacks, *([TimeBudget(config.budget_minutes)] if config.budget_minutes else [])],
+    )
+    train_seconds = time.time() - start
+    if not chief:
+        log(f"Worker {distribute.worker_index(strategy)} finished training; the chief writes {run_dir}.")
+        return run_dir, None
+
+    best = load_checkpoint(os.path.join(run_dir, BEST_CHECKPOINT))
+    metrics = _evaluate_best(best, model, config, run_dir, val_ds, test_ds, precision, train_seconds)
+    text = _metrics_report(config, metrics, train_seconds)
+    with open(os.path.join(run_dir, "metrics.md"), "w") as fh:
+        fh.write(text + "\n")
+    log("")
+    log(text)
+    log(f"\nRun folder: {run_dir}")
+    return run_dir, metrics
+
+
+def _write_config(config, run_dir, precision, replicas):
+    """``config.json``: the settings, what they resolved to on this machine, and the examples of each split."""
+    from mitoseg_tf.data.sources import split_manifest
+    from mitoseg_tf.training.record import versions
+
+    os.makedirs(run_dir, exist_ok=True)
+    record = {
+        **dataclasses.asdict(config),
+        "resolved_precision": precision,
+        "version": __version__,
+        "versions": versions(),
+        "replicas": replicas,
+        # The examples of each split this run used (ids, or the synthetic tiles' seeds).
+        "data_split": split_manifest(
+            config.data,
+            data_dir=config.data_dir,
+            num_examples=config.num_examples,
+            seed=config.seed,
+            **config.data_options,
+        ),
+    }
+    with open(os.path.join(run_dir, "config.json"), "w") as fh:
+        json.dump(record, fh, indent=2)
+
+
+def _make_splits(config, roles):
+    """The training crops and the validation and test tiles (test None when the run keeps no test split)."""
+    from mitoseg_tf.data.sources import make_data
 
     data = dict(
         data_dir=config.data_dir,
@@ -283,36 +340,22 @@ def train_run(config: RunConfig, log=print, callbacks=()):
         if config.test_split
         else None
     )
+    return train_ds, val_ds, test_ds
 
-    with distribute.scope(strategy):
-        compile_model(model, loss=config.loss, learning_rate=config.learning_rate)
-    start = time.time()
-    fit(
-        model,
-        train_ds,
-        val_ds,
-        epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch,
-        run_dir=run_dir,
-        tensorboard=config.tensorboard,
-        strategy=strategy,
-        resume=config.resume,
-        callbacks=[*callbacks, *([TimeBudget(config.budget_minutes)] if config.budget_minutes else [])],
-    )
-    train_seconds = time.time() - start
-    if not chief:
-        log(f"Worker {distribute.worker_index(strategy)} finished training; the chief writes {run_dir}.")
-        return run_dir, None
 
-    best = load_checkpoint(os.path.join(run_dir, BEST_CHECKPOINT))
+def _evaluate_best(best, model, config, run_dir, val_ds, test_ds, precision, train_seconds):
+    """Score the best checkpoint, draw its curves and overlays, choose its detection settings; write metrics.json."""
+    from mitoseg_tf.training import evaluate, monitor_key
+    from mitoseg_tf.training.fit import BATCH_LOG, EPOCH_LOG
+    from mitoseg_tf.training.report import plot_overlays, plot_training_curves
+
     val_results = evaluate(best, val_ds)
     test_results = evaluate(best, test_ds) if test_ds is not None else None
-    monitor = monitor_key(model)
     plot_training_curves(
         os.path.join(run_dir, BATCH_LOG),
         os.path.join(run_dir, EPOCH_LOG),
         os.path.join(run_dir, "training_curves.png"),
-        monitor,
+        monitor_key(model),
     )
     plot_overlays(
         *_collect_overlays(best, val_ds, config.num_overlays),
@@ -330,7 +373,14 @@ def train_run(config: RunConfig, log=print, callbacks=()):
     }
     with open(os.path.join(run_dir, "metrics.json"), "w") as fh:
         json.dump(metrics, fh, indent=2)
-    # metrics.md holds everything printed here, so the run folder alone tells what the run found.
+    return metrics
+
+
+def _metrics_report(config, metrics, train_seconds):
+    """The text of metrics.md: everything train_run prints, so the run folder alone tells what the run found."""
+    from mitoseg_tf.training import format_table
+
+    val_results, test_results, detection = metrics["validation"], metrics["test"], metrics["detection"]
     report = [format_table(val_results, title=f"{config.model} on the {config.data} validation split")]
     if test_results is not None:
         report.append(
@@ -349,13 +399,7 @@ def train_run(config: RunConfig, log=print, callbacks=()):
             + (f"; each image at those chosen on the others: {held_out['f1']:.3f}" if held_out else "")
         )
         report.append(detection_report(detection))
-    text = "\n\n".join(report)
-    with open(os.path.join(run_dir, "metrics.md"), "w") as fh:
-        fh.write(text + "\n")
-    log("")
-    log(text)
-    log(f"\nRun folder: {run_dir}")
-    return run_dir, metrics
+    return "\n\n".join(report)
 
 
 def _score_row(label, rule, scores):
