@@ -93,19 +93,25 @@ def test_shipped_figure_classifier_card_holds_its_settings_and_both_scores():
 
 
 def test_shipped_mitosis_weights_find_figures_in_a_real_mitos12_field(shared_data):
-    """A01_09 (9 mitoses) predicted exactly as ``mitoseg predict --mpp 0.2456`` runs by default, F1 computed here."""
+    """Half of A01_09 predicted exactly as ``mitoseg predict --mpp 0.2456`` runs by default, F1 computed here."""
     from mitoseg_tf.data.formats.mitos12 import read_centre_list
     from mitoseg_tf.data.images import read_image
     from mitoseg_tf.detection import score_images
     from mitoseg_tf.detector import Detector
 
     root = shared_data.need("mitos12_dev")
-    image = read_image(os.path.join(root, "images", "A01_09.jpg"))
-    truth = read_centre_list(os.path.join(root, "mitoses.csv"))["A01_09"]
+    # The field's lower half (rows 1100-2083, five of its nine mitoses): the 8-fold averaged maps of the
+    # whole field cost minutes of CPU, and the half shows as well whether the weights find figures.
+    top = 1100
+    image = read_image(os.path.join(root, "images", "A01_09.jpg"))[top:]
+    truth = [
+        (row - top, col) for row, col in read_centre_list(os.path.join(root, "mitoses.csv"))["A01_09"] if row >= top
+    ]
+    assert len(truth) == 5
 
     def scores(detector):
         figures = detector.predict(image, mpp=0.2456, keep_probability=False).figures
-        return score_images([([f.centroid for f in figures], [f.score for f in figures], truth)], 5.0 / 0.2456)
+        return score_images([([f.row_col for f in figures], [f.score for f in figures], truth)], 5.0 / 0.2456)
 
     shipped = Detector.from_weights("unet/mitosis")  # the classifier, 8-fold maps, resampled to 0.25 um/px
     found = scores(shipped)
@@ -116,6 +122,7 @@ def test_shipped_mitosis_weights_find_figures_in_a_real_mitos12_field(shared_dat
         settings=shipped.settings.replace(tta=False, figure_score="mean"),
     )
     chance = scores(untrained)
-    # measured 2026-12-03 (docs/results/detector_dev_unet_mitosis.json): 7 found, 1 false, 2 missed (F1 0.82)
-    assert found["tp"] >= 6 and found["fp"] <= 2 and found["f1"] >= 0.7, found
+    # measured 2026-12-07 on this half: 5 found, 1 false, none missed (F1 0.91); on the whole field
+    # 7 / 1 / 2 (docs/results/detector_dev_unet_mitosis.json)
+    assert found["tp"] >= 4 and found["fp"] <= 2 and found["f1"] >= 0.7, found
     assert found["f1"] > chance["f1"] + 0.5, (found, chance)
