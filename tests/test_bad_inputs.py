@@ -972,3 +972,89 @@ def test_an_exif_orientation_is_applied_as_viewers_show_it(tmp_path):
     image.save(tmp_path / "turned.jpg", exif=exif)
     assert read_image(str(tmp_path / "turned.jpg")).shape == (20, 10, 3)
     assert image_size(str(tmp_path / "turned.jpg")) == (20, 10)
+
+
+# ------------------------------------------------------------------ slides cut short or with a damaged tile
+
+# Each damage as (cut: keep this many bytes, negative: drop this many; garbage: (TIFF page, tile) overwritten).
+SLIDES = [
+    # (id, compression, cut, garbage, message fragment)
+    ("cut mid-tile", "deflate", 5000, None, "truncated: it ends at byte 5,000, but tile 5 (row 1, column 2)"),
+    ("cut in the last tile", "deflate", -10, None, "truncated: it ends at byte"),
+    ("cut in a directory", "deflate", 300, None, "corrupt or truncated: its TIFF directories are damaged"),
+    ("cut in the header", "deflate", 100, None, "corrupt or truncated (100 bytes): it starts as a TIFF"),
+    ("cut to 8 bytes", "deflate", 8, None, "the file is corrupt or truncated"),
+    ("cut jpeg mid-tile", "jpeg", 3000, None, "the file is truncated: it ends at byte 3,000"),
+    ("garbage tile", "deflate", None, (0, 4), "tile 4 (row 1, column 1) of TIFF page 0 (700x600 px), in level 0"),
+    ("garbage first tile", "deflate", None, (0, 0), "tile 0 (row 0, column 0) of TIFF page 0"),
+    ("garbage low-level tile", "deflate", None, (1, 0), "tile 0 (row 0, column 0) of TIFF page 1 (175x150 px)"),
+    ("garbage jpeg tile", "jpeg", None, (0, 4), "tile 4 (row 1, column 1) of TIFF page 0"),
+    ("garbage tile, tiffslide", "deflate", None, (0, 4), "tile 4 (row 1, column 1) of TIFF page 0"),
+]
+
+
+def _slide(path, compression="deflate", cut=None, garbage=None):
+    """A 700x600 two-level slide of 256-px tiles (9 at level 0), cut short or with one tile's bytes replaced."""
+    import tifffile
+    from slides.slide_testing import blob_canvas, write_pyramid
+
+    image = blob_canvas(600, 700, [(300, 300), (420, 310)], tissue_boxes=[(50, 50, 650, 550)])
+    write_pyramid(str(path), image, downsamples=(1, 4), compression=compression)
+    data = bytearray(path.read_bytes())
+    if garbage is not None:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[garbage[0]]
+            start, size = page.dataoffsets[garbage[1]], page.databytecounts[garbage[1]]
+        data[start : start + size] = (bytes(range(256)) * (size // 256 + 1))[:size]
+    if cut is not None:
+        data = data[:cut]
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _damaged(tmp_path, case, monkeypatch):
+    name, compression, cut, garbage, fragment = case
+    if "tiffslide" in name:
+        import mitoseg_tf.slides.reader as reader
+
+        monkeypatch.setattr(reader, "_open_openslide", lambda path: None)  # as on a machine without OpenSlide
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    _slide(folder / "good.svs", compression)
+    return _slide(folder / "bad.svs", compression, cut, garbage), fragment
+
+
+@pytest.mark.parametrize("case", SLIDES, ids=[c[0] for c in SLIDES])
+def test_a_damaged_slide_is_one_row_naming_it_and_the_folder_finishes(tmp_path, monkeypatch, capsys, caplog, case):
+    from slides.slide_testing import FakeDetector
+
+    from mitoseg_tf.detector import Detector
+
+    bad, fragment = _damaged(tmp_path, case, monkeypatch)
+    monkeypatch.setattr(Detector, "load", staticmethod(lambda **options: FakeDetector()))
+    out = tmp_path / "out"
+    code = main(["slide", str(bad.parent), "--out", str(out), "--tile", "256", "--no-progress"])
+    printed = capsys.readouterr()
+    assert code == 1, printed  # the CLI's status for a folder run with some files failed
+    assert "Traceback" not in printed.err and "tifffile" not in printed.err, printed.err
+    assert not [r for r in caplog.records if r.name == "tifffile"]  # its complaints are in the one error, not beside
+    line = next(line for line in printed.out.splitlines() if line.startswith("bad.svs:"))
+    assert line.startswith("bad.svs: failed: ") and f"{bad}: " in line, line
+    assert fragment in line and "copy it again" in line, line
+    assert "good.svs: 2 mitoses" in printed.out
+    with open(out / "summary.csv", newline="") as fh:
+        rows = {r["slide"]: r["status"] for r in csv.DictReader(fh)}
+    assert rows["good.svs"] == "ok" and rows["bad.svs"].startswith("failed: ") and fragment in rows["bad.svs"]
+    assert (out / "good.svs.geojson").exists() and not (out / "bad.svs.geojson").exists()
+
+
+@pytest.mark.parametrize("case", SLIDES, ids=[c[0] for c in SLIDES])
+def test_predict_slide_refuses_a_damaged_slide_naming_it(tmp_path, monkeypatch, case):
+    from slides.slide_testing import FakeDetector
+
+    from mitoseg_tf.slides import predict_slide
+
+    bad, fragment = _damaged(tmp_path, case, monkeypatch)
+    with pytest.raises(ValueError) as info:
+        predict_slide(FakeDetector(), str(bad), tile=256, progress=False)
+    assert str(info.value).startswith(f"{bad}: ") and fragment in str(info.value), info.value

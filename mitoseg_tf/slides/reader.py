@@ -25,6 +25,7 @@ import numpy as np
 from mitoseg_tf.data.images import read_image
 from mitoseg_tf.data.pixel_size import APERIO_MPP, image_pixel_size
 from mitoseg_tf.inference.resample import check_mpp
+from mitoseg_tf.slides.integrity import ADVICE, check_complete, find_bad_tile
 
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 DICOM_SUFFIX = ".dcm"  # one file of a series: the folder holding them is the slide (dicom_series)
@@ -84,9 +85,25 @@ class Slide:
         cx1, cy1 = min(lx + w, lw), min(ly + h, lh)
         out = np.full((h, w, 3), 255, np.uint8)
         if cx1 > cx0 and cy1 > cy0:
-            part = self._read(int(round(cx0 * ds)), int(round(cy0 * ds)), cx1 - cx0, cy1 - cy0, level)
+            try:
+                part = self._read(int(round(cx0 * ds)), int(round(cy0 * ds)), cx1 - cx0, cy1 - cy0, level)
+            except MemoryError:
+                raise
+            except Exception as err:  # OpenSlide, tifffile, zarr and each codec raise their own types on damage
+                raise self._damage(err, level, (cx0, cy0, cx1, cy1)) from err
             out[cy0 - ly : cy1 - ly, cx0 - lx : cx1 - lx] = part
         return out
+
+    def _damage(self, err, level, box):
+        """The error for a region (``box`` in ``level`` pixels) that does not decode: file, place, cause, remedy."""
+        ds = self.level_downsamples[level]
+        x0, y0, x1, y1 = (int(round(v * ds)) for v in box)
+        where = find_bad_tile(self.path, self.level_dimensions[level], box)
+        where = f"{where}, in " if where else ""
+        return ValueError(
+            f"{self.path}: the file is corrupt or truncated: {where}level {level}, x {x0}-{x1}, y {y0}-{y1} "
+            f"(level-0 pixels) does not decode ({type(err).__name__}: {err}); {ADVICE}."
+        )
 
     def read_downsampled(self, downsample):
         """The whole slide shrunk by ``downsample`` (level-0 pixels per output pixel), read in bounded pieces.
@@ -281,6 +298,7 @@ def open_slide(path, mpp=None):
         raise FileNotFoundError(f"{path}: no such slide file (nor a folder of DICOM files).")
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in PLAIN_SUFFIXES:
+        check_complete(path)
         for backend, opener in (("openslide", _open_openslide), ("tiffslide", _open_tiffslide)):
             opened = opener(path)
             if opened is not None:
