@@ -17,6 +17,9 @@ from PIL import Image
 
 from mitoseg_tf.cli.main import main
 
+# Issue 33: no bad input may take longer than a minute to be refused (the cases take seconds; a hang fails here).
+pytestmark = pytest.mark.timeout(60)
+
 # ------------------------------------------------------------------ the files a case may name
 
 
