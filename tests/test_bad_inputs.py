@@ -241,7 +241,7 @@ class _Detector:
         (MemoryError("too big"), "failed: MemoryError: too big"),
         (ValueError("bad tile"), "failed: bad tile"),
         (OSError("disk"), "failed: disk"),
-        (KeyError("x"), "failed: KeyError"),
+        (KeyError("x"), "failed: x"),  # a user error, as on the command line: its message, not its repr
         (ZeroDivisionError("zero"), "failed: ZeroDivisionError: zero"),
     ],
     ids=["runtime", "memory", "value", "os", "key", "zero-division"],

@@ -45,6 +45,8 @@ FLOORS = {
     "config": 0,  # plain dataclasses: `mitoseg train --help` reads their defaults without TensorFlow
     "_import_hook": 0,  # runs code around one module's first import; imports nothing of the package
     "_quiet": 0,  # silences TensorFlow's C++ start-up logs; imports only _import_hook
+    "defaults": 0,  # the defaults the CLI and the library share; imports nothing
+    "errors": 0,  # which errors are the user's and how a failure reads; imports nothing
     "layers": 0,
     "losses": 0,
     "metrics": 0,

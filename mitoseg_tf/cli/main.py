@@ -19,6 +19,7 @@ import os
 import sys
 
 from mitoseg_tf import defaults
+from mitoseg_tf.errors import USER_ERRORS, error_message
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -505,20 +506,15 @@ def _export(args):
     print(f"Signatures: {', '.join(written['signatures'])}; model card: {written['card']}")
 
 
-# Errors a user can cause and fix (a bad option or value, a missing, unreadable or malformed file):
-# their messages name what is wrong. Anything else is a fault of the program.
-USER_ERRORS = (ValueError, KeyError, OSError)
 USER_ERROR_STATUS = 2
 INTERNAL_ERROR_STATUS = 3
 INTERRUPTED_STATUS = 130  # as a shell reports a Ctrl-C
 
 
 def _error_line(command, err):
-    if isinstance(err, KeyError) and err.args:
-        return f"mitoseg {command}: error: {err.args[0]}"
     if isinstance(err, USER_ERRORS):
-        return f"mitoseg {command}: error: {err}"
-    return f"mitoseg {command}: internal error: {type(err).__name__}: {err} (run with --verbose for the traceback)"
+        return f"mitoseg {command}: error: {error_message(err)}"
+    return f"mitoseg {command}: internal error: {error_message(err)} (run with --verbose for the traceback)"
 
 
 def main(argv=None):

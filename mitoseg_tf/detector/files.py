@@ -11,6 +11,7 @@ from mitoseg_tf.data.images import IMAGE_SUFFIXES, read_image
 from mitoseg_tf.data.pixel_size import image_pixel_sizes
 from mitoseg_tf.detection.counting import DEFAULT_HPF10_AREA_MM2
 from mitoseg_tf.detector.outputs import COUNT_COLUMNS, counts_row, failed_row, write_prediction
+from mitoseg_tf.errors import USER_ERRORS
 
 COUNTS_FILE = "counts.csv"
 log = logging.getLogger("mitoseg_tf.detector")
@@ -133,11 +134,10 @@ def predict_files(
             prediction = detector.predict(image, mpp=size.mpp, mpp_source=size.origin)
             write_prediction(prediction, image, out_dir, stems[path])
             rows.append(counts_row(name, prediction, hpf10_area_mm2=hpf10_area_mm2))
-        except (ValueError, OSError) as err:
-            rows.append(failed_row(name, err))
         except Exception as err:  # noqa: BLE001 - one image's fault must not cost the others theirs
-            log.debug("%s failed", path, exc_info=True)
-            rows.append(failed_row(name, f"{type(err).__name__}: {err}"))
+            if not isinstance(err, USER_ERRORS):
+                log.debug("%s failed", path, exc_info=True)
+            rows.append(failed_row(name, err))
         _write_counts(counts_path, rows)  # after every image: a run that dies keeps the rows before it
         if on_image is not None:
             on_image(rows[-1])

@@ -36,6 +36,7 @@ from mitoseg_tf.detection.drawing import (
 )
 from mitoseg_tf.detection.geojson import write_geojson
 from mitoseg_tf.detection.table import write_figures_csv
+from mitoseg_tf.errors import error_message
 
 LABELS_ABOUT = (
     "number: the figure's number in NAME_figures.csv and on every picture; x, y: its centroid in pixels from the "
@@ -123,4 +124,4 @@ def counts_row(name, prediction, *, hpf10_area_mm2=DEFAULT_HPF10_AREA_MM2):
 
 
 def failed_row(name, error):
-    return {column: "" for column in COUNT_COLUMNS} | {"image": name, "status": f"failed: {error}"}
+    return {column: "" for column in COUNT_COLUMNS} | {"image": name, "status": f"failed: {error_message(error)}"}

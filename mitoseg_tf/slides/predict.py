@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -21,13 +20,11 @@ from mitoseg_tf.defaults import (
     DEFAULT_STATE_EVERY_S,
 )
 from mitoseg_tf.detection.hotspot import find_hotspots, ten_hpf
+from mitoseg_tf.errors import error_message
 from mitoseg_tf.slides.outputs import write_slide_outputs
 from mitoseg_tf.slides.reader import dicom_series, is_slide_file, open_slide
 from mitoseg_tf.slides.tiles import ResumeState, plan_tiles, stream_tiles, to_level0, write_atomic
 from mitoseg_tf.slides.tissue import DEFAULT_TISSUE_MPP, detect_tissue
-
-if TYPE_CHECKING:  # annotations only: detector imports this module's caller, not the other way round
-    from mitoseg_tf.detector import Detector
 
 DEFAULT_TILE = DEFAULT_SLIDE_TILE  # the names this module has always exported
 DEFAULT_MARGIN = DEFAULT_SLIDE_MARGIN
@@ -161,7 +158,7 @@ def _check_options(hotspots, prefetch, hotspot_options):
 
 
 def predict_slide(
-    detector: "Detector",
+    detector,  # a Detector; not annotated, since slides sit below detector/ and do not import it
     path: str | os.PathLike,
     *,
     mpp: float | None = None,
@@ -419,11 +416,8 @@ def predict_slides(detector, inputs, *, out_dir, on_slide=None, **options):
         except KeyboardInterrupt:
             raise
         except Exception as err:  # a corrupt tile or file must not cost the other slides their run
-            message = err.args[0] if isinstance(err, KeyError) and err.args else err
-            rows.append(
-                {c: "" for c in SUMMARY_COLUMNS}
-                | {"slide": os.path.basename(path.rstrip(os.sep)), "status": f"failed: {type(err).__name__}: {message}"}
-            )
+            slide = os.path.basename(path.rstrip(os.sep))
+            rows.append({c: "" for c in SUMMARY_COLUMNS} | {"slide": slide, "status": f"failed: {error_message(err)}"})
         else:
             results.append(result)
             rows.append(_summary_row(result))
