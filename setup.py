@@ -54,7 +54,13 @@ setup(
             "geojson",
             # the one code style (ruff.toml), pinned because a new formatter release may restyle code
             "ruff==0.17.6",
+            # the optional ONNX Runtime path is compared with TensorFlow's maps and figures (tests/inference/test_runtimes.py)
+            "onnxruntime",
+            "tf2onnx",
         ],
+        # `Detector(runtime="onnxruntime")` / `mitoseg slide --runtime onnxruntime`: 2x TensorFlow's speed on a
+        # 2-core AVX2 CPU with the same figures (benchmarks/slide_runtimes.py)
+        "onnx": ["onnxruntime", "tf2onnx"],
         # `jupyter nbconvert --execute notebooks/*.ipynb` (see notebooks/README.md)
         "notebooks": ["jupyter", "nbconvert", "ipykernel"],
         "bench": ["torch"],

@@ -23,6 +23,10 @@ DEFAULT_MATCH_DISTANCE_UM = 5.0
 DEFAULT_WINDOW_TILE = 512
 DEFAULT_WINDOW_OVERLAP = 0.25
 DEFAULT_WINDOW_BATCH_SIZE = 4
+# What runs the network (inference.runtimes): speed, not results. TensorFlow, until a runtime shows a
+# speed-up with the same figures on the machines that run slides (benchmarks/slide_runtimes.py).
+DEFAULT_RUNTIME = "tensorflow"
+RUNTIMES = ("tensorflow", "xla", "onnxruntime")
 
 # Whole slides (slides.predict, slides.tissue, detection.hotspot).
 DEFAULT_SLIDE_TILE = 1024  # a tile's core, pixels at the detector's resolution

@@ -77,6 +77,14 @@ def add_detector_options(p):
         help="network windows per forward pass (memory, not results)",
     )
     p.add_argument(
+        "--runtime",
+        choices=defaults.RUNTIMES,
+        default=defaults.DEFAULT_RUNTIME,
+        help="what runs the network: onnxruntime is an optional install (pip install 'mitoseg-tf[onnx]'), "
+        "xla needs none; speed, not results "
+        "(benchmarks/slide_runtimes.py compares them)",
+    )
+    p.add_argument(
         "--tta",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -119,6 +127,7 @@ def detector_options(args):
         "tile": getattr(args, "tile", None),
         "overlap": getattr(args, "overlap", None),
         "batch_size": getattr(args, "batch_size", None),
+        "runtime": getattr(args, "runtime", None),
     }
 
 

@@ -20,6 +20,7 @@ from mitoseg_tf.detection.figures import Figure, extract_figures, rescale_figure
 from mitoseg_tf.detection.rescoring import rescore_figures
 from mitoseg_tf.detector.settings import DetectionSettings
 from mitoseg_tf.inference.resample import check_mpp, resize, scale_factors, to_resolution
+from mitoseg_tf.inference.runtimes import DEFAULT_RUNTIME, batch_predictor, check_runtime
 from mitoseg_tf.inference.sliding_window import check_image, predict_image
 
 if TYPE_CHECKING:  # annotations only: the detector runs on any Keras backend
@@ -99,9 +100,12 @@ class Detector:
         card: facts that travel with the detector (training data, licence, scores).
         name: what ``describe`` and the exported card call it (default the model's name).
         tile, overlap, batch_size: the sliding window (memory, not results).
+        runtime: what runs the network: "tensorflow", "xla" or "onnxruntime"
+            (``inference.runtimes``; speed, not results).
 
     Raises:
-        ValueError: ``mpp`` is not a plausible pixel size.
+        ValueError: ``mpp`` is not a plausible pixel size, or ``runtime`` is
+            unknown or its package is not installed.
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class Detector:
         tile: int = DEFAULT_WINDOW_TILE,
         overlap: float = DEFAULT_WINDOW_OVERLAP,
         batch_size: int = DEFAULT_WINDOW_BATCH_SIZE,
+        runtime: str = DEFAULT_RUNTIME,
     ) -> None:
         self.model = model
         self.mpp = None if mpp is None else check_mpp(mpp, "the detector's mpp")
@@ -126,6 +131,8 @@ class Detector:
         self.card = dict(card or {})
         self.name = name or model.name
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
+        self.runtime = check_runtime(runtime)
+        self._predict_batch = None  # built at the first map: a conversion costs tens of seconds
 
     # --- construction -----------------------------------------------------------------------------
 
@@ -287,7 +294,7 @@ class Detector:
             ValueError: an unknown or out-of-range setting.
         """
         window, setting_overrides = _split_options(overrides)
-        return Detector(
+        detector = Detector(
             self.model,
             mpp=self.mpp,
             settings=self.settings.replace(**setting_overrides),
@@ -295,8 +302,12 @@ class Detector:
             object_class=self.object_class,
             card=self.card,
             name=self.name,
-            **{"tile": self.tile, "overlap": self.overlap, "batch_size": self.batch_size, **window},
+            **{"tile": self.tile, "overlap": self.overlap, "batch_size": self.batch_size, "runtime": self.runtime}
+            | window,
         )
+        if detector.runtime == self.runtime:
+            detector._predict_batch = self._predict_batch  # the same network: no second conversion
+        return detector
 
     # --- prediction -------------------------------------------------------------------------------
 
@@ -312,8 +323,16 @@ class Detector:
 
     def probability_native(self, image: np.ndarray) -> np.ndarray:
         """Probability map (H, W) float32 of an RGB image already at the detector's resolution."""
+        if self._predict_batch is None:
+            self._predict_batch = batch_predictor(self.model, self.runtime)
         return predict_image(
-            self.model, image, tile=self.tile, overlap=self.overlap, batch_size=self.batch_size, tta=self.settings.tta
+            self.model,
+            image,
+            tile=self.tile,
+            overlap=self.overlap,
+            batch_size=self.batch_size,
+            tta=self.settings.tta,
+            predict_batch=self._predict_batch,
         )
 
     def figures_native(
@@ -441,7 +460,7 @@ class Detector:
         }
 
 
-_WINDOW_OPTIONS = ("tile", "overlap", "batch_size")
+_WINDOW_OPTIONS = ("tile", "overlap", "batch_size", "runtime")
 RUN_CONFIG_DATA = ("data", "data_dir", "num_examples", "seed", "crop_size", "epochs", "steps_per_epoch", "batch_size")
 RUN_CONFIG_TRAINING = ("model", "base_filters", "loss", "learning_rate", "resolved_precision", "model_args", "version")
 

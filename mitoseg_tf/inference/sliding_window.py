@@ -18,6 +18,8 @@ from mitoseg_tf.inference import tta as tta_lib
 from mitoseg_tf.inference.tiling import pad_image, plan_tiles
 
 if TYPE_CHECKING:  # annotations only: this module runs on any Keras backend and imports Keras late
+    from collections.abc import Callable
+
     import keras
 
 
@@ -115,6 +117,7 @@ def predict_image(
     tta: bool = False,
     margin: int | None = None,
     trim: int = 0,
+    predict_batch: "Callable[[np.ndarray], np.ndarray] | None" = None,
 ) -> np.ndarray:
     """Mitosis probability map (H, W) float32 of one RGB image of any size.
 
@@ -128,6 +131,9 @@ def predict_image(
         tta: average over the 8 flips / quarter turns.
         margin, trim: see ``tiling.plan_tiles`` (reflect context at the image
             border; inner tile edges given no weight).
+        predict_batch: ``f(tiles float32 (B, h, w, 3)) -> (B, h, w)`` that runs
+            ``model`` elsewhere (``inference.runtimes.batch_predictor``); None:
+            Keras' own ``predict_on_batch``.
 
     Returns:
         The foreground probability, float32 (H, W), the image's height and width.
@@ -145,4 +151,4 @@ def predict_image(
     if tta and fixed is not None and fixed[0] != fixed[1]:
         raise ValueError(f"tta rotates tiles, so it needs square tiles; {model.name!r} takes only {fixed}.")
     plan = plan_tiles(image.shape, tile, overlap, stride=stride, margin=margin, trim=trim, fixed_tile=fixed)
-    return stitch(image, probability_fn(model), plan, batch_size=batch_size, tta=tta)
+    return stitch(image, predict_batch or probability_fn(model), plan, batch_size=batch_size, tta=tta)

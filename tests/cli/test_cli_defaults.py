@@ -76,6 +76,8 @@ def _library_defaults():
     detector_init = Detector.__init__
     for command in (("predict",), ("slide",), ("export",)):
         put(command, "batch_size", _parameter(detector_init, "batch_size"), "Detector(batch_size)")
+        if command != ("export",):  # an export is a SavedModel: TensorFlow runs it
+            put(command, "runtime", _parameter(detector_init, "runtime"), "Detector(runtime)")
         # None: Detector.load takes the card's or run's setting (DetectionSettings.from_dict).
         for dest in ("tta", "rescore", "threshold", "score_threshold", "min_area_um2", "checkpoint", "weights"):
             put(command, dest, None, "Detector.load: the card's or run's setting")
