@@ -28,6 +28,8 @@ PACKAGE = "mitoseg_tf"
 # detector, export, the comparison and the command line are built on top of them.
 LOWER = (
     "config",
+    "defaults",
+    "errors",
     "_import_hook",
     "_quiet",
     "layers",
