@@ -93,21 +93,26 @@ def test_shipped_figure_classifier_card_holds_its_settings_and_both_scores():
 
 
 def test_shipped_mitosis_weights_find_figures_in_a_real_mitos12_field(shared_data):
-    """Half of A01_09 predicted exactly as ``mitoseg predict --mpp 0.2456`` runs by default, F1 computed here."""
+    """A strip of A01_09 predicted exactly as ``mitoseg predict --mpp 0.2456`` runs by default, F1 computed here."""
     from mitoseg_tf.data.formats.mitos12 import read_centre_list
     from mitoseg_tf.data.images import read_image
     from mitoseg_tf.detection import score_images
     from mitoseg_tf.detector import Detector
 
     root = shared_data.need("mitos12_dev")
-    # The field's lower half (rows 1100-2083, five of its nine mitoses): the 8-fold averaged maps of the
-    # whole field cost minutes of CPU, and the half shows as well whether the weights find figures.
-    top = 1100
-    image = read_image(os.path.join(root, "images", "A01_09.jpg"))[top:]
+    # Rows 1240-1690, columns 60-2079: four of the field's nine mitoses, at least 36 px from every edge.
+    # The card's 8-fold averaged maps are what cost: eight network passes a 512-px tile (measured on this
+    # strip, 35 CPU-s with the classifier against 7 for the plain untrained maps). Both go with the tiles:
+    # resampled to 0.25 um/px the strip is one row of five, where the field's lower half (five mitoses)
+    # was 3 x 6 = 18, 3.6 times the passes for one more figure.
+    top, bottom, left, right = 1240, 1690, 60, 2079
+    image = read_image(os.path.join(root, "images", "A01_09.jpg"))[top:bottom, left:right]
     truth = [
-        (row - top, col) for row, col in read_centre_list(os.path.join(root, "mitoses.csv"))["A01_09"] if row >= top
+        (row - top, col - left)
+        for row, col in read_centre_list(os.path.join(root, "mitoses.csv"))["A01_09"]
+        if top <= row < bottom and left <= col < right
     ]
-    assert len(truth) == 5
+    assert len(truth) == 4
 
     def scores(detector):
         figures = detector.predict(image, mpp=0.2456, keep_probability=False).figures
@@ -122,7 +127,7 @@ def test_shipped_mitosis_weights_find_figures_in_a_real_mitos12_field(shared_dat
         settings=shipped.settings.replace(tta=False, figure_score="mean"),
     )
     chance = scores(untrained)
-    # measured 2026-12-07 on this half: 5 found, 1 false, none missed (F1 0.91); on the whole field
-    # 7 / 1 / 2 (docs/results/detector_dev_unet_mitosis.json)
-    assert found["tp"] >= 4 and found["fp"] <= 2 and found["f1"] >= 0.7, found
+    # measured 2026-12-07 on this strip: 4 found, none false, none missed (F1 1.0; untrained 0 / 1 / 4);
+    # on the lower half 5 / 1 / 0, on the whole field 7 / 1 / 2 (docs/results/detector_dev_unet_mitosis.json)
+    assert found["tp"] >= 3 and found["fp"] <= 2 and found["f1"] >= 0.7, found
     assert found["f1"] > chance["f1"] + 0.5, (found, chance)
