@@ -1,6 +1,11 @@
 """Choose a trained detector's settings on the ATYPIA-14 validation slides, then test them once on mitos12_dev.
 
     python docs/results/detector_candidates.py RUN_DIR [--data-root ../shared/data] [--tta] [--out FILE.json]
+    python docs/results/detector_candidates.py unet/mitosis ...   # shipped weights, network only
+
+Shipped weights are judged by the same protocol without their second stage (the
+figure classifier rescoring needs images, not maps), so that a v1 baseline and a v2
+candidate have their settings chosen by the same slides.
 
 The protocol of issue 30, in one place so that every candidate is judged alike:
 
@@ -109,13 +114,17 @@ def score_dev(detector, data_root):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run folder, or shipped weights <model>/<tag> (network only)")
     p.add_argument("--data-root", default=os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
     p.add_argument("--tta", action="store_true", help="choose and test on 8-fold averaged maps")
     p.add_argument("--out", default=None)
     args = p.parse_args()
-    detector = Detector.from_run(args.run_dir).with_settings(tta=args.tta)
-    record = {"run": os.path.basename(os.path.abspath(args.run_dir)), "tta": args.tta, "seconds": {}}
+    if os.path.isdir(args.run_dir):
+        detector, name = Detector.from_run(args.run_dir), os.path.basename(os.path.abspath(args.run_dir))
+    else:
+        detector, name = Detector.from_weights(args.run_dir, rescore=False), args.run_dir
+    detector = detector.with_settings(tta=args.tta)
+    record = {"run": name, "tta": args.tta, "seconds": {}}
     start = time.time()
     frames = validation_frames(args.data_root)
     maps = validation_maps(detector, frames)

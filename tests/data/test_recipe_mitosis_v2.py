@@ -119,3 +119,18 @@ def test_the_second_sitting_continues_the_cpu_cut_and_changes_only_its_schedule(
     assert more["init_weights"] == "runs/mitosis_v2_cpu_s0/best.keras"
     assert cut["epochs"] * cut["steps_per_epoch"] + more["epochs"] * more["steps_per_epoch"] == 4000
     assert more["learning_rate"] == cut["learning_rate"] / 2 and more["seed"] != cut["seed"]
+
+
+def test_the_hard_negative_round_differs_from_the_continued_run_only_in_its_negatives_and_schedule():
+    folder = os.path.dirname(RECIPE)
+    more = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_v2_cpu_continued.yaml")))
+    round2 = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_v2_cpu_hard_negatives.yaml")))
+    differ = {k for k in more if more[k] != round2[k]}
+    assert differ == {"recipe", "init_weights", "data_options", "epochs", "steps_per_epoch", "budget_minutes", "seed"}
+    assert round2["init_weights"] == "runs/mitosis_v2_cpu_c1/best.keras"
+    # Only the ATYPIA training component changes: it reads the continued run's mined look-alikes.
+    before, after = more["data_options"], round2["data_options"]
+    assert before["validation"] == after["validation"] and before["train"][1:] == after["train"][1:]
+    mined = after["train"][0].pop("hard_negatives")
+    assert mined == {"from_run": "runs/mitosis_v2_cpu_c1", "oversample": 4}
+    assert after["train"][0] == before["train"][0]
