@@ -46,12 +46,17 @@ PIXEL_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 RULES_UM = (5.0, 8.0)
 
 
-def validation_frames(data_root):
-    """The recipe's validation frames (records of the voc reader), as its own split names them."""
-    options = load_recipe(RECIPE).data_options["validation"]
-    slides = set(options["options"]["split_ids"]["validation"])
-    records = read_records("voc", os.path.join(data_root, options["data_dir"]), preset=options["options"]["preset"])
+def split_frames(component, split, data_root):
+    """The frames (records of the voc reader) of a recipe's ``voc`` component in ``split``, as its split names them."""
+    options = component["options"]
+    slides = set(options["split_ids"][split])
+    records = read_records("voc", os.path.join(data_root, component["data_dir"]), preset=options["preset"])
     return [r for r in records if r.slide in slides]
+
+
+def validation_frames(data_root):
+    """The recipe's validation frames."""
+    return split_frames(load_recipe(RECIPE).data_options["validation"], "validation", data_root)
 
 
 def validation_maps(detector, frames):

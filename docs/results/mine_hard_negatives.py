@@ -19,8 +19,8 @@ import os
 import time
 
 import numpy as np
+from detector_candidates import split_frames  # this folder's protocol script
 
-from mitoseg_tf.data.formats import read_records
 from mitoseg_tf.data.hard_negatives import mine_hard_negatives, save_hard_negatives
 from mitoseg_tf.data.images import read_image
 from mitoseg_tf.detector import Detector
@@ -31,10 +31,7 @@ def training_frames(run_dir, data_root, every):
     with open(os.path.join(run_dir, "config.json")) as fh:
         train = json.load(fh)["data_options"]["train"]
     (component,) = [c for c in train if c["data"] == "voc"]
-    slides = set(component["options"]["split_ids"]["train"])
-    records = read_records("voc", os.path.join(data_root, component["data_dir"]), preset=component["options"]["preset"])
-    chosen = sorted((r for r in records if r.slide in slides), key=lambda r: r.id)
-    return chosen[::every]
+    return sorted(split_frames(component, "train", data_root), key=lambda r: r.id)[::every]
 
 
 def main():
