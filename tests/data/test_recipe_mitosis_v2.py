@@ -134,3 +134,15 @@ def test_the_hard_negative_round_differs_from_the_continued_run_only_in_its_nega
     mined = after["train"][0].pop("hard_negatives")
     assert mined == {"from_run": "runs/mitosis_v2_cpu_c1", "oversample": 4}
     assert after["train"][0] == before["train"][0]
+
+
+def test_the_third_sitting_continues_the_protocols_pick_and_changes_only_its_schedule():
+    folder = os.path.dirname(RECIPE)
+    more = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_v2_cpu_continued.yaml")))
+    third = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_v2_cpu_continued2.yaml")))
+    differ = {k for k in more if more[k] != third[k]}
+    assert differ == {"recipe", "init_weights", "steps_per_epoch", "budget_minutes", "seed"}
+    assert third["init_weights"] == "runs/mitosis_v2_cpu_c1/best.keras"
+    # s0 (1,600) + c1 (2,400) + this run make 5,800 steps, on a seed no earlier sitting used.
+    assert 1600 + more["epochs"] * more["steps_per_epoch"] + third["epochs"] * third["steps_per_epoch"] == 5800
+    assert third["seed"] not in {0, 1, 2}
