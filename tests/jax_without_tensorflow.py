@@ -29,14 +29,14 @@ sys.meta_path.insert(0, BlockTensorFlow())
 
 
 def need(module):
-    """Skip unless ``module`` (jax, torch) is installed, without importing it into the test process.
+    """Fail unless ``module`` (a declared test dependency) is installed, without importing it here.
 
     ``pytest.importorskip`` imports it: a JAX loaded into a pytest worker registers exit handlers that
     print a KeyboardInterrupt traceback, and its C++ lines, after pytest's summary when the worker is
     stopped. The backends run in the subprocesses only.
     """
     if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} is not installed (pip install -e .[test])")
+        pytest.fail(f"{module} is a test dependency and is not installed: pip install -e .[test]")
 
 
 def run(body, timeout=time_limits.SUBPROCESS_S):

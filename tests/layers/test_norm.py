@@ -197,21 +197,16 @@ np.testing.assert_allclose(ops.convert_to_numpy(layer.moving_mean), 0.1 * mean, 
 # d/dx of sum(y * w), closed form.
 g = w * gamma
 dx_ref = (g - g.mean((0, 1, 2)) - xhat * (g * xhat).mean((0, 1, 2))) / np.sqrt(var + 1e-5)
-if keras.backend.backend() == "jax":
-    import jax
-    dx = jax.grad(lambda v: (layer(v, training=True) * w).sum())(x)
-else:
-    import torch
-    xt = torch.tensor(x, requires_grad=True)
-    (layer(xt, training=True) * torch.tensor(w)).sum().backward()
-    dx = xt.grad
+import jax
+dx = jax.grad(lambda v: (layer(v, training=True) * w).sum())(x)
 np.testing.assert_allclose(np.asarray(dx), dx_ref, atol=1e-4)
 print("OK", keras.backend.backend())
 """
 
 
-@pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_runs_on_other_backends(backend):
+def test_runs_and_differentiates_on_jax():
+    # PyTorch is not a test dependency: PyPI's Linux torch wheel brings gigabytes of CUDA libraries (README).
+    backend = "jax"
     jax_without_tensorflow.need(backend)
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu", PYTHONPATH=repo)
