@@ -4,6 +4,8 @@ import csv
 import dataclasses
 import logging
 import os
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -12,6 +14,9 @@ from mitoseg_tf.data.pixel_size import image_pixel_sizes
 from mitoseg_tf.detection.counting import DEFAULT_HPF10_AREA_MM2
 from mitoseg_tf.detector.outputs import COUNT_COLUMNS, counts_row, failed_row, write_prediction
 from mitoseg_tf.errors import USER_ERRORS
+
+if TYPE_CHECKING:
+    from mitoseg_tf.detector.detector import Detector
 
 COUNTS_FILE = "counts.csv"
 log = logging.getLogger("mitoseg_tf.detector")
@@ -86,27 +91,41 @@ class FilesResult:
 
 
 def predict_files(
-    detector,
-    inputs,
+    detector: "Detector",
+    inputs: "str | os.PathLike | Iterable[str | os.PathLike]",
     *,
-    mpp=None,
-    out_dir,
-    hpf10_area_mm2=DEFAULT_HPF10_AREA_MM2,
-    progress=None,
-    on_image=None,
-    mpp_given_by="mpp",
-):
-    """Predict every image of ``inputs`` (a file or folder) and write its files and ``counts.csv``.
+    mpp: float | None = None,
+    out_dir: "str | os.PathLike",
+    hpf10_area_mm2: float = DEFAULT_HPF10_AREA_MM2,
+    progress: bool | None = None,
+    on_image: "Callable[[dict], None] | None" = None,
+    mpp_given_by: str = "mpp",
+) -> FilesResult:
+    """Predict every image of ``inputs`` and write its files and ``counts.csv``.
 
-    ``mpp``: microns per pixel of every image (``mpp_given_by`` names it in
-    messages and outputs, e.g. ``"--mpp"``); None: each image's own, read from
-    the file (``data.pixel_size``). Every pixel size is settled before any
-    prediction: one ValueError names the images that have none. A given ``mpp``
-    that a file contradicts is warned of once and noted in that image's row.
-    An image that cannot be read or predicted is listed in counts.csv with its
-    error and the others go on; counts.csv is rewritten after every image.
-    Outputs are named by ``output_stems``; ``out_dir`` must pass ``check_out_dir``. ``on_image(row)`` is called after each image (the CLI prints);
-    ``progress``: a tqdm bar over images (default: when stderr is a terminal).
+    A given ``mpp`` that a file contradicts is warned of once and noted in that
+    image's row. An image that cannot be read or predicted is listed in
+    counts.csv with its error and the others go on; counts.csv is rewritten
+    after every image, so a run that dies keeps the rows before it.
+
+    Args:
+        detector: what predicts each image (``Detector.predict``).
+        inputs: an image file, a folder of them, or a list of image files.
+        mpp: microns per pixel of every image; None reads each image's own from
+            its file (``data.pixel_size``).
+        out_dir: the output folder (created if missing; must pass ``check_out_dir``).
+            Each image's outputs are named by ``output_stems``.
+        hpf10_area_mm2: the area that counts.csv's "per 10 HPF" column divides by.
+        progress: a tqdm bar over images; None shows one when stderr is a terminal.
+        on_image: called with each image's counts.csv row after it is written (the CLI prints it).
+        mpp_given_by: how ``mpp`` was given (e.g. ``"--mpp"``), named in messages and outputs.
+
+    Returns:
+        ``FilesResult``: the counts.csv rows (failed images included, with their reason) and its path.
+
+    Raises:
+        ValueError: ``out_dir`` cannot be an output folder, or some images have no
+            pixel size (one message names them all, before any prediction).
     """
     files = list_image_files(inputs) if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     check_out_dir(out_dir, files, option="out_dir")
