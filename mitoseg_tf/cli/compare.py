@@ -69,20 +69,40 @@ def add_parser(subparsers):
         action="store_true",
         help="rebuild the tables, the paired test and the figure from --records alone (no training)",
     )
+    p.add_argument(
+        "--ship",
+        metavar="TAG",
+        default=None,
+        help="with --recipe, no training: ship each Table 2 network's best seed on validation (Mean Dice) from its "
+        "run folder under --out as float16 weights, build(name, weights=TAG), with a card from its record",
+    )
+    p.add_argument(
+        "--weights-dir",
+        default=None,
+        help="with --ship: the weights folder and its manifest.json (default: the package's)",
+    )
 
 
 # With --recipe the recipe fixes the training; these may still be given.
 RECIPE_OPTIONS = ("recipe", "records", "max_runs", "report", "out", "models", "data_dir", "command", "verbose")
 
 
-def _recipe_run(args):
+# With --ship nothing trains: the recipe and its records choose what ships.
+SHIP_OPTIONS = ("recipe", "records", "out", "models", "ship", "weights_dir", "command", "verbose")
+
+
+def _refuse_others(args, allowed, why):
     defaults = argparse.ArgumentParser()
     add_parser(defaults.add_subparsers())
     defaults = vars(defaults.parse_args(["compare"]))
-    given = sorted(k for k, v in vars(args).items() if k in defaults and k not in RECIPE_OPTIONS and v != defaults[k])
+    given = sorted(k for k, v in vars(args).items() if k in defaults and k not in allowed and v != defaults[k])
     if given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
-        raise ValueError(f"--recipe fixes the training options; remove {flags} or edit the recipe.")
+        raise ValueError(f"{why}; remove {flags}.")
+
+
+def _recipe_run(args):
+    _refuse_others(args, RECIPE_OPTIONS, "--recipe fixes the training options (edit the recipe to change them)")
     from mitoseg_tf.compare.recipe import run_recipe_compare
 
     result = run_recipe_compare(
@@ -108,8 +128,31 @@ def _report(records_dir):
     return 0
 
 
+def _ship(args):
+    if not args.recipe:
+        raise ValueError("--ship needs --recipe: the comparison recipe whose records choose what ships.")
+    _refuse_others(args, SHIP_OPTIONS, "--ship trains nothing and takes the recipe's settings")
+    from mitoseg_tf.compare.shipping import ship_comparison
+
+    result = ship_comparison(
+        args.recipe,
+        args.out,
+        args.ship,
+        records_dir=args.records,
+        models=args.models,
+        weights_dir=args.weights_dir,
+        log=lambda *a: print(*a, flush=True),
+    )
+    print(f"Shipped {len(result['shipped'])} of {len(result['shipped']) + len(result['not_shipped'])} networks")
+    return 1 if result["not_shipped"] else 0
+
+
 def run(args):
-    """Build the ``CompareConfig`` from the arguments and run the comparison (or the recipe's, or the report)."""
+    """Build the ``CompareConfig`` from the arguments and run the comparison (or the recipe's, the report, shipping)."""
+    if args.ship:
+        return _ship(args)
+    if args.weights_dir:
+        raise ValueError("--weights-dir is where --ship writes; give it with --ship.")
     if args.recipe:
         return _recipe_run(args)
     if args.report:

@@ -415,15 +415,15 @@ def _models(args):
         print(f"| {name} | {params} | {get_card(name).summary} |")
 
 
-def _detection_text(detection):
+def _detection_text(detection, split="validation"):
     """ "F1 0.698 at 5 um (0.667 with each field's settings chosen on the others)" from a card, or None."""
-    scores = (detection or {}).get("validation") or {}
+    scores = (detection or {}).get(split) or {}
     radius = "5um" if "5um" in scores else next(iter(scores), None)
     first = scores.get(radius)
     if not first or "f1" not in first:
         return None
     text = f"F1 {first['f1']:.3f} at {radius.replace('um', ' um')}"
-    held_out = (detection.get("validation_held_out") or {}).get("f1")
+    held_out = (detection.get(f"{split}_held_out") or {}).get("f1")
     return text + (f" ({held_out:.3f} with each field's settings chosen on the others)" if held_out is not None else "")
 
 
@@ -456,6 +456,18 @@ def _validation_text(card):
     return "; ".join(parts)
 
 
+def _test_text(card):
+    """The held-out split's numbers at the settings chosen on validation: detection F1, then the Dice scores."""
+    found = _detection_text(card.detection, "test")
+    parts = [f"detection {found}"] if found else []
+    scores, target = card.test.get("pooled") or {}, card.object_class.lower()
+    named = ((f"{target}_dice", f"{target} Dice"), ("mean_dice", "Mean Dice"))
+    dice = [f"{label} {scores[key]:.3f}" for key, label in named if scores.get(key) is not None]
+    if dice:
+        parts.append(", ".join(dice) + " (pooled, tiles)")
+    return "; ".join(parts) or "not recorded"
+
+
 def _weights(args):
     import fnmatch
 
@@ -473,6 +485,10 @@ def _weights(args):
         print(f"  class:       {card.object_class} (what mitoseg predict counts and writes to GeoJSON)")
         print(f"  trained on:  {card.data}")
         print(f"  validation:  {_validation_text(card)}")
+        if card.test:
+            print(f"  test:        {_test_text(card)}")
+        if card.chosen_by:
+            print(f"  chosen by:   {card.chosen_by}")
         if card.rescorer:
             print(f"  second stage: figure classifier on {card.rescorer.window}-px windows (mitoseg predict uses it)")
         print(f"  licence:     {card.licence}")

@@ -5,7 +5,8 @@
 
 ``run_recipe_compare`` (``mitoseg compare --recipe``) trains a comparison recipe
 and records each run in the repository; ``build_report`` (``--report``) rebuilds
-the tables from those records without TensorFlow, so the trainers load lazily.
+the tables from those records without TensorFlow, so the trainers load lazily;
+``ship_comparison`` (``--ship TAG``) ships each Table 2 network's best recorded seed as zoo weights.
 """
 
 import importlib
@@ -19,6 +20,7 @@ _LAZY = {
     "run_recipe_compare": "mitoseg_tf.compare.recipe",
     "load_compare_recipe": "mitoseg_tf.compare.recipe",
     "build_report": "mitoseg_tf.compare.report",
+    "ship_comparison": "mitoseg_tf.compare.shipping",
 }
 
 __all__ = ["resolve_models", "table_models", *_LAZY]

@@ -38,6 +38,9 @@ COMPARE_KEYS = ("models", "tables", "seeds", "model_args", "records", "measured_
 FIGURE_SIZE = 96  # side of each figure tile (pixels at the recipe's target_mpp)
 FIGURE_CONTEXT = 32  # pixels of image each side of a tile that the network sees when predicting it
 STEP_FILE = "step_seconds.json"
+RUNS_FOLDER = "runs"  # under --out: the run folders, with their best.keras (weights never go in the records)
+# What a finished run folder holds that its record is made from (and its weights shipped from).
+RUN_FILES = ("config.json", "metrics.json", "detection.json", "best.keras")
 
 
 @dataclasses.dataclass
@@ -234,18 +237,44 @@ def _tile_arrays(tiles):
     }
 
 
-def make_record(config, run_dir, plan, folder):
-    """Write the record of a finished run folder into ``folder`` (figure maps first, ``record.json`` last)."""
-    import keras
-
+def record_fields(config, run_dir, measured_on):
+    """The record of a finished run folder as its files give it, without the network: config and hashes,
+    machine, seconds per step, history, metrics, scores and detection settings (``make_record`` adds the
+    parameter count and the figure maps). ``measured_on``: what each split is (``ComparePlan.measured_on``)."""
     from mitoseg_tf.training.record import versions
-    from mitoseg_tf.zoo.checkpoint import load_checkpoint
 
     settings = dict(dataclasses.asdict(config))
     metrics = _read_json(os.path.join(run_dir, "metrics.json"))
     detection = _read_json(os.path.join(run_dir, "detection.json"))
     run_record = _read_json(os.path.join(run_dir, "config.json"))
     steps = _read_json(os.path.join(run_dir, STEP_FILE)) if os.path.isfile(os.path.join(run_dir, STEP_FILE)) else {}
+    splits = [s for s in ("validation", "test") if metrics.get(s) and (detection or {}).get(s)]
+    return {
+        "model": config.model,
+        "seed": config.seed,
+        "config_hash": records_lib.config_hash(settings),
+        "recipe_hash": records_lib.recipe_hash(settings),
+        "config": records_lib.hashed_config(settings),
+        "recipe": config.recipe,
+        "resolved_precision": run_record.get("resolved_precision"),
+        "software": run_record.get("versions") or versions(),
+        "machine": records_lib.machine(),
+        "train_seconds": metrics.get("train_seconds"),
+        **steps,
+        "history": _history(run_dir),
+        "metrics": {s: metrics.get(s) for s in ("validation", "test")},
+        "scores": {s: run_scores(metrics, detection, split=s) for s in splits},
+        "measured_on": {s: measured_on.get(s, f"the {s} split of `{config.data}`") for s in splits},
+        "detection": detection,
+    }
+
+
+def make_record(config, run_dir, plan, folder):
+    """Write the record of a finished run folder into ``folder`` (figure maps first, ``record.json`` last)."""
+    import keras
+
+    from mitoseg_tf.zoo.checkpoint import load_checkpoint
+
     model = load_checkpoint(os.path.join(run_dir, "best.keras"))
     tiles = figure_tiles(config, plan.figure_tiles)
     arrays = _tile_arrays(tiles)
@@ -256,39 +285,18 @@ def make_record(config, run_dir, plan, folder):
     shared = os.path.join(os.path.dirname(os.path.abspath(folder)), records_lib.TILES_FILE)
     if not os.path.isfile(shared):  # the same tiles for every run (the report draws only runs whose spec matches)
         np.savez_compressed(shared, **arrays)
-    splits = [s for s in ("validation", "test") if metrics.get(s) and (detection or {}).get(s)]
-    record = {
-        "model": config.model,
-        "seed": config.seed,
-        "config_hash": records_lib.config_hash(settings),
-        "recipe_hash": records_lib.recipe_hash(settings),
-        "config": records_lib.hashed_config(settings),
-        "recipe": config.recipe,
-        "resolved_precision": run_record.get("resolved_precision"),
-        "software": run_record.get("versions") or versions(),
-        "machine": records_lib.machine(),
-        "parameters": int(model.count_params()),
-        "train_seconds": metrics.get("train_seconds"),
-        **steps,
-        "history": _history(run_dir),
-        "metrics": {s: metrics.get(s) for s in ("validation", "test")},
-        "scores": {s: run_scores(metrics, detection, split=s) for s in splits},
-        "measured_on": {s: plan.measured_on.get(s, f"the {s} split of `{config.data}`") for s in splits},
-        "detection": detection,
-    }
+    record = {**record_fields(config, run_dir, plan.measured_on), "parameters": int(model.count_params())}
     keras.backend.clear_session()
     return records_lib.write_record(folder, record)
 
 
 def _finished_folder(run_dir, config):
     """Whether ``run_dir`` holds a finished run of exactly ``config`` (recorded now without retraining)."""
-    needed = ("config.json", "metrics.json", "detection.json", "best.keras")
-    if not all(os.path.isfile(os.path.join(run_dir, f)) for f in needed):
+    if not all(os.path.isfile(os.path.join(run_dir, f)) for f in RUN_FILES):
         return False
-    saved = {
-        k: v for k, v in _read_json(os.path.join(run_dir, "config.json")).items() if k in dataclasses.asdict(config)
-    }
-    return records_lib.config_hash(saved) == records_lib.config_hash(dataclasses.asdict(config))
+    return records_lib.config_hash(records_lib.folder_config(run_dir)) == records_lib.config_hash(
+        dataclasses.asdict(config)
+    )
 
 
 def run_recipe_compare(
@@ -306,7 +314,7 @@ def run_recipe_compare(
     unknown = sorted(set(models) - set(plan.models))
     if unknown:
         raise ValueError(f"--models {unknown}: not models of {path} ({', '.join(plan.models)}).")
-    runs_dir = os.path.join(output_dir, "runs")
+    runs_dir = os.path.join(output_dir, RUNS_FOLDER)
     trained, skipped, changed, pending = [], [], {}, []
     for model, seed in plan.jobs():
         if models and model not in models:

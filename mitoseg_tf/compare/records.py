@@ -16,10 +16,13 @@ key that changes results, i.e. all but ``MACHINE_KEYS`` (where the data and run
 folders are, how the run was launched).
 """
 
+import dataclasses
 import hashlib
 import json
 import os
 import platform
+
+from mitoseg_tf.config import RunConfig
 
 RECORD_FILE = "record.json"
 FIGURE_FILE = "figure.npz"
@@ -67,6 +70,15 @@ def config_hash(config):
 def recipe_hash(config):
     """Hash of the config without model, seed and model arguments: the same for every run of one comparison."""
     return _digest({k: v for k, v in hashed_config(config).items() if k not in RUN_KEYS})
+
+
+def folder_config(run_dir):
+    """The settings a run folder's ``config.json`` trained with: its ``RunConfig`` fields, without what
+    ``train_run`` adds beside them (resolved precision, versions, the split's examples)."""
+    with open(os.path.join(run_dir, "config.json")) as fh:
+        saved = json.load(fh)
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    return {k: v for k, v in saved.items() if k in fields}
 
 
 def config_differences(recorded, wanted):

@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from mitoseg_tf.zoo.pretrained import checked_path, resolve_arguments
+from mitoseg_tf.zoo.pretrained import available_weights, checked_path, resolve_arguments
 
 if TYPE_CHECKING:  # annotations only: listing the zoo must not import Keras
     import keras
@@ -153,16 +153,19 @@ def register(
     return decorator
 
 
-def list_models(pattern: str = "*") -> list[str]:
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     """The registered model names that match a shell-style wildcard.
 
     Args:
         pattern: an ``fnmatch`` wildcard, case-sensitive, e.g. ``"unet*"``.
+        pretrained: only the models with weights shipped in the package's manifest
+            (``build(name, weights=TAG)``; ``mitoseg weights`` lists their tags).
 
     Returns:
         The matching names, sorted; empty when none matches.
     """
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+    shipped = {key.split("/")[0] for key in available_weights()} if pretrained else None
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern) and (shipped is None or n in shipped))
 
 
 def get_card(name: str) -> ModelCard:

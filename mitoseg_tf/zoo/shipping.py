@@ -19,7 +19,12 @@ from mitoseg_tf.models.figure_classifier import figure_classifier_arguments
 from mitoseg_tf.zoo import weights_card
 from mitoseg_tf.zoo.checkpoint import load_checkpoint
 from mitoseg_tf.zoo.pretrained import file_sha256, weights_entry
+from mitoseg_tf.zoo.registry import get_card
 from mitoseg_tf.zoo.weights_card import MANIFEST, read_manifest, weights_folder
+
+
+class WeightsTooLarge(ValueError):
+    """A weights file over the size the package ships (``ship_run(max_bytes=...)``)."""
 
 
 def save_float16_weights(model, path):
@@ -51,7 +56,14 @@ def _write_manifest(manifest, weights_dir):
         json.dump(manifest, fh, indent=2, sort_keys=True)
 
 
-def ship_run(run_dir, tag, *, data, licence, data_licences, weights_dir=None, extra=None, detection=False):
+def _test_by_distance(settings):
+    """The test split's detection scores keyed by match distance, as the card keys the validation ones."""
+    return settings.get("test_by_distance") or {f"{settings['match_distance_um']:g}um": settings["test"]}
+
+
+def ship_run(
+    run_dir, tag, *, data, licence, data_licences, weights_dir=None, extra=None, detection=False, max_bytes=None
+):
     """Copy a run's best checkpoint into the package as float16 weights and list it in the manifest.
 
     ``data`` and ``licence`` describe the training data (weights inherit its
@@ -60,7 +72,9 @@ def ship_run(run_dir, tag, *, data, licence, data_licences, weights_dir=None, ex
     so the card lists each one's terms; the run's config.json gives the model and builder
     arguments, metrics.json the validation metrics and, for detection weights
     (``detection=True``), detection.json the figure settings chosen on validation,
-    which ``mitoseg predict`` then applies.
+    which ``mitoseg predict`` then applies, and the test split's scores at them when the run had one.
+    ``max_bytes``: a float16 file larger than this is refused (``WeightsTooLarge``)
+    and nothing is written, so a weights file already shipped under the same name stays.
     """
     weights_dir = weights_folder(weights_dir)
     weights_card.data_licences(data_licences)  # an unknown dataset fails before anything is written
@@ -69,11 +83,22 @@ def ship_run(run_dir, tag, *, data, licence, data_licences, weights_dir=None, ex
     with open(os.path.join(run_dir, "metrics.json")) as fh:
         metrics = json.load(fh)
     name = config["model"]
-    arguments = {"base_filters": config["base_filters"], **config.get("model_args", {})}
+    # A network without a base width (MS R-CNN: its backbone's) does not take base_filters, so build() would refuse it.
+    arguments = {**get_card(name).width_arguments(config["base_filters"]), **config.get("model_args", {})}
     model = load_checkpoint(os.path.join(run_dir, "best.keras"))
     os.makedirs(weights_dir, exist_ok=True)
     file = f"{name}_{tag}.weights.h5"
-    save_float16_weights(model, os.path.join(weights_dir, file))
+    part = os.path.join(weights_dir, file + ".part")
+    save_float16_weights(model, part)
+    size = os.path.getsize(part)
+    if max_bytes is not None and size > max_bytes:
+        os.remove(part)
+        raise WeightsTooLarge(
+            f"{name}/{tag}: the float16 weights of {run_dir} are {size / 1e6:.1f} MB ({model.count_params():,} "
+            f"parameters), over the {max_bytes / 1e6:g} MB a shipped file may take; nothing was written. "
+            "Train a narrower network (base_filters, or the model's own widths in model_args)."
+        )
+    os.replace(part, os.path.join(weights_dir, file))
     manifest = read_manifest(weights_dir)
     manifest[f"{name}/{tag}"] = {
         "file": file,
@@ -99,6 +124,8 @@ def ship_run(run_dir, tag, *, data, licence, data_licences, weights_dir=None, ex
             "validation": settings.get("validation_by_distance") or settings.get("validation"),
             # the in-sample score above flatters; the card carries the leave-one-image-out one beside it
             "validation_held_out": settings.get("validation_held_out"),
+            # scored at the settings above, which the test split did not choose
+            **({"test": _test_by_distance(settings)} if settings.get("test") else {}),
         }
     _write_manifest(manifest, weights_dir)
     return os.path.join(weights_dir, file)

@@ -140,6 +140,8 @@ class WeightsCard:
     train_seconds: float = None
     validation: dict = None
     validation_whole_images: dict = None
+    test: dict = None  # the held-out split's metrics, shaped as validation's: chose nothing
+    chosen_by: str = None  # what chose the weights and their settings, and what did not
     detection: dict = None
     rescorer: RescorerCard = None
     extra: dict = dataclasses.field(default_factory=dict)

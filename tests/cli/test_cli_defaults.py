@@ -54,6 +54,7 @@ def _field(config_class, name):
 def _library_defaults():
     """``{(command..., dest): (library default, where it is)}`` for every option that feeds the library."""
     from mitoseg_tf.compare.recipe import run_recipe_compare
+    from mitoseg_tf.compare.shipping import ship_comparison
     from mitoseg_tf.config import CompareConfig, RunConfig
     from mitoseg_tf.data.inspection import summarise
     from mitoseg_tf.data.sources import load_source
@@ -111,6 +112,7 @@ def _library_defaults():
         put(("compare",), "out" if dest == "output_dir" else dest, getattr(compare, dest), f"CompareConfig.{dest}")
     put(("compare",), "records", _parameter(run_recipe_compare, "records_dir"), "run_recipe_compare(records_dir)")
     put(("compare",), "max_runs", _parameter(run_recipe_compare, "max_runs"), "run_recipe_compare(max_runs)")
+    put(("compare",), "weights_dir", _parameter(ship_comparison, "weights_dir"), "ship_comparison(weights_dir)")
 
     put(("models",), "pattern", _parameter(list_models, "pattern"), "list_models(pattern)")
     put(("datasets", "inspect"), "max_images", _parameter(summarise, "max_images"), "summarise(max_images)")
@@ -138,6 +140,7 @@ NOT_IN_THE_LIBRARY = {
     ("weights", "pattern"): "a wildcard over shipped_cards()'s keys; the library has no pattern",
     ("compare", "recipe"): "chooses a file",
     ("compare", "report"): "chooses between two library functions",
+    ("compare", "ship"): "None: no shipping; given, it is ship_comparison's tag, which has no default",
     ("datasets", "inspect", "out"): "None: NAME_samples.png, a file name only the command makes",
     ("datasets", "inspect", "radius_um"): "given only when set: each dataset format has its own disk radius",
     ("datasets", "prepare", "radius_um"): "given only when set: each dataset format has its own disk radius",
