@@ -59,21 +59,33 @@ def validation_frames(data_root):
     return split_frames(load_recipe(RECIPE).data_options["validation"], "validation", data_root)
 
 
+def at_resolution(record, mpp, *centres):
+    """``record``'s frame resampled to ``mpp`` as ``Detector.predict`` resamples it, and each (K, 2) (row, col)
+    array of ``centres`` (its pixels) scaled with it."""
+    image = read_image(record.image)
+    work = to_resolution(image, record.mpp, mpp)
+    factors = scale_factors(image.shape[:2], work.shape[:2])
+    return work, [np.asarray(c, np.float64).reshape(-1, 2) * factors for c in centres]
+
+
 def validation_maps(detector, frames):
     """``calibrate``'s input: per frame (map at the detector's resolution, true centres there, its mpp)."""
     maps = []
     for record in frames:
-        image = read_image(record.image)
-        work = to_resolution(image, record.mpp, detector.mpp)
-        row_factor, col_factor = scale_factors(image.shape[:2], work.shape[:2])
-        truth = np.asarray(record.points, np.float64).reshape(-1, 2) * [row_factor, col_factor]
+        work, (truth,) = at_resolution(record, detector.mpp, record.points)
         maps.append((detector.probability_native(work).astype(np.float16), truth, detector.mpp))
     return maps
 
 
-def choose(maps):
-    """The best of ``calibrate`` at each pixel threshold, by validation F1 (ties: the lower threshold)."""
-    tried = [calibrate(maps, pixel_threshold=t) for t in PIXEL_THRESHOLDS]
+def choose(maps, rescored=None):
+    """The best of ``calibrate`` at each pixel threshold, by validation F1 (ties: the lower threshold).
+
+    ``rescored``: ``{pixel threshold: calibrate's tables}``, the same candidates scored by a figure
+    classifier, so that a detector with a second stage is chosen by this same rule."""
+    if rescored is None:
+        tried = [calibrate(maps, pixel_threshold=t) for t in PIXEL_THRESHOLDS]
+    else:
+        tried = [calibrate(maps, pixel_threshold=t, tables=rescored[t], score="classifier") for t in PIXEL_THRESHOLDS]
     best = max(tried, key=lambda s: (s["validation"]["f1"], -s["pixel_threshold"]))
     summary = {
         f"{s['pixel_threshold']:g}": {
@@ -86,12 +98,14 @@ def choose(maps):
     return best, summary
 
 
-def score_dev(detector, data_root):
-    """mitos12_dev exactly as ``mitoseg predict --mpp 0.2456`` runs ``detector``: per field and pooled."""
+def score_dev(detector, data_root, limit=None):
+    """mitos12_dev exactly as ``mitoseg predict --mpp 0.2456`` runs ``detector``: per field and pooled.
+
+    ``limit``: the first that many fields only (a quick check of a script, never a result)."""
     root = os.path.join(data_root, "mitos12_dev")
     truth, mpp = read_centre_list(os.path.join(root, "mitoses.csv")), MPP["A"]
     fields, totals = {}, {um: np.zeros(3, int) for um in RULES_UM}
-    for stem in sorted(truth):
+    for stem in sorted(truth)[:limit]:
         prediction = detector.predict(
             read_image(os.path.join(root, "images", f"{stem}.jpg")), mpp=mpp, keep_probability=False
         )

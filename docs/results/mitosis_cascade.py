@@ -91,14 +91,15 @@ def make_maps(data_root):
 
 
 def dark_blobs(image, exclude, min_distance):
-    """Centroids of hematoxylin-dark blobs of ``image`` at least ``min_distance`` px from ``exclude``."""
+    """Centroids of hematoxylin-dark blobs of ``image`` at least ``min_distance`` px from every (row, col) of ``exclude``."""
     from skimage import filters, measure
     from skimage.color import rgb2hed
 
     density = filters.gaussian(rgb2hed(image)[..., 0], 1.5)
     labels = measure.label(density > filters.threshold_otsu(density))
     centres = np.array([p.centroid for p in measure.regionprops(labels) if p.area >= 40]).reshape(-1, 2)
-    return centres[np.hypot(*(centres - exclude).T) >= min_distance]
+    gaps = centres[:, None, :] - np.asarray(exclude, np.float64).reshape(1, -1, 2)
+    return centres[np.all(np.hypot(gaps[..., 0], gaps[..., 1]) >= min_distance, axis=1)]
 
 
 def make_windows(data_root, maps):
@@ -127,9 +128,10 @@ def make_windows(data_root, maps):
     }
 
 
-def train(windows, path, seed):
+def train(windows, path, seed, **options):
+    """The classifier saved at ``path``, trained there first (``options``: ``train_figure_classifier``'s)."""
     if not os.path.exists(path):
-        model = train_figure_classifier(windows["positives"], windows["negatives"], window=CROP, seed=seed)
+        model = train_figure_classifier(windows["positives"], windows["negatives"], window=CROP, seed=seed, **options)
         model.save(path)
     return keras.saving.load_model(path)
 

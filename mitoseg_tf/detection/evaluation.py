@@ -90,8 +90,12 @@ def predict_maps(model, source, *, mpp=DEFAULT_MPP, max_images=None, progress=No
     return maps, truth
 
 
-def _figure_tables(maps, pixel_threshold, score):
-    """Per map ``(centres (N, 2), areas um^2 (N,), scores (N,))`` of every figure, smallest size included."""
+def figure_tables(maps, pixel_threshold, score="mean"):
+    """Per map ``(centres (N, 2), areas um^2 (N,), scores (N,))`` of every figure above ``pixel_threshold``, smallest size included.
+
+    The candidates ``calibrate`` chooses among; a second stage rescores these
+    same centres and hands the tables back (``calibrate(..., tables=...)``).
+    """
     tables = []
     for probability, _, image_mpp in maps:
         figures = extract_figures(
@@ -124,7 +128,7 @@ def detections_from_maps(
     score="mean",
 ):
     """Per image ``(predicted centres, scores, true centres, match distance in px)``: ``matching.score_images``' input."""
-    return _records(maps, _figure_tables(maps, pixel_threshold, score), match_distance_um, min_area_um2)
+    return _records(maps, figure_tables(maps, pixel_threshold, score), match_distance_um, min_area_um2)
 
 
 def at_distance(records, from_um, to_um):
@@ -254,8 +258,14 @@ def calibrate(
     score="mean",
     min_areas_um2=MIN_AREA_CHOICES_UM2,
     report_distances_um=REPORT_DISTANCES_UM,
+    tables=None,
 ):
     """Minimum figure size and figure-score threshold maximising pooled F1 on validation maps (``predict_maps``).
+
+    ``tables``: the candidates of ``figure_tables(val_maps, pixel_threshold)``
+    with their scores replaced by a second stage (a figure classifier), so that
+    a detector with and without it is chosen by one rule; ``score`` then names
+    that stage for the record. None: the map's own blob ``score``.
 
     Ties go to the smaller minimum size, then the lower threshold. Returns the
     settings (what ``detection.json`` holds) with the validation scores under
@@ -264,7 +274,10 @@ def calibrate(
     scored on it (the honest estimate when there is no test split). Score a
     test split at the settings with ``score_settings``.
     """
-    tables = _figure_tables(val_maps, pixel_threshold, score)  # the sizes only filter the same figures
+    if tables is None:
+        tables = figure_tables(val_maps, pixel_threshold, score)  # the sizes only filter the same figures
+    elif len(tables) != len(val_maps):
+        raise ValueError(f"calibrate: {len(tables)} candidate tables for {len(val_maps)} maps; give one per map.")
     area, chosen, records = choose_settings(val_maps, tables, match_distance_um, min_areas_um2)
     settings = {
         "score_threshold": chosen["threshold"],

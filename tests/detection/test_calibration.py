@@ -10,6 +10,7 @@ from mitoseg_tf.detection.evaluation import (
     calibrate_model,
     choose_candidates,
     detections_from_maps,
+    figure_tables,
     held_out_scores,
 )
 
@@ -60,6 +61,23 @@ def test_a_higher_threshold_wins_when_it_removes_false_figures():
     # size 5: at 0.8 tp 2, fp 1, fn 2 -> 4/7 beats threshold 0 (fp 3: 4/9)
     assert settings["min_area_um2"] == 5.0 and settings["score_threshold"] == pytest.approx(0.8, abs=1e-3)
     assert settings["validation"]["f1"] == pytest.approx(4 / 7)
+
+
+def test_a_second_stage_rescores_the_same_candidates_and_the_same_rule_chooses():
+    maps = _validation_maps()
+    ((centres, areas, scores),) = figure_tables(maps, 0.5)
+    # The four blobs of _validation_maps: three of 8x8 px (16 um^2 at 0.5 um/px) and the 3x3 px speck (2.25).
+    assert sorted(areas) == [2.25, 16.0, 16.0, 16.0] and sorted(np.round(scores, 2)) == [0.8, 0.85, 0.9, 0.95]
+    # A classifier sure of the two found figures (row 20) and against the misplaced one and the speck.
+    rescored = np.where(centres[:, 0] < 30, 0.7, 0.2)
+    settings = calibrate(maps, tables=[(centres, areas, rescored)], score="classifier", min_areas_um2=(0.0, 5.0))
+    # Hand count at 5 um: threshold 0.7 keeps the two true ones, tp 2, fp 0, fn 2 -> F1 2/3 at either size
+    # (ties keep size 0); threshold 0.2 adds both false ones -> 1/2. The map's own scores reach 4/7 (above).
+    assert settings["min_area_um2"] == 0.0 and settings["score_threshold"] == pytest.approx(0.7)
+    assert (settings["validation"]["tp"], settings["validation"]["fp"], settings["validation"]["fn"]) == (2, 0, 2)
+    assert settings["validation"]["f1"] == pytest.approx(2 / 3) and settings["figure_score"] == "classifier"
+    with pytest.raises(ValueError, match="1 maps"):
+        calibrate(maps, tables=[(centres, areas, rescored)] * 2)
 
 
 def test_records_rescale_to_another_matching_distance():
