@@ -146,3 +146,16 @@ def test_the_third_sitting_continues_the_protocols_pick_and_changes_only_its_sch
     # s0 (1,600) + c1 (2,400) + this run make 5,800 steps, on a seed no earlier sitting used.
     assert 1600 + more["epochs"] * more["steps_per_epoch"] + third["epochs"] * third["steps_per_epoch"] == 5800
     assert third["seed"] not in {0, 1, 2}
+
+
+def test_the_larger_patch_variant_differs_from_its_control_only_in_patch_and_batch():
+    folder = os.path.dirname(RECIPE)
+    control = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_v2_cpu_continued2.yaml")))
+    larger = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_v2_cpu_256.yaml")))
+    differ = {k for k in control if control[k] != larger[k]}
+    assert differ == {"recipe", "crop_size", "batch_size", "steps_per_epoch", "seed"}
+    assert larger["init_weights"] == control["init_weights"] == "runs/mitosis_v2_cpu_c1/best.keras"
+    # Twice the pixels per step (8 x 256^2 against 16 x 128^2) for half the steps: the same pixels in all.
+    total = [r["epochs"] * r["steps_per_epoch"] * r["batch_size"] * r["crop_size"] ** 2 for r in (control, larger)]
+    assert total[0] == total[1]
+    assert larger["seed"] not in {0, 1, 2, 3}
