@@ -159,3 +159,18 @@ def test_the_larger_patch_variant_differs_from_its_control_only_in_patch_and_bat
     total = [r["epochs"] * r["steps_per_epoch"] * r["batch_size"] * r["crop_size"] ** 2 for r in (control, larger)]
     assert total[0] == total[1]
     assert larger["seed"] not in {0, 1, 2, 3}
+
+
+def test_the_no_frames_ablation_drops_only_the_atypia_training_frames():
+    folder = os.path.dirname(RECIPE)
+    control = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_v2_cpu.yaml")))
+    ablation = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_v2_cpu_no_frames.yaml")))
+    v1 = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_unet.yaml")))
+    differ = {k for k in control if control[k] != ablation[k]}
+    assert differ == {"recipe", "data_options"}
+    before, after = control["data_options"], ablation["data_options"]
+    # Validated on the same ATYPIA slides, so the protocol can compare the two runs.
+    assert after["validation"] == before["validation"]
+    assert [c["data"] for c in before["train"]] == ["voc", "amibr", "monuseg"]
+    # Trained on v1's two sources with v1's weights.
+    assert after["train"] == v1["data_options"]["train"]
