@@ -136,11 +136,15 @@ def test_the_hard_negative_round_differs_from_the_continued_run_only_in_its_nega
     assert after["train"][0] == before["train"][0]
 
 
-def test_the_third_sitting_continues_the_protocols_pick_and_changes_only_its_schedule():
+def _pair(first, second):
+    """Two recipes of zoo/recipes as dicts, and the fields in which they differ."""
     folder = os.path.dirname(RECIPE)
-    more = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_v2_cpu_continued.yaml")))
-    third = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_v2_cpu_continued2.yaml")))
-    differ = {k for k in more if more[k] != third[k]}
+    a, b = (dataclasses.asdict(load_recipe(os.path.join(folder, name))) for name in (first, second))
+    return a, b, {k for k in a if a[k] != b[k]}
+
+
+def test_the_third_sitting_continues_the_protocols_pick_and_changes_only_its_schedule():
+    more, third, differ = _pair("mitosis_v2_cpu_continued.yaml", "mitosis_v2_cpu_continued2.yaml")
     assert differ == {"recipe", "init_weights", "steps_per_epoch", "budget_minutes", "seed"}
     assert third["init_weights"] == "runs/mitosis_v2_cpu_c1/best.keras"
     # s0 (1,600) + c1 (2,400) + this run make 5,800 steps, on a seed no earlier sitting used.
@@ -149,10 +153,7 @@ def test_the_third_sitting_continues_the_protocols_pick_and_changes_only_its_sch
 
 
 def test_the_larger_patch_variant_differs_from_its_control_only_in_patch_and_batch():
-    folder = os.path.dirname(RECIPE)
-    control = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_v2_cpu_continued2.yaml")))
-    larger = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_v2_cpu_256.yaml")))
-    differ = {k for k in control if control[k] != larger[k]}
+    control, larger, differ = _pair("mitosis_v2_cpu_continued2.yaml", "mitosis_v2_cpu_256.yaml")
     assert differ == {"recipe", "crop_size", "batch_size", "steps_per_epoch", "seed"}
     assert larger["init_weights"] == control["init_weights"] == "runs/mitosis_v2_cpu_c1/best.keras"
     # Twice the pixels per step (8 x 256^2 against 16 x 128^2) for half the steps: the same pixels in all.
@@ -162,11 +163,8 @@ def test_the_larger_patch_variant_differs_from_its_control_only_in_patch_and_bat
 
 
 def test_the_no_frames_ablation_drops_only_the_atypia_training_frames():
-    folder = os.path.dirname(RECIPE)
-    control = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_v2_cpu.yaml")))
-    ablation = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_v2_cpu_no_frames.yaml")))
-    v1 = dataclasses.asdict(load_recipe(os.path.join(folder, "mitosis_unet.yaml")))
-    differ = {k for k in control if control[k] != ablation[k]}
+    control, ablation, differ = _pair("mitosis_v2_cpu.yaml", "mitosis_v2_cpu_no_frames.yaml")
+    v1 = dataclasses.asdict(load_recipe(os.path.join(os.path.dirname(RECIPE), "mitosis_unet.yaml")))
     assert differ == {"recipe", "data_options"}
     before, after = control["data_options"], ablation["data_options"]
     # Validated on the same ATYPIA slides, so the protocol can compare the two runs.
