@@ -2,6 +2,7 @@
 
     python docs/results/detector_candidates.py RUN_DIR [--data-root ../shared/data] [--tta] [--out FILE.json]
     python docs/results/detector_candidates.py unet/mitosis ...   # shipped weights, network only
+    ... --runtime onnxruntime   # the same maps (within 1e-6) in half the time; speed, not results
 
 Shipped weights are judged by the same protocol without their second stage (the
 figure classifier rescoring needs images, not maps), so that a v1 baseline and a v2
@@ -35,6 +36,7 @@ import numpy as np
 from mitoseg_tf.data.formats import read_records
 from mitoseg_tf.data.formats.mitos12 import MPP, read_centre_list
 from mitoseg_tf.data.images import read_image
+from mitoseg_tf.defaults import DEFAULT_RUNTIME, RUNTIMES
 from mitoseg_tf.detection.evaluation import calibrate
 from mitoseg_tf.detection.matching import match_points
 from mitoseg_tf.detector import Detector
@@ -136,14 +138,15 @@ def main():
     p.add_argument("run_dir", help="a run folder, or shipped weights <model>/<tag> (network only)")
     p.add_argument("--data-root", default=os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
     p.add_argument("--tta", action="store_true", help="choose and test on 8-fold averaged maps")
+    p.add_argument("--runtime", default=DEFAULT_RUNTIME, choices=RUNTIMES, help="what runs the network (speed only)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     if os.path.isdir(args.run_dir):
         detector, name = Detector.from_run(args.run_dir), os.path.basename(os.path.abspath(args.run_dir))
     else:
         detector, name = Detector.from_weights(args.run_dir, rescore=False), args.run_dir
-    detector = detector.with_settings(tta=args.tta)
-    record = {"run": name, "tta": args.tta, "seconds": {}}
+    detector = detector.with_settings(tta=args.tta, runtime=args.runtime)
+    record = {"run": name, "tta": args.tta, "runtime": args.runtime, "seconds": {}}
     start = time.time()
     frames = validation_frames(args.data_root)
     maps = validation_maps(detector, frames)

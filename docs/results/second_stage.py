@@ -2,6 +2,12 @@
 
     python docs/results/second_stage.py RUN_DIR [--data-root ../shared/data] [--seeds 0 1 2] [--out FILE.json]
         [--cache DIR]   # default RUN_DIR/second_stage: maps, windows and classifiers, never in git
+        [--tta] [--runtime onnxruntime]
+    python docs/results/second_stage.py unet/mitosis --cache DIR ...   # the classifier shipped with the weights
+
+Shipped weights skip steps 1-2: their own classifier (v1's, trained on AMi-Br +
+MoNuSeg, its settings once chosen on mitos12_dev) is judged as it ships, by the
+same validation slides, so that keeping or dropping it is the protocol's choice.
 
 The run's network (``best.keras``) proposes candidate figures; the question is
 whether a window classifier rescoring them, as ``Detector(classifier=...)`` and
@@ -54,11 +60,13 @@ from mine_hard_negatives import training_frames
 from mitosis_cascade import CROP, WINDOW, auc, dark_blobs, float16_classifier, train
 
 from mitoseg_tf.data.hard_negatives import hard_negatives_path, load_hard_negatives
+from mitoseg_tf.defaults import DEFAULT_RUNTIME, RUNTIMES
 from mitoseg_tf.detection.evaluation import figure_tables
 from mitoseg_tf.detection.rescoring import classify_centres, cut_windows
 from mitoseg_tf.detector import Detector
 from mitoseg_tf.models.figure_classifier import ensemble_figure_classifiers
 from mitoseg_tf.training.figure_classifier import DEFAULTS
+from mitoseg_tf.zoo.pretrained import load_rescorer, rescorer_entry
 
 BLOB_DISTANCE_UM = 10.0  # v1's dark blobs kept 40 px (10 um) from the crop's figure
 MATCH_UM = 5.0
@@ -179,7 +187,14 @@ def tuned(network, settings, classifier):
     chosen = network.with_settings(chosen_by="ATYPIA-14 validation slides (second_stage.py)", **settings)
     if classifier is None:
         return chosen
-    return Detector(chosen.model, mpp=chosen.mpp, settings=chosen.settings, classifier=classifier, name=chosen.name)
+    return Detector(
+        chosen.model,
+        mpp=chosen.mpp,
+        settings=chosen.settings,
+        classifier=classifier,
+        name=chosen.name,
+        runtime=chosen.runtime,
+    )
 
 
 def line(name, option):
@@ -194,34 +209,18 @@ def line(name, option):
     )
 
 
-def run(args):
-    limit = args.limit_frames
-    check_only = bool(limit or args.limit_dev or args.steps)
-    suffix = f"_first{limit}" if limit else ""
+def trained_classifier(args, network, record, cache, limit, suffix):
+    """A classifier trained on the run's own training frames (steps 1-2 of the docstring), and its windows' counts."""
     training = {"epochs": 1, "steps_per_epoch": args.steps} if args.steps else {}
-    cache = args.cache or os.path.join(args.run_dir, "second_stage")
-    os.makedirs(cache, exist_ok=True)
     mined, mined_about, mined_identity = mined_negatives(args.run_dir)
-    network = Detector.from_run(args.run_dir).with_settings(tta=False)
-    if network.mpp is None:
-        raise SystemExit(f"{args.run_dir}: detection.json states no mpp; the windows need the detector's pixel size.")
-    record = {
-        "run": os.path.basename(os.path.abspath(args.run_dir)),
-        "check_only": check_only,
-        "limits": {"frames": limit, "dev_fields": args.limit_dev, "classifier_steps": args.steps},
-        "seeds": args.seeds,
-        "classifier_training": {**DEFAULTS, **training, "window": CROP, "stored_window": WINDOW},
-        "mined_from": mined_about,
-        "seconds": {},
-        "cpu_seconds": {},
-        "cached": {},
-    }
-
+    record["seeds"] = args.seeds
+    record["classifier_training"] = {**DEFAULTS, **training, "window": CROP, "stored_window": WINDOW}
+    record["mined_from"] = mined_about
     start = stamp()
     every_training_frame = training_frames(args.run_dir, args.data_root, 1)
     train_frames = every_training_frame[:limit]
-    val_frames = sorted(validation_frames(args.data_root), key=lambda r: r.id)[:limit]
-    shared = {r.slide for r in every_training_frame} & {r.slide for r in val_frames}
+    val_slides = {r.slide for r in validation_frames(args.data_root)}
+    shared = {r.slide for r in every_training_frame} & val_slides
     strangers = sorted(set(mined) - {r.id for r in every_training_frame})
     if shared or strangers:
         raise SystemExit(f"training and validation must not meet: shared slides {shared}, mined frames {strangers[:5]}")
@@ -251,14 +250,66 @@ def run(args):
     classifier = float16_classifier(
         joined, cache, f"figure_classifier_{CROP}px_seeds{'-'.join(map(str, args.seeds))}_{tag}"
     )
-    start = lap(record, "classifier_training", start)
+    lap(record, "classifier_training", start)
     print(
         f"classifier, seeds {args.seeds} ({record['seconds']['classifier_training']:.0f} s, cached {record['cached']['classifiers']})"
     )
+    return classifier
 
-    checkpoint = f"{file_identity(os.path.join(args.run_dir, 'best.keras'))}; mpp {network.mpp}; frames {[r.id for r in val_frames]}"
+
+def network_and_classifier(args, record, cache, limit, suffix):
+    """The network (single view, or 8-fold with ``--tta``) and the classifier the options are judged with.
+
+    A run folder trains its classifier here; shipped weights (``unet/mitosis``) bring the one they ship, so the
+    shipped second stage is judged by the same slides as a retrained one."""
+    if os.path.isdir(args.run_dir):
+        network = Detector.from_run(args.run_dir)
+        checkpoint = file_identity(os.path.join(args.run_dir, "best.keras"))
+    else:
+        network, checkpoint = Detector.from_weights(args.run_dir, rescore=False), f"shipped weights {args.run_dir}"
+    network = network.with_settings(tta=args.tta, runtime=args.runtime)
+    if network.mpp is None:
+        raise SystemExit(f"{args.run_dir}: detection.json states no mpp; the windows need the detector's pixel size.")
+    if os.path.isdir(args.run_dir):
+        classifier = trained_classifier(args, network, record, cache, limit, suffix)
+        record["classifier"] = "trained here on the run's training frames"
+    else:
+        model, tag = args.run_dir.split("/")
+        classifier = load_rescorer(model, tag)
+        record["classifier"] = f"shipped with {args.run_dir}: " + rescorer_entry(model, tag)["training"]
+    return network, classifier, checkpoint
+
+
+def run(args):
+    limit = args.limit_frames
+    check_only = bool(limit or args.limit_dev or args.steps)
+    suffix = f"_first{limit}" if limit else ""
+    name = args.run_dir if not os.path.isdir(args.run_dir) else os.path.basename(os.path.abspath(args.run_dir))
+    cache = args.cache or (os.path.join(args.run_dir, "second_stage") if os.path.isdir(args.run_dir) else None)
+    if cache is None:
+        raise SystemExit(f"{args.run_dir} is shipped weights, not a run folder: give --cache DIR for its maps.")
+    os.makedirs(cache, exist_ok=True)
+    record = {
+        "run": name,
+        "check_only": check_only,
+        "limits": {"frames": limit, "dev_fields": args.limit_dev, "classifier_steps": args.steps},
+        "tta": args.tta,
+        "runtime": args.runtime,
+        "seconds": {},
+        "cpu_seconds": {},
+        "cached": {},
+        "counts": {},
+    }
+    network, classifier, checkpoint = network_and_classifier(args, record, cache, limit, suffix)
+
+    start = stamp()
+    val_frames = sorted(validation_frames(args.data_root), key=lambda r: r.id)[:limit]
+    views = "tta8" if args.tta else "single"
+    identity = f"{checkpoint}; mpp {network.mpp}; {views}; frames {[r.id for r in val_frames]}"
     arrays, record["cached"]["validation_maps"] = cached(
-        os.path.join(cache, f"validation_maps{suffix}.npz"), checkpoint, lambda: map_arrays(network, val_frames)
+        os.path.join(cache, f"validation_maps{suffix}{'_tta8' if args.tta else ''}.npz"),
+        identity,
+        lambda: map_arrays(network, val_frames),
     )
     maps = [(arrays[f"map_{i}"], arrays[f"truth_{i}"], network.mpp) for i in range(len(val_frames))]
     record["counts"]["validation_frames"] = len(maps)
@@ -306,11 +357,17 @@ def run(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("run_dir", help="a run folder with best.keras, detection.json and hard_negatives.json")
+    p.add_argument(
+        "run_dir",
+        help="a run folder with best.keras, detection.json and hard_negatives.json, "
+        "or shipped weights MODEL/TAG with a figure classifier (judged as shipped, nothing trained)",
+    )
     p.add_argument("--data-root", default=os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one classifier each, averaged")
     p.add_argument("--out", default=None, help="the JSON record")
     p.add_argument("--cache", default=None, help="maps, windows and classifiers (default RUN_DIR/second_stage)")
+    p.add_argument("--tta", action="store_true", help="8-fold averaged maps (their own candidate)")
+    p.add_argument("--runtime", default=DEFAULT_RUNTIME, choices=RUNTIMES, help="what runs the network (speed only)")
     p.add_argument("--blobs-per-frame", type=int, default=10, help="dark-blob negatives kept per training frame")
     p.add_argument(
         "--limit-frames", type=int, default=None, help="check only: the first N training and validation frames"

@@ -8,6 +8,7 @@ import dataclasses
 import os
 
 import numpy as np
+import pytest
 from format_fixtures import save, tissue
 from voc_fixtures import amibr_parts, atypia14_train
 
@@ -172,3 +173,11 @@ def test_the_no_frames_ablation_drops_only_the_atypia_training_frames():
     assert [c["data"] for c in before["train"]] == ["voc", "amibr", "monuseg"]
     # Trained on v1's two sources with v1's weights.
     assert after["train"] == v1["data_options"]["train"]
+
+
+def test_the_fine_tune_of_v1_starts_from_the_shipped_weights_and_changes_only_its_schedule():
+    control, tune, differ = _pair("mitosis_v2_cpu.yaml", "mitosis_v2_cpu_from_v1.yaml")
+    assert differ == {"recipe", "init_weights", "epochs", "steps_per_epoch", "budget_minutes", "learning_rate"}
+    assert tune["init_weights"] == "mitosis" and control["init_weights"] is None
+    assert tune["epochs"] * tune["steps_per_epoch"] == 900
+    assert tune["learning_rate"] == pytest.approx(control["learning_rate"] * 0.3)
