@@ -153,3 +153,56 @@ def ship_rescorer(classifier, name, tag, *, detection, training, weights_dir=Non
     }
     _write_manifest(manifest, weights_dir)
     return os.path.join(weights_dir, file)
+
+
+def ship_settings(
+    name,
+    tag,
+    *,
+    source_tag,
+    detection=None,
+    rescorer_detection=None,
+    rescorer=True,
+    chosen_by=None,
+    data=None,
+    weights_dir=None,
+):
+    """List ``name``/``tag`` as the weights (and figure classifier) of ``name``/``source_tag`` at other settings.
+
+    No weights file is written: the new entry names the source's float16 files, so a detector whose settings
+    are chosen again (on another validation set) ships without a second copy, and the old settings stay
+    addressable under their own tag. ``tag`` may be ``source_tag`` itself (its settings replaced in place).
+
+    Args:
+        detection: the network-alone settings and their scores (``pixel_threshold``, ``min_area_um2``,
+            ``score_threshold``, ``validation`` ...), replacing the source's; None keeps them.
+        rescorer_detection: the settings with the figure classifier, replacing its card's; None keeps them.
+        rescorer: False lists the new entry without the classifier, so ``mitoseg predict`` runs the network alone.
+        chosen_by: what chose the settings, and what did not (the card's ``chosen_by``).
+        data: the card's sentence on the data, when the new settings change what it says (what validated them).
+
+    Returns:
+        The new entry, as written to the manifest.
+
+    Raises:
+        ValueError: ``name``/``source_tag`` does not ship, or ``rescorer_detection`` for an entry that ships
+            without a classifier.
+    """
+    weights_dir = weights_folder(weights_dir)
+    entry = json.loads(json.dumps(weights_entry(name, source_tag, weights_dir)))  # a deep copy
+    entry.pop("path")  # this machine's, added by weights_entry
+    if detection is not None:
+        entry["detection"] = dict(detection)
+    if not rescorer:
+        entry.pop("rescorer", None)
+    elif rescorer_detection is not None:
+        if "rescorer" not in entry:
+            raise ValueError(f"{name}/{source_tag} ships without a figure classifier; it has no settings to replace.")
+        entry["rescorer"]["detection"] = {**rescorer_detection, "figure_score": "classifier"}
+    for key, value in (("chosen_by", chosen_by), ("data", data)):
+        if value is not None:
+            entry[key] = value
+    manifest = read_manifest(weights_dir)
+    manifest[f"{name}/{tag}"] = entry
+    _write_manifest(manifest, weights_dir)
+    return entry

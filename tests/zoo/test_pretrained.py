@@ -132,3 +132,39 @@ def test_a_shipped_rescorer_loads_beside_its_weights_and_its_absence_is_explaine
     loaded = pretrained.load_rescorer("unet", "demo")
     x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(loaded.predict_on_batch(x), classifier.predict_on_batch(x), atol=2e-3)
+
+
+def test_ship_settings_lists_the_same_files_at_new_settings_and_keeps_the_old_tag(shipped):
+    from mitoseg_tf.detector import Detector
+    from mitoseg_tf.models.figure_classifier import build_figure_classifier
+
+    _, weights_dir = shipped
+    old = {"pixel_threshold": 0.2, "min_area_um2": 30.0, "score_threshold": 0.9, "tta": True}
+    shipping.ship_rescorer(
+        build_figure_classifier(window=16, widths=(4, 8)), "unet", "demo", detection=old, training="toy"
+    )
+    before = sorted(os.listdir(weights_dir))
+    shipping.ship_settings("unet", "demo", source_tag="demo", detection={"pixel_threshold": 0.5, "tta": True})
+    shipping.ship_settings("unet", "demo_v1", source_tag="demo")
+    new = {"pixel_threshold": 0.4, "min_area_um2": 5.0, "score_threshold": 0.98, "tta": False}
+    alone = {"pixel_threshold": 0.3, "min_area_um2": 50.0, "score_threshold": 0.5, "tta": False, "mpp": 0.25}
+    shipping.ship_settings(
+        "unet", "demo", source_tag="demo_v1", detection=alone, rescorer_detection=new, chosen_by="validation slides"
+    )
+    assert sorted(os.listdir(weights_dir)) == before  # no weights file written, none removed
+    first, second = pretrained.weights_entry("unet", "demo_v1"), pretrained.weights_entry("unet", "demo")
+    assert first["file"] == second["file"] and first["rescorer"]["file"] == second["rescorer"]["file"]
+    assert first["rescorer"]["detection"] == {**old, "figure_score": "classifier"}
+    assert first["detection"] == {"pixel_threshold": 0.5, "tta": True}
+    assert second["chosen_by"] == "validation slides" and second["detection"] == alone
+    # the detector of each tag runs at its own card's settings; the classifier's settings win when it rescores
+    kept, chosen = Detector.from_weights("unet/demo_v1"), Detector.from_weights("unet/demo")
+    assert (kept.settings.pixel_threshold, kept.settings.tta) == (0.2, True)
+    assert (chosen.settings.pixel_threshold, chosen.settings.min_area_um2, chosen.settings.tta) == (0.4, 5.0, False)
+    assert Detector.from_weights("unet/demo", rescore=False).settings.min_area_um2 == 50.0
+    shipping.ship_settings("unet", "demo_plain", source_tag="demo", rescorer=False)
+    assert not Detector.from_weights("unet/demo_plain").rescored
+    with pytest.raises(ValueError, match="unet/demo_plain ships without a figure classifier"):
+        shipping.ship_settings("unet", "x", source_tag="demo_plain", rescorer_detection=new)
+    with pytest.raises(ValueError, match="No shipped weights 'nope'"):
+        shipping.ship_settings("unet", "x", source_tag="nope")
