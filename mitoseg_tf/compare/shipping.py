@@ -209,6 +209,78 @@ def _card(plan, model, seed, record, values, metric, record_folder, datasets):
     )
 
 
+def _networks(models):
+    """The Table 2 networks to ship: all of them, or those of ``models``, which must all be Table 2's."""
+    networks = table_models(SHIPPED_TABLE)
+    unknown = sorted(set(models) - set(networks))
+    if unknown:
+        raise ValueError(f"{unknown}: not {SHIPPED_TABLE} networks ({', '.join(networks)}); only those ship.")
+    return [n for n in networks if not models or n in models]
+
+
+def _chosen_runs(plan, networks, records_dir, runs_dir, metric):
+    """``({model: (seed, record, values, run_dir, record_folder)}, {model: reason not shipped})``.
+
+    Raises FileNotFoundError (a run folder or file missing) or ValueError (another run
+    there) naming every chosen seed whose folder does not hold the run its record describes.
+    """
+    runs = os.path.join(runs_dir, RUNS_FOLDER)
+    label = dict(METRICS)[metric]
+    chosen, not_shipped, problems = {}, {}, []
+    for model in networks:
+        seed, found, values, reason = _choose(plan, records_dir, runs_dir, model, metric)
+        if reason:
+            not_shipped[model] = reason
+            continue
+        run_dir = os.path.join(runs, records_lib.run_name(model, seed))
+        record_folder = records_lib.record_dir(records_dir, model, seed)
+        chosen[model] = (seed, found[seed], values, run_dir, record_folder)
+        problem = _folder_problem(run_dir, found[seed])
+        if problem:
+            problems.append(
+                (
+                    problem[0],
+                    f"{model} seed {seed} (chosen on {_values_text(values, label)}): {problem[1]}. Recreate it: "
+                    f"rm -r {record_folder} && {_compare_command(plan, runs_dir, records_dir, model)} "
+                    f"(records a finished folder as it is, else retrains it; training "
+                    f"is deterministic, so `git diff {record_folder}` should show the same numbers), then ship again",
+                )
+            )
+    if problems:
+        error = FileNotFoundError if any(missing for missing, _ in problems) else ValueError
+        raise error(
+            "the chosen seeds' run folders must hold the runs their records describe (weights live only there); "
+            "nothing was shipped:\n  " + "\n  ".join(text for _, text in problems)
+        )
+    return chosen, not_shipped
+
+
+def _ship_chosen(plan, chosen, tag, metric, datasets, weights_dir, max_bytes, log):
+    """``({model: shipped entry}, {model: reason})``: each chosen run's weights and card written, or too large."""
+    label = dict(METRICS)[metric]
+    shipped, too_large = {}, {}
+    for model, (seed, record, values, run_dir, record_folder) in chosen.items():
+        card = _card(plan, model, seed, record, values, metric, record_folder, datasets)
+        try:
+            limit = MAX_WEIGHTS_BYTES if max_bytes is None else max_bytes
+            path = ship_run(run_dir, tag, weights_dir=weights_dir, detection=True, max_bytes=limit, **card)
+        except WeightsTooLarge as err:
+            too_large[model] = str(err)
+            continue
+        shipped[model] = {
+            "seed": seed,
+            "key": f"{model}/{tag}",
+            "path": path,
+            "bytes": os.path.getsize(path),
+            "value": values[seed],
+        }
+        log(
+            f"shipped {model}/{tag}: seed {seed} ({_values_text(values, label)}), {shipped[model]['bytes'] / 1e6:.2f} "
+            f"MB float16 from {run_dir} -> {path}"
+        )
+    return shipped, too_large
+
+
 def ship_comparison(
     recipe: str,
     runs_dir: str,
@@ -251,60 +323,11 @@ def ship_comparison(
         raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(dict(METRICS))}.")
     plan = load_compare_recipe(recipe)
     records_dir = records_dir or plan.records
-    networks = table_models(SHIPPED_TABLE)
-    unknown = sorted(set(models) - set(networks))
-    if unknown:
-        raise ValueError(f"{unknown}: not {SHIPPED_TABLE} networks ({', '.join(networks)}); only those ship.")
-    networks = [n for n in networks if not models or n in models]
+    networks = _networks(models)
     datasets = trained_datasets(plan.base)  # an unknown dataset fails before any record is read
-    runs = os.path.join(runs_dir, RUNS_FOLDER)
-    label = dict(METRICS)[metric]
-    chosen, not_shipped, problems = {}, {}, []
-    for model in networks:
-        seed, found, values, reason = _choose(plan, records_dir, runs_dir, model, metric)
-        if reason:
-            not_shipped[model] = reason
-            continue
-        run_dir = os.path.join(runs, records_lib.run_name(model, seed))
-        record_folder = records_lib.record_dir(records_dir, model, seed)
-        chosen[model] = (seed, found[seed], values, run_dir, record_folder)
-        problem = _folder_problem(run_dir, found[seed])
-        if problem:
-            problems.append(
-                (
-                    problem[0],
-                    f"{model} seed {seed} (chosen on {_values_text(values, label)}): {problem[1]}. Recreate it: "
-                    f"rm -r {record_folder} && {_compare_command(plan, runs_dir, records_dir, model)} "
-                    f"(records a finished folder as it is, else retrains it; training "
-                    f"is deterministic, so `git diff {record_folder}` should show the same numbers), then ship again",
-                )
-            )
-    if problems:
-        error = FileNotFoundError if any(missing for missing, _ in problems) else ValueError
-        raise error(
-            "the chosen seeds' run folders must hold the runs their records describe (weights live only there); "
-            "nothing was shipped:\n  " + "\n  ".join(text for _, text in problems)
-        )
-    shipped = {}
-    for model, (seed, record, values, run_dir, record_folder) in chosen.items():
-        card = _card(plan, model, seed, record, values, metric, record_folder, datasets)
-        try:
-            limit = MAX_WEIGHTS_BYTES if max_bytes is None else max_bytes
-            path = ship_run(run_dir, tag, weights_dir=weights_dir, detection=True, max_bytes=limit, **card)
-        except WeightsTooLarge as err:
-            not_shipped[model] = str(err)
-            continue
-        shipped[model] = {
-            "seed": seed,
-            "key": f"{model}/{tag}",
-            "path": path,
-            "bytes": os.path.getsize(path),
-            "value": values[seed],
-        }
-        log(
-            f"shipped {model}/{tag}: seed {seed} ({_values_text(values, label)}), {shipped[model]['bytes'] / 1e6:.2f} "
-            f"MB float16 from {run_dir} -> {path}"
-        )
+    chosen, not_shipped = _chosen_runs(plan, networks, records_dir, runs_dir, metric)
+    shipped, too_large = _ship_chosen(plan, chosen, tag, metric, datasets, weights_dir, max_bytes, log)
+    not_shipped.update(too_large)
     for model, reason in not_shipped.items():
         log(f"NOT shipped {model}: {reason}")
     return {

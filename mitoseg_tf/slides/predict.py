@@ -157,6 +157,81 @@ def _check_options(hotspots, prefetch, hotspot_options):
         raise ValueError(f"prefetch must be a whole number >= 1 of tiles read ahead; got {prefetch!r}.")
 
 
+def _tiles_on_tissue(plan, tissue):
+    """Every tile of ``plan``, and those whose core touches ``tissue``: only these reach the network."""
+    margin0 = tissue.downsample  # one mask pixel: the coarse mask may miss a rim the core still holds
+    all_tiles = list(plan.tiles())
+    with_tissue = []
+    for t in all_tiles:
+        x0, y0, x1, y1 = plan.core_level0(t)
+        if tissue.any_in(x0 - margin0, y0 - margin0, x1 + margin0, y1 + margin0):
+            with_tissue.append(t)
+    return all_tiles, with_tissue
+
+
+def _resume_state(slide, plan, detector, tissue_mpp, out_dir, stem, resume):
+    """The ``ResumeState`` of ``out_dir``'s state file when resuming, else a fresh one (saved only with ``out_dir``)."""
+    state_path = os.path.join(out_dir, f"{stem}.resume.json") if out_dir else None
+    key = _slide_key(slide, plan, detector, tissue_mpp)
+    return ResumeState.load(state_path, key) if resume else ResumeState(state_path, key)
+
+
+def _detect_tiles(detector, slide, plan, todo, state, timing, tiles, prefetch, progress, state_every_s):
+    """Run ``detector`` over the tiles ``todo``, each tile's own figures into ``state`` and its seconds into ``timing``.
+
+    The bar counts up to ``tiles["with_tissue"]`` from the ``tiles["resumed"]`` done before.
+    """
+    bar = tqdm(
+        total=tiles["with_tissue"],
+        initial=tiles["resumed"],
+        desc=slide.name,
+        unit="tile",
+        leave=False,
+        disable=None if progress else True,
+    )
+    try:
+        waited = time.perf_counter()
+        for t, window, mapping, read_s in stream_tiles(slide, plan, todo, prefetch=prefetch):
+            now = time.perf_counter()
+            timing["wait_s"] += now - waited
+            timing["read_s"] += read_s
+            found = detector.figures_native(window, mpp=plan.work_mpp)
+            after = time.perf_counter()
+            timing["network_s"] += after - now
+            kept = [f for f in to_level0(found, mapping) if plan.owner(f) == (t.row, t.col)]
+            state.add(t.index, kept)
+            state.save(state_every_s)
+            bar.update(1)
+            waited = time.perf_counter()
+            timing["stitch_s"] += waited - after
+    finally:
+        bar.close()
+        # Also on an error or Ctrl-C: what is done stays done for resume=True.
+        state.save()
+
+
+def _slide_result(path, slide, detector, tissue, state, tiles, timing, hpf10_area_mm2, field_diameter_mm):
+    """The ``SlideResult`` of every tile in ``state``, best figure first; hotspots and seconds still to fill."""
+    figures = [f for i in sorted(state.done) for f in state.done[i]]
+    figures.sort(key=lambda f: (-f.score, f.centroid[0], f.centroid[1]))
+    return SlideResult(
+        path=os.fspath(path),
+        backend=slide.backend,
+        mpp=slide.mpp,
+        dimensions=slide.dimensions,
+        object_class=detector.object_class,
+        detector=detector.describe(),
+        figures=tuple(figures),
+        tissue=tissue,
+        hotspots=[],
+        hpf10_area_mm2=hpf10_area_mm2,
+        field_diameter_mm=field_diameter_mm,
+        seconds=0.0,
+        tiles=tiles,
+        timing=timing,
+    )
+
+
 def predict_slide(
     detector,  # a Detector; not annotated, since slides sit below detector/ and do not import it
     path: str | os.PathLike,
@@ -239,63 +314,13 @@ def predict_slide(
         tissue = detect_tissue(slide, tissue_mpp)
         timing = {"tissue_s": time.perf_counter() - t0, "read_s": 0.0, "wait_s": 0.0, "network_s": 0.0, "stitch_s": 0.0}
         plan = plan_tiles(slide, detector.mpp, tile=tile, margin=margin)
-        margin0 = tissue.downsample  # one mask pixel: the coarse mask may miss a rim the core still holds
-        all_tiles = list(plan.tiles())
-        with_tissue = []
-        for t in all_tiles:
-            x0, y0, x1, y1 = plan.core_level0(t)
-            if tissue.any_in(x0 - margin0, y0 - margin0, x1 + margin0, y1 + margin0):
-                with_tissue.append(t)
-        state_path = os.path.join(out_dir, f"{stem}.resume.json") if out_dir else None
-        key = _slide_key(slide, plan, detector, tissue_mpp)
-        state = ResumeState.load(state_path, key) if resume else ResumeState(state_path, key)
+        all_tiles, with_tissue = _tiles_on_tissue(plan, tissue)
+        state = _resume_state(slide, plan, detector, tissue_mpp, out_dir, stem, resume)
         todo = [t for t in with_tissue if t.index not in state.done]
         resumed = len(with_tissue) - len(todo)
-        bar = tqdm(
-            total=len(with_tissue),
-            initial=resumed,
-            desc=slide.name,
-            unit="tile",
-            leave=False,
-            disable=None if progress else True,
-        )
-        try:
-            waited = time.perf_counter()
-            for t, window, mapping, read_s in stream_tiles(slide, plan, todo, prefetch=prefetch):
-                now = time.perf_counter()
-                timing["wait_s"] += now - waited
-                timing["read_s"] += read_s
-                found = detector.figures_native(window, mpp=plan.work_mpp)
-                after = time.perf_counter()
-                timing["network_s"] += after - now
-                kept = [f for f in to_level0(found, mapping) if plan.owner(f) == (t.row, t.col)]
-                state.add(t.index, kept)
-                state.save(state_every_s)
-                bar.update(1)
-                waited = time.perf_counter()
-                timing["stitch_s"] += waited - after
-        finally:
-            bar.close()
-            # Also on an error or Ctrl-C: what is done stays done for resume=True.
-            state.save()
-        figures = [f for i in sorted(state.done) for f in state.done[i]]
-        figures.sort(key=lambda f: (-f.score, f.centroid[0], f.centroid[1]))
-        result = SlideResult(
-            path=os.fspath(path),
-            backend=slide.backend,
-            mpp=slide.mpp,
-            dimensions=slide.dimensions,
-            object_class=detector.object_class,
-            detector=detector.describe(),
-            figures=tuple(figures),
-            tissue=tissue,
-            hotspots=[],
-            hpf10_area_mm2=hpf10_area_mm2,
-            field_diameter_mm=field_diameter_mm,
-            seconds=0.0,
-            tiles={"total": len(all_tiles), "with_tissue": len(with_tissue), "run": len(todo), "resumed": resumed},
-            timing=timing,
-        )
+        tiles = {"total": len(all_tiles), "with_tissue": len(with_tissue), "run": len(todo), "resumed": resumed}
+        _detect_tiles(detector, slide, plan, todo, state, timing, tiles, prefetch, progress, state_every_s)
+        result = _slide_result(path, slide, detector, tissue, state, tiles, timing, hpf10_area_mm2, field_diameter_mm)
         if detector.object_class == "Mitosis":
             result.hotspots = find_hotspots(
                 result.positions_um(), tissue=tissue.mask, tissue_mpp=tissue.mpp, k=hotspots, **hotspot_options

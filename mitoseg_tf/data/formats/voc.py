@@ -178,6 +178,82 @@ def _options(preset, **given):
     return base
 
 
+def _checked_options(preset, masks, missing_annotation, **given):
+    """The preset's options under those given, once ``mpp``, ``masks`` and ``missing_annotation`` are known good."""
+    o = _options(preset, **given)
+    if o["mpp"] is None:
+        raise ValueError(
+            f"{NAME}: give mpp, the microns per pixel of the images (e.g. options: {{mpp: 0.25}}); VOC files do not "
+            f"record it. Presets that know it: {', '.join(PRESETS)}."
+        )
+    if masks not in MASKS:
+        raise ValueError(f"{NAME}: masks must be one of {', '.join(MASKS)}; got {masks!r}.")
+    if missing_annotation not in MISSING:
+        raise ValueError(f"{NAME}: missing_annotation must be one of {', '.join(MISSING)}; got {missing_annotation!r}.")
+    return o
+
+
+def _paired_files(data_dir, missing_annotation):
+    """``({stem: image}, {stem: xml})`` of the layout; every XML has its image, every image its XML unless allowed."""
+    images = list_images(_folder(data_dir, IMAGE_DIRS))
+    xmls = _xml_files(_folder(data_dir, ANNOTATION_DIRS))
+    orphans = sorted(set(xmls) - set(images))
+    if orphans:
+        raise ValueError(f"{NAME}: {xmls[orphans[0]]} has no image of the same name ({len(orphans)} such XML files).")
+    unlabelled = sorted(set(images) - set(xmls))
+    if unlabelled and missing_annotation == "error":
+        raise ValueError(
+            f"{NAME}: {images[unlabelled[0]]} has no XML file of the same name ({len(unlabelled)} such images); "
+            "pass missing_annotation='empty' if images without XML are frames without figures."
+        )
+    return images, xmls
+
+
+def _objects(image, xml, shape, figures, negatives):
+    """The ``(name, box)`` objects of ``xml`` (none without one), checked against ``image``'s ``shape`` and the classes."""
+    objects, declared = read_xml(xml) if xml is not None else ([], None)
+    if declared is not None and not _same_size(declared, shape):
+        raise ValueError(
+            f"{xml}: <size> says {declared[1]}x{declared[0]} (WxH) but {image} is {shape[1]}x{shape[0]}; "
+            "the XML belongs to another image."
+        )
+    unknown = sorted({name for name, _ in objects if name.lower() not in figures | negatives})
+    if unknown:
+        raise ValueError(
+            f"{xml}: unknown class(es) {unknown}; accepted as figures: {sorted(figures)}, as hard negatives: "
+            f"{sorted(negatives) or 'none'} (reader options figure_classes / negative_classes)."
+        )
+    return objects
+
+
+def _record(stem, image, xml, o, preset, masks, figures, negatives):
+    """The ``Record`` of one image and its XML (None: a frame without figures), every check made."""
+    shape = image_size(image)
+    if o["frame_size"] is not None and not _same_size(shape, o["frame_size"]):
+        raise ValueError(
+            f"{image}: {shape[1]}x{shape[0]} (WxH) image; the {preset} preset's frames are "
+            f"{o['frame_size'][1]}x{o['frame_size'][0]} (another scanner's frame would get the wrong mpp)."
+        )
+    objects = _objects(image, xml, shape, figures, negatives)
+    where = image if xml is None else xml
+    figure_objects = [(n, b) for n, b in objects if n.lower() in figures]
+    figure_boxes = np.asarray([b for _, b in figure_objects], np.float64).reshape(-1, 4)
+    negative_boxes = np.asarray([b for n, b in objects if n.lower() in negatives], np.float64).reshape(-1, 4)
+    points = box_centres(figure_boxes, shape, where, o["box_size"])
+    drawn = [np.asarray([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]) for x0, y0, x1, y1 in figure_boxes]
+    return Record(
+        id=stem,
+        image=image,
+        slide=_slide(stem, o["slide_pattern"]),
+        mpp=float(o["mpp"]),
+        points=points if len(points) else EMPTY_POINTS,
+        negatives=box_centres(negative_boxes, shape, where, o["box_size"]) if len(negative_boxes) else EMPTY_POINTS,
+        polygons=drawn if masks == "box" else None,
+        scanner=o["scanner"],
+        classes=tuple(n for n, _ in figure_objects),
+    )
+
+
 def read(
     data_dir: str | os.PathLike,
     *,
@@ -209,8 +285,10 @@ def read(
             its annotation (unless ``missing_annotation`` allows it), or no image is found.
     """
     check_manual_dir(data_dir, NAME, EXPECTED)
-    o = _options(
+    o = _checked_options(
         preset,
+        masks,
+        missing_annotation,
         mpp=mpp,
         figure_classes=figure_classes,
         negative_classes=negative_classes,
@@ -218,67 +296,10 @@ def read(
         box_size=box_size,
         frame_size=frame_size,
     )
-    if o["mpp"] is None:
-        raise ValueError(
-            f"{NAME}: give mpp, the microns per pixel of the images (e.g. options: {{mpp: 0.25}}); VOC files do not "
-            f"record it. Presets that know it: {', '.join(PRESETS)}."
-        )
-    if masks not in MASKS:
-        raise ValueError(f"{NAME}: masks must be one of {', '.join(MASKS)}; got {masks!r}.")
-    if missing_annotation not in MISSING:
-        raise ValueError(f"{NAME}: missing_annotation must be one of {', '.join(MISSING)}; got {missing_annotation!r}.")
     figures = {c.lower() for c in o["figure_classes"] or FIGURE_CLASSES}
     negatives = {c.lower() for c in (NEGATIVE_CLASSES if o["negative_classes"] is None else o["negative_classes"])}
-    images = list_images(_folder(data_dir, IMAGE_DIRS))
-    xmls = _xml_files(_folder(data_dir, ANNOTATION_DIRS))
-    orphans = sorted(set(xmls) - set(images))
-    if orphans:
-        raise ValueError(f"{NAME}: {xmls[orphans[0]]} has no image of the same name ({len(orphans)} such XML files).")
-    unlabelled = sorted(set(images) - set(xmls))
-    if unlabelled and missing_annotation == "error":
-        raise ValueError(
-            f"{NAME}: {images[unlabelled[0]]} has no XML file of the same name ({len(unlabelled)} such images); "
-            "pass missing_annotation='empty' if images without XML are frames without figures."
-        )
-    records = []
-    for stem in sorted(images):
-        shape = image_size(images[stem])
-        if o["frame_size"] is not None and not _same_size(shape, o["frame_size"]):
-            raise ValueError(
-                f"{images[stem]}: {shape[1]}x{shape[0]} (WxH) image; the {preset} preset's frames are "
-                f"{o['frame_size'][1]}x{o['frame_size'][0]} (another scanner's frame would get the wrong mpp)."
-            )
-        objects, declared = read_xml(xmls[stem]) if stem in xmls else ([], None)
-        if declared is not None and not _same_size(declared, shape):
-            raise ValueError(
-                f"{xmls[stem]}: <size> says {declared[1]}x{declared[0]} (WxH) but {images[stem]} is {shape[1]}x{shape[0]}; "
-                "the XML belongs to another image."
-            )
-        unknown = sorted({name for name, _ in objects if name.lower() not in figures | negatives})
-        if unknown:
-            raise ValueError(
-                f"{xmls[stem]}: unknown class(es) {unknown}; accepted as figures: {sorted(figures)}, as hard negatives: "
-                f"{sorted(negatives) or 'none'} (reader options figure_classes / negative_classes)."
-            )
-        where = xmls.get(stem, images[stem])
-        figure_objects = [(n, b) for n, b in objects if n.lower() in figures]
-        figure_boxes = np.asarray([b for _, b in figure_objects], np.float64).reshape(-1, 4)
-        negative_boxes = np.asarray([b for n, b in objects if n.lower() in negatives], np.float64).reshape(-1, 4)
-        points = box_centres(figure_boxes, shape, where, o["box_size"])
-        drawn = [np.asarray([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]) for x0, y0, x1, y1 in figure_boxes]
-        records.append(
-            Record(
-                id=stem,
-                image=images[stem],
-                slide=_slide(stem, o["slide_pattern"]),
-                mpp=float(o["mpp"]),
-                points=points if len(points) else EMPTY_POINTS,
-                negatives=box_centres(negative_boxes, shape, where, o["box_size"])
-                if len(negative_boxes)
-                else EMPTY_POINTS,
-                polygons=drawn if masks == "box" else None,
-                scanner=o["scanner"],
-                classes=tuple(n for n, _ in figure_objects),
-            )
-        )
+    images, xmls = _paired_files(data_dir, missing_annotation)
+    records = [
+        _record(stem, images[stem], xmls.get(stem), o, preset, masks, figures, negatives) for stem in sorted(images)
+    ]
     return require_records(records, data_dir, EXPECTED)
