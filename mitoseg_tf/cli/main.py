@@ -457,15 +457,19 @@ def _validation_text(card):
 
 
 def _test_text(card):
-    """The held-out split's numbers at the settings chosen on validation: detection F1, then the Dice scores."""
-    found = _detection_text(card.detection, "test")
-    parts = [f"detection {found}"] if found else []
-    scores, target = card.test.get("pooled") or {}, card.object_class.lower()
+    """The test split's numbers at the settings chosen on validation (the default detector's first), or None."""
+    parts = []
+    if card.rescorer and _detection_text(card.rescorer.detection, "test"):
+        parts.append(f"detection {_detection_text(card.rescorer.detection, 'test')} (the default, figure classifier)")
+    alone = _detection_text(card.detection, "test")
+    if alone:
+        parts.append(f"detection {alone}" + (" (network alone)" if card.rescorer else ""))
+    scores, target = (card.test or {}).get("pooled") or {}, card.object_class.lower()
     named = ((f"{target}_dice", f"{target} Dice"), ("mean_dice", "Mean Dice"))
     dice = [f"{label} {scores[key]:.3f}" for key, label in named if scores.get(key) is not None]
     if dice:
         parts.append(", ".join(dice) + " (pooled, tiles)")
-    return "; ".join(parts) or "not recorded"
+    return "; ".join(parts) or None
 
 
 def _weights(args):
@@ -484,9 +488,10 @@ def _weights(args):
         print(f"{key}: {card.task}")
         print(f"  class:       {card.object_class} (what mitoseg predict counts and writes to GeoJSON)")
         print(f"  trained on:  {card.data}")
+        test = _test_text(card)
+        if test:  # first: the number no setting was chosen on
+            print(f"  test:        {test}")
         print(f"  validation:  {_validation_text(card)}")
-        if card.test:
-            print(f"  test:        {_test_text(card)}")
         if card.chosen_by:
             print(f"  chosen by:   {card.chosen_by}")
         if card.rescorer:

@@ -165,6 +165,7 @@ def ship_settings(
     rescorer=True,
     chosen_by=None,
     data=None,
+    licence=None,
     weights_dir=None,
 ):
     """List ``name``/``tag`` as the weights (and figure classifier) of ``name``/``source_tag`` at other settings.
@@ -179,7 +180,8 @@ def ship_settings(
         rescorer_detection: the settings with the figure classifier, replacing its card's; None keeps them.
         rescorer: False lists the new entry without the classifier, so ``mitoseg predict`` runs the network alone.
         chosen_by: what chose the settings, and what did not (the card's ``chosen_by``).
-        data: the card's sentence on the data, when the new settings change what it says (what validated them).
+        data, licence: the card's sentences on the data and its terms, when the new settings change what they
+            say (what validated them, what to cite); the weights' licence conditions do not change.
 
     Returns:
         The new entry, as written to the manifest.
@@ -199,7 +201,7 @@ def ship_settings(
         if "rescorer" not in entry:
             raise ValueError(f"{name}/{source_tag} ships without a figure classifier; it has no settings to replace.")
         entry["rescorer"]["detection"] = {**rescorer_detection, "figure_score": "classifier"}
-    for key, value in (("chosen_by", chosen_by), ("data", data)):
+    for key, value in (("chosen_by", chosen_by), ("data", data), ("licence", licence)):
         if value is not None:
             entry[key] = value
     manifest = read_manifest(weights_dir)

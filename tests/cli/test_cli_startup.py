@@ -175,10 +175,14 @@ def test_weights_lists_every_shipped_card_with_data_scores_and_licence(capsys):
         assert f"class:       {card.object_class} " in block
         assert "validation:" in block and "not recorded" not in block
         assert card.data_licences and all(f"{d.source}: {d.terms}" in block for d in card.data_licences)
-    mitosis = cards.get("unet/mitosis")
-    if mitosis is not None:  # the shipped detector: its F1 with and without the figure classifier
-        f1 = mitosis.rescorer.detection["validation"]["5um"]["f1"]
-        assert f"with the figure classifier F1 {f1:.3f}" in out
+    # the default detector: its F1 with and without the figure classifier, the untuned test number first
+    mitosis = cards["unet/mitosis"]
+    f1 = mitosis.rescorer.detection["validation"]["5um"]["f1"]
+    assert f"with the figure classifier F1 {f1:.3f}" in out
+    block = out.split("unet/mitosis: ")[1].split("\n\n")[0]
+    test = mitosis.rescorer.detection["test"]["5um"]["f1"]
+    assert block.index(f"test:        detection F1 {test:.3f} at 5 um (the default") < block.index("validation:")
+    assert "MITOS-ATYPIA-14 validation slides" in block
 
 
 def test_weights_with_no_match_is_one_clear_error(capsys):

@@ -100,17 +100,18 @@ def test_shipped_mitosis_weights_export_with_their_detection_settings(tmp_path, 
     from mitoseg_tf.zoo.pretrained import load_rescorer
     from mitoseg_tf.zoo.weights_card import weights_card
 
-    shipped = weights_card("unet/mitosis")
+    # the earlier settings of the shipped weights: 8-fold maps and the classifier, every step the export serves
+    shipped = weights_card("unet/mitosis_v1")
     rescoring = shipped.rescorer.detection
     out = tmp_path / "shipped"
-    assert main(["export", "--weights", "unet/mitosis", "--out", str(out), "--tile", "64"]) == 0
+    assert main(["export", "--weights", "unet/mitosis_v1", "--out", str(out), "--tile", "64"]) == 0
     printed = capsys.readouterr().out
     assert (
         f"candidate figures are the 8-connected blobs of pixel probability > {rescoring['pixel_threshold']:g}"
         in printed
     )
     card = json.loads((out / "assets" / "model_card.json").read_text())
-    assert card["source"] == "unet/mitosis" and card["tta"] is shipped.detection["tta"] is True
+    assert card["source"] == "unet/mitosis_v1" and card["tta"] is shipped.detection["tta"] is True
     assert card["threshold"] == rescoring["pixel_threshold"]
     assert [step["name"] for step in card["detector"]["settings_in_order"]] == [
         "mpp",
@@ -129,7 +130,7 @@ def test_shipped_mitosis_weights_export_with_their_detection_settings(tmp_path, 
     loaded = tf.saved_model.load(str(out))
     windows = np.random.default_rng(2).integers(0, 256, (3, 48, 48, 3), dtype=np.uint8)
     served = loaded.signatures["serving_windows"](windows=tf.constant(windows))["probability"]
-    classifier = load_rescorer("unet", "mitosis")
+    classifier = load_rescorer("unet", "mitosis_v1")
     expected = np.mean(
         [
             classifier.predict_on_batch(np.ascontiguousarray(forward(windows.astype("float32"), k)))[:, 0]
@@ -140,7 +141,7 @@ def test_shipped_mitosis_weights_export_with_their_detection_settings(tmp_path, 
     np.testing.assert_allclose(served.numpy(), expected, atol=1e-5)
     image = np.random.default_rng(1).integers(0, 256, (1, 40, 72, 3), dtype=np.uint8)
     got = loaded.signatures["serving_tiled"](images=tf.constant(image))["probability"]
-    model = build("unet", weights="mitosis", input_shape=(None, None, 3))
+    model = build("unet", weights="mitosis_v1", input_shape=(None, None, 3))
     np.testing.assert_allclose(got.numpy()[0], predict_image(model, image[0], tile=64, tta=True), atol=1e-5)
 
 

@@ -109,11 +109,13 @@ def test_predict_without_a_checkpoint_uses_the_shipped_mitosis_weights_and_their
         main(["predict", str(tmp_path / "x.png"), "--out", str(tmp_path / "o"), "--tile", "64", "--mpp", "0.25"]) == 0
     )
     # the shipped figure classifier rescores the candidates, at the settings chosen for its scores
-    settings = weights_entry("unet", "mitosis")["rescorer"]["detection"]
+    entry = weights_entry("unet", "mitosis")
+    settings = {**entry["detection"], **entry["rescorer"]["detection"]}
     out = capsys.readouterr().out
     # the settings in the order they apply, and what chose them
+    views = "8-fold averaged map" if settings["tta"] else "single-view map"
     assert (
-        f"8-fold averaged map, pixel probability > {settings['pixel_threshold']:g}, figures >= "
+        f"{views}, pixel probability > {settings['pixel_threshold']:g}, figures >= "
         f"{settings['min_area_um2']:g} um^2, rescored by the figure classifier, score >= "
         f"{settings['score_threshold']:.4g} (card of unet/mitosis, figure classifier)"
     ) in out
@@ -192,7 +194,7 @@ def test_predict_with_shipped_weights(tmp_path, capsys):
     assert row["image"].endswith("n.png") or row["image"] == "n"
     assert main(["predict", str(tmp_path / "n.png"), "--weights", "unet/nope", "--out", str(tmp_path / "o")] + at) == 2
     assert (
-        "No shipped weights 'unet/nope'; shipped (model/tag): mcsa_unet/monuseg, unet/mitosis, unet/monuseg"
+        "No shipped weights 'unet/nope'; shipped (model/tag): mcsa_unet/monuseg, unet/mitosis, unet/mitosis_v1, unet/monuseg"
         in capsys.readouterr().err
     )
     assert (

@@ -70,23 +70,23 @@ def test_the_network_sees_the_field_at_its_own_resolution(monkeypatch):
 
 
 def test_settings_come_from_the_card_and_overrides_say_so():
-    detector = Detector.from_weights("unet/mitosis")
     from mitoseg_tf.zoo.weights_card import weights_card
 
-    card = weights_card("unet/mitosis")
-    rescoring = card.rescorer.detection
-    s = detector.settings
-    assert (s.pixel_threshold, s.min_area_um2, s.score_threshold) == (
-        rescoring["pixel_threshold"],
-        rescoring["min_area_um2"],
-        rescoring["score_threshold"],
-    )
-    assert s.tta is True and detector.rescored and detector.mpp == 0.25
-    plain = Detector.from_weights("unet/mitosis", rescore=False, score_threshold=0.9)
-    assert not plain.rescored and plain.settings.score_threshold == 0.9
-    assert plain.settings.pixel_threshold == card.detection["pixel_threshold"]
-    assert "score_threshold given" in plain.settings.chosen_by
-    line = detector.describe()
+    for key in ("unet/mitosis", "unet/mitosis_v1"):  # the default, and the earlier settings on the same weights
+        detector, card = Detector.from_weights(key), weights_card(key)
+        rescoring = card.rescorer.detection
+        s = detector.settings
+        assert (s.pixel_threshold, s.min_area_um2, s.score_threshold) == (
+            rescoring["pixel_threshold"],
+            rescoring["min_area_um2"],
+            rescoring["score_threshold"],
+        )
+        assert s.tta is {**card.detection, **rescoring}["tta"] and detector.rescored and detector.mpp == 0.25
+        plain = Detector.from_weights(key, rescore=False, score_threshold=0.9)
+        assert not plain.rescored and plain.settings.score_threshold == 0.9
+        assert plain.settings.pixel_threshold == card.detection["pixel_threshold"]
+        assert "score_threshold given" in plain.settings.chosen_by
+    line = Detector.from_weights("unet/mitosis_v1").describe()
     # the settings in the order they apply
     assert (
         line.index("8-fold")
