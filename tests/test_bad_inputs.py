@@ -871,10 +871,16 @@ def test_a_damaged_figure_classifier_is_refused(weights_copy):
             lambda m: {**m, "unet/mitosis": {**m["unet/mitosis"], "rescorer": {"file": "x.h5"}}},
             "unet/mitosis, rescorer: lacks the field(s) arguments, detection, training",
         ),
-        (
+        (  # the settings the default runs: the figure classifier's block
             lambda m: {
                 **m,
-                "unet/mitosis": {**m["unet/mitosis"], "detection": {**m["unet/mitosis"]["detection"], "tta": "false"}},
+                "unet/mitosis": {
+                    **m["unet/mitosis"],
+                    "rescorer": {
+                        **m["unet/mitosis"]["rescorer"],
+                        "detection": {**m["unet/mitosis"]["rescorer"]["detection"], "tta": "false"},
+                    },
+                },
             },
             "card of unet/mitosis",
         ),
