@@ -322,15 +322,17 @@ def _paper_results(model_name):
     }
 
 
-def _validation(detector):
-    """The validation scores of the settings this detector uses, when its card has them."""
+def _metrics(detector):
+    """The scores of the settings this detector uses, from its card: the test (which chose nothing) first."""
     card = detector.card or {}
     chosen = (card.get("rescorer") or {}).get("detection") if detector.classifier is not None else card.get("detection")
     if not chosen or not any(k.startswith("validation") for k in chosen):
         return None
     return {
         "source": "measured by mitoseg-tf with these weights and settings (see weights_card)",
+        **{k: v for k, v in chosen.items() if k.startswith("test")},
         **{k: v for k, v in chosen.items() if k.startswith("validation")},
+        **({"chosen_by": card["chosen_by"]} if card.get("chosen_by") else {}),
     }
 
 
@@ -375,7 +377,7 @@ def detector_card(detector, *, tile, overlap):
         "figures": figures,
         "training_data": card.get("data") or card.get("training_data") or "unknown (not recorded at export)",
         # A run's own metrics.json when the detector's settings carry no validation scores.
-        "metrics": _validation(detector) or card.get("metrics"),
+        "metrics": _metrics(detector) or card.get("metrics"),
         "source": card.get("weights") or card.get("checkpoint") or "a Keras model given in Python",
         "paper_results": _paper_results(detector.model.name),
         "weights_card": card,

@@ -268,3 +268,18 @@ def test_shipped_detector_counts_a_real_field_as_predict(shared_data, tmp_path):
     print(f"shipped detector: {prediction.count} figures, export + serve {time.perf_counter() - started:.0f} s")
     assert prediction.count > 0
     _assert_same_figures(prediction, served, centre_bound=1.0, score_bound=1e-3)
+
+
+def test_the_export_card_puts_the_untuned_test_before_validation_and_names_what_chose():
+    from types import SimpleNamespace
+
+    from mitoseg_tf.export.detector import _metrics
+    from mitoseg_tf.zoo.weights_card import weights_card
+
+    card = weights_card("unet/mitosis").to_dict()
+    metrics = _metrics(SimpleNamespace(card=card, classifier=object()))
+    keys = list(metrics)
+    assert keys.index("test") < keys.index("validation") and "ATYPIA" in metrics["chosen_by"]
+    assert metrics["test"] == card["rescorer"]["detection"]["test"]
+    alone = _metrics(SimpleNamespace(card=card, classifier=None))
+    assert alone["test"] == card["detection"]["test"] and alone["test"] != metrics["test"]
