@@ -21,7 +21,6 @@ weights file is written.
 
 import argparse
 import json
-import os
 
 from mitoseg_tf.zoo.pretrained import available_weights
 from mitoseg_tf.zoo.shipping import ship_settings
@@ -137,11 +136,6 @@ def main():
         ),
     )
     print(f"{args.weights}: {name}; the earlier settings stay as {model}/{args.keep_as}")
-    print(
-        os.path.relpath(
-            os.path.join(os.path.dirname(__file__), "..", "..", "mitoseg_tf", "zoo", "weights", "manifest.json")
-        )
-    )
 
 
 if __name__ == "__main__":

@@ -416,7 +416,10 @@ def _models(args):
 
 
 def _detection_text(detection, split="validation"):
-    """ "F1 0.698 at 5 um (0.667 with each field's settings chosen on the others)" from a card, or None."""
+    """ "F1 0.698 at 5 um (0.667 with each field's size and score thresholds chosen on the others)", or None.
+
+    Only those two thresholds are held out by ``calibrate``; the pixel threshold, the epoch and any
+    classifier choice saw every field, so the line does not call the number held out."""
     scores = (detection or {}).get(split) or {}
     radius = "5um" if "5um" in scores else next(iter(scores), None)
     first = scores.get(radius)
@@ -424,7 +427,11 @@ def _detection_text(detection, split="validation"):
         return None
     text = f"F1 {first['f1']:.3f} at {radius.replace('um', ' um')}"
     held_out = (detection.get(f"{split}_held_out") or {}).get("f1")
-    return text + (f" ({held_out:.3f} with each field's settings chosen on the others)" if held_out is not None else "")
+    return text + (
+        f" ({held_out:.3f} with each field's size and score thresholds chosen on the others)"
+        if held_out is not None
+        else ""
+    )
 
 
 def _dice_text(card):
