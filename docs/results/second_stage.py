@@ -4,10 +4,14 @@
         [--cache DIR]   # default RUN_DIR/second_stage: maps, windows and classifiers, never in git
         [--tta] [--runtime onnxruntime]
     python docs/results/second_stage.py unet/mitosis --cache DIR ...   # the classifier shipped with the weights
+    python docs/results/second_stage.py RUN_DIR --classifier unet/mitosis ...   # a run's network, a shipped classifier
 
 Shipped weights skip steps 1-2: their own classifier (v1's, trained on AMi-Br +
 MoNuSeg, its settings once chosen on mitos12_dev) is judged as it ships, by the
 same validation slides, so that keeping or dropping it is the protocol's choice.
+``--classifier MODEL/TAG`` gives a run folder's network a shipped classifier
+instead of training one: the classifier judges windows of the image, not the
+network's features, so a fine-tuned network can keep the classifier it shipped with.
 
 The run's network (``best.keras``) proposes candidate figures; the question is
 whether a window classifier rescoring them, as ``Detector(classifier=...)`` and
@@ -270,13 +274,17 @@ def network_and_classifier(args, record, cache, limit, suffix):
     network = network.with_settings(tta=args.tta, runtime=args.runtime)
     if network.mpp is None:
         raise SystemExit(f"{args.run_dir}: detection.json states no mpp; the windows need the detector's pixel size.")
-    if os.path.isdir(args.run_dir):
+    shipped = args.classifier or (None if os.path.isdir(args.run_dir) else args.run_dir)
+    if shipped is None:
         classifier = trained_classifier(args, network, record, cache, limit, suffix)
         record["classifier"] = "trained here on the run's training frames"
     else:
-        model, tag = args.run_dir.split("/")
-        classifier = load_rescorer(model, tag)
-        record["classifier"] = f"shipped with {args.run_dir}: " + rescorer_entry(model, tag)["training"]
+        model, _, tag = shipped.partition("/")
+        try:
+            classifier = load_rescorer(model, tag)
+        except (KeyError, ValueError) as err:
+            raise SystemExit(f"{shipped}: {err}") from None
+        record["classifier"] = f"shipped with {shipped}: " + rescorer_entry(model, tag)["training"]
     return network, classifier, checkpoint
 
 
@@ -368,6 +376,12 @@ def main():
     p.add_argument("--cache", default=None, help="maps, windows and classifiers (default RUN_DIR/second_stage)")
     p.add_argument("--tta", action="store_true", help="8-fold averaged maps (their own candidate)")
     p.add_argument("--runtime", default=DEFAULT_RUNTIME, choices=RUNTIMES, help="what runs the network (speed only)")
+    p.add_argument(
+        "--classifier",
+        default=None,
+        metavar="MODEL/TAG",
+        help="judge a run's network with this shipped figure classifier instead of training one",
+    )
     p.add_argument("--blobs-per-frame", type=int, default=10, help="dark-blob negatives kept per training frame")
     p.add_argument(
         "--limit-frames", type=int, default=None, help="check only: the first N training and validation frames"
