@@ -396,7 +396,7 @@ def _metrics_report(config, metrics, train_seconds):
         held_out = detection.get("validation_held_out")
         report.append(
             f"Validation detection F1 at the size and threshold chosen there: {detection['validation']['f1']:.3f}"
-            + (f"; each image at those chosen on the others: {held_out['f1']:.3f}" if held_out else "")
+            + (f"; each image at the size and threshold chosen on the others: {held_out['f1']:.3f}" if held_out else "")
         )
         report.append(detection_report(detection))
     return "\n\n".join(report)
@@ -432,7 +432,9 @@ def detection_report(detection):
     if detection.get("validation_held_out"):
         lines.append(
             _score_row(
-                "validation, each image at the settings chosen on the others", rule, detection["validation_held_out"]
+                "validation, each image's size and score thresholds chosen on the others",
+                rule,
+                detection["validation_held_out"],
             )
         )
     test_by_distance = detection.get("test_by_distance") or (

@@ -97,7 +97,7 @@ def detection_metrics(detection):
     if "8um" in by_distance:
         rows[f"detection F1 (8 um{maps})"] = _round(by_distance["8um"]["f1"])
     if detection.get("validation_held_out"):
-        label = "detection F1 (5 um, settings held out: each field at the settings chosen on the others)"
+        label = "detection F1 (5 um, each field's size and score thresholds chosen on the others)"
         rows[label] = _round(detection["validation_held_out"]["f1"])
     return rows
 

@@ -139,4 +139,4 @@ def test_a_recipe_trains_on_a_mixture_and_calibrates_detection_on_its_validation
     # two validation images: each is also scored at the settings chosen on the other, over the same true figures
     held_out, chosen = detection["validation_held_out"], detection["validation"]
     assert held_out["tp"] + held_out["fn"] == chosen["tp"] + chosen["fn"]
-    assert f"each image at those chosen on the others: {held_out['f1']:.3f}" in capsys.readouterr().out
+    assert f"each image at the size and threshold chosen on the others: {held_out['f1']:.3f}" in capsys.readouterr().out

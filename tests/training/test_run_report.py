@@ -31,7 +31,7 @@ def test_the_report_names_the_chosen_settings_the_choices_and_every_score():
     assert labels == [
         "validation (where chosen) @ 5 um",
         "validation (where chosen) @ 8 um",
-        "validation, each image at the settings chosen on the others @ 5 um",
+        "validation, each image's size and score thresholds chosen on the others @ 5 um",
         "test @ 5 um",
         "test @ 8 um",
     ]

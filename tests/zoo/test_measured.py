@@ -83,7 +83,7 @@ def test_a_recipe_run_with_detection_and_no_test_split(tmp_path):
         "detection precision (5 um, 8-fold TTA maps)": 0.71,
         "detection recall (5 um, 8-fold TTA maps)": 0.688,
         "detection F1 (8 um, 8-fold TTA maps)": 0.701,
-        "detection F1 (5 um, settings held out: each field at the settings chosen on the others)": 0.645,
+        "detection F1 (5 um, each field's size and score thresholds chosen on the others)": 0.645,
         "mitosis Dice (pooled)": 0.770,  # the fixture's validation split
         "Mean Dice (pooled)": 0.881,
         "paper MPA (pooled)": 0.901,
