@@ -884,8 +884,26 @@ def test_a_damaged_figure_classifier_is_refused(weights_copy):
             },
             "card of unet/mitosis",
         ),
+        (  # the network-only block, which the default overrides: still named
+            lambda m: {
+                **m,
+                "unet/mitosis": {
+                    **m["unet/mitosis"],
+                    "detection": {**m["unet/mitosis"]["detection"], "pixel_threshold": 1.5},
+                },
+            },
+            "card of unet/mitosis",
+        ),
     ],
-    ids=["truncated", "a list", "no file", "no arguments", "rescorer without fields", "tta as text"],
+    ids=[
+        "truncated",
+        "a list",
+        "no file",
+        "no arguments",
+        "rescorer without fields",
+        "tta as text",
+        "network block out of range",
+    ],
 )
 def test_a_damaged_manifest_is_named(weights_copy, capsys, change, fragment):
     manifest = json.loads((weights_copy / "manifest.json").read_text())

@@ -164,6 +164,9 @@ class Detector:
             raise ValueError(f"weights {key} ship without a second-stage figure classifier; drop rescore/--rescore.")
         if card.detection:
             saved, chosen_by = dict(card.detection), f"card of {key}"
+            # Checked even when the classifier's block overrides every field: a damaged card is named whichever
+            # way it runs, not first when someone passes --no-rescore.
+            DetectionSettings.from_dict(saved, chosen_by)
             if rescore:
                 saved = {**saved, **card.rescorer.detection}
                 chosen_by = f"card of {key}, figure classifier"
