@@ -40,7 +40,7 @@ def compile_model(
     metrics="default",
     head_weighting="equal",
     classification_weight=1.0,
-    jit_compile=False,
+    jit_compile=None,
 ):
     """Compile ``model`` with the zoo's defaults and return it.
 
@@ -56,7 +56,13 @@ def compile_model(
         head_weighting: loss weights of several segmentation heads, ``equal`` or
             ``halving`` (deep supervision).
         classification_weight: loss weight of per-tile classification outputs.
+        jit_compile: XLA-compile the train and test steps. None: on JAX only,
+            where Keras runs an uncompiled step op by op (measured on 2 CPU cores,
+            a tiny MCSA-Unet: 0.6 s a step against 0.03 s jitted); TensorFlow
+            already runs the step as a graph, and torch.compile is not used.
     """
+    if jit_compile is None:
+        jit_compile = keras.backend.backend() == "jax"
     if optimizer is not None and (learning_rate != 1e-3 or not ema or ema_momentum != 0.99):
         raise ValueError(
             "compile_model: pass either optimizer= or the Adam options (learning_rate, ema, ema_momentum), not both."
