@@ -157,20 +157,10 @@ def _read_json(path):
 
 
 def _history(run_dir):
-    import csv
+    from mitoseg_tf.training.callbacks import read_epoch_log
 
     path = os.path.join(run_dir, "history.csv")
-    if not os.path.isfile(path):
-        return []
-
-    def number(key, value):
-        try:
-            return int(value) if key == "epoch" else float(value)
-        except (TypeError, ValueError):
-            return value
-
-    with open(path, newline="") as fh:
-        return [{k: number(k, v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    return read_epoch_log(path) if os.path.isfile(path) else []
 
 
 def _crop_box(shape, centre, size):

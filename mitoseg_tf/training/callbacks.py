@@ -24,6 +24,9 @@ def without_training_state(model):
 class BestCheckpoint(keras.callbacks.Callback):
     """Save the model whenever ``monitor`` improves, never leaving a half-written file.
 
+    ``monitor=None``: no score ranks the epochs (``fit`` without validation
+    data), so every epoch's weights replace the last: the file holds the final epoch.
+
     The model is written to a temporary ``.keras`` file beside the target and
     renamed over it, so a crash mid-save keeps the previous best checkpoint.
     Placed after ``SwapEMAWeights`` it saves the EMA weights, which are the
@@ -48,15 +51,17 @@ class BestCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if self.monitor not in logs:
-            raise KeyError(
-                f"BestCheckpoint monitors {self.monitor!r}, which training did not log; "
-                f"logged values: {', '.join(sorted(logs))}."
-            )
-        value = float(logs[self.monitor])
-        if math.isnan(value) or not self._improved(value):
-            return
-        self.best, self.best_epoch = value, epoch
+        if self.monitor is not None:
+            if self.monitor not in logs:
+                raise KeyError(
+                    f"BestCheckpoint monitors {self.monitor!r}, which training did not log; "
+                    f"logged values: {', '.join(sorted(logs))}."
+                )
+            value = float(logs[self.monitor])
+            if math.isnan(value) or not self._improved(value):
+                return
+            self.best = value
+        self.best_epoch = epoch
         tmp = self.path[: -len(".keras")] + ".tmp.keras"
         try:
             without_training_state(self.model).save(tmp)
@@ -64,6 +69,20 @@ class BestCheckpoint(keras.callbacks.Callback):
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
+
+
+def read_epoch_log(path):
+    """``history.csv`` as a list of ``{column: number}`` rows, the cells of epochs that did not log a value left out.
+
+    Keras' ``CSVLogger`` adds the ``val_`` columns of every metric even to a run that never validated, and
+    writes ``NA`` in them; those are not values.
+    """
+
+    def number(key, value):
+        return int(value) if key == "epoch" else float(value)
+
+    with open(path, newline="") as fh:
+        return [{k: number(k, v) for k, v in row.items() if v not in ("NA", "", None)} for row in csv.DictReader(fh)]
 
 
 class BatchLossLogger(keras.callbacks.Callback):

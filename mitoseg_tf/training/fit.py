@@ -85,7 +85,8 @@ def fit(
     """Train a compiled zoo model.
 
     With ``run_dir``, writes ``best.keras`` (whenever the monitored validation
-    metric improves; EMA weights when the optimizer keeps them), ``batch_loss.csv``
+    metric improves, or every epoch without ``validation_data``; EMA weights
+    when the optimizer keeps them), ``batch_loss.csv``
     (every batch's loss), ``history.csv`` (per epoch), optional TensorBoard logs,
     and ``resume/``, the state saved at every epoch end that ``resume=True``
     continues from after the process was killed (optimizer, EMA, data
@@ -183,9 +184,11 @@ def _run_callbacks(model, write_dir, validation_data, monitor, mode, tensorboard
     cbs.append(StopOnNonFiniteLoss())  # before the checkpoint: a NaN epoch never reaches it
     if write_dir is not None:
         os.makedirs(write_dir, exist_ok=True)
-        if validation_data is not None:
-            best = BestCheckpoint(os.path.join(write_dir, BEST_CHECKPOINT), monitor_key(model, monitor), mode)
-            cbs.append(best)
+        scored = validation_data is not None
+        best = BestCheckpoint(
+            os.path.join(write_dir, BEST_CHECKPOINT), monitor_key(model, monitor) if scored else None, mode
+        )
+        cbs.append(best)
         cbs.append(BatchLossLogger(os.path.join(write_dir, BATCH_LOG)))
         cbs.append(keras.callbacks.CSVLogger(os.path.join(write_dir, EPOCH_LOG), append=True))
         if tensorboard:

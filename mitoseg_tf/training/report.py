@@ -10,6 +10,7 @@ import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
 from mitoseg_tf.detection.matching import match_points  # noqa: E402
+from mitoseg_tf.training.callbacks import read_epoch_log  # noqa: E402
 
 
 def _read_csv(path):
@@ -20,7 +21,7 @@ def _read_csv(path):
 def plot_training_curves(batch_log, epoch_log, out_path, monitor=None):
     """Per-batch loss (light) with its per-epoch mean, and validation metrics per epoch."""
     batches = _read_csv(batch_log)
-    epochs = _read_csv(epoch_log)
+    epochs = read_epoch_log(epoch_log)
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
     if batches:
         steps = np.arange(len(batches))

@@ -321,6 +321,19 @@ def test_best_checkpoint_mode_min(tmp_path):
     assert callback.best_epoch == 2
 
 
+def test_best_checkpoint_without_a_score_keeps_the_last_epoch(tmp_path):
+    # fit without validation data: nothing ranks the epochs, so best.keras is the final epoch's weights
+    path = tmp_path / "best.keras"
+    model = _dense_model()
+    callback = BestCheckpoint(path, None)
+    callback.set_model(model)
+    for epoch, bias in enumerate((5.0, 1.0, 3.0)):
+        _set_bias(model, bias)
+        callback.on_epoch_end(epoch, {"loss": 10.0 - epoch})
+        np.testing.assert_array_equal(_saved_bias(path), [bias, bias])
+    assert callback.best_epoch == 2
+
+
 def test_best_checkpoint_errors(tmp_path):
     callback = BestCheckpoint(tmp_path / "b.keras", "val_mitosis_dice")
     callback.set_model(_dense_model())
