@@ -219,6 +219,19 @@ def choose_candidates(images, alternatives, match_distance_um, min_areas_um2):
     return best
 
 
+def per_image_counts(records, score_threshold):
+    """``[[tp, fp, fn], ...]``, one per image of ``records`` (``_records``' form) at ``score_threshold``.
+
+    Pooled F1 cannot be split into per-image parts, but these counts can be resampled: a comparison of two
+    networks on the same images bootstraps over images from them (``compare.report``).
+    """
+    counts = []
+    for item in records:
+        scores = score_images([item], None, score_threshold)
+        counts.append([scores["tp"], scores["fp"], scores["fn"]])
+    return counts
+
+
 def held_out_scores(images, tables, match_distance_um, min_areas_um2):
     """Pooled scores when each image is scored at the size and threshold ``choose_settings`` picks on all the others.
 
@@ -288,6 +301,7 @@ def calibrate(
         "truth": truth,
         "min_area_choices_um2": [float(a) for a in min_areas_um2],
         "validation": {k: v for k, v in chosen.items() if k != "threshold"},
+        "validation_per_image": per_image_counts(records, chosen["threshold"]),
         "validation_held_out": held_out_scores(val_maps, tables, match_distance_um, min_areas_um2),
     }
     settings["validation_by_distance"] = _by_distance(records, settings, report_distances_um)
@@ -306,7 +320,8 @@ def _by_distance(records, settings, distances_um):
 def score_settings(
     model, source, settings, *, mpp=DEFAULT_MPP, report_distances_um=REPORT_DISTANCES_UM, **predict_kwargs
 ):
-    """Detection scores of ``model`` on ``source`` at calibrated ``settings``, under their rule and each report rule."""
+    """Detection scores of ``model`` on ``source`` at calibrated ``settings``: pooled under their rule, under each
+    report rule, and ``per_image_counts`` under their rule."""
     records, _ = collect_detections(
         model,
         source,
@@ -317,8 +332,10 @@ def score_settings(
         score=settings.get("figure_score", "mean"),
         **predict_kwargs,
     )
-    return score_images(records, None, settings["score_threshold"]), _by_distance(
-        records, settings, report_distances_um
+    return (
+        score_images(records, None, settings["score_threshold"]),
+        _by_distance(records, settings, report_distances_um),
+        per_image_counts(records, settings["score_threshold"]),
     )
 
 
@@ -332,8 +349,8 @@ def calibrate_model(
     """
     maps, truth = predict_maps(model, validation, mpp=mpp, tta=tta)
     settings = calibrate(maps, truth=truth, match_distance_um=match_distance_um)
-    settings["test"], settings["test_by_distance"] = (
-        score_settings(model, test, settings, mpp=mpp, tta=tta) if test is not None else (None, None)
+    settings["test"], settings["test_by_distance"], settings["test_per_image"] = (
+        score_settings(model, test, settings, mpp=mpp, tta=tta) if test is not None else (None, None, None)
     )
     settings["mpp"] = mpp
     settings["tta"] = bool(tta)

@@ -51,7 +51,10 @@ def plot_training_curves(batch_log, epoch_log, out_path, monitor=None):
     if monitor:
         ax_metric.set_title(f"Validation metrics (checkpoint on {monitor})")
     ax_metric.set(xlabel="epoch", ylim=(0, 1))
-    ax_metric.legend(fontsize=8)
+    if ax_metric.lines:
+        ax_metric.legend(fontsize=8)
+    else:  # a one-epoch run: fit had nothing to choose, so it did not validate (metrics.md scores the weights)
+        ax_metric.set_title("No validation during training: see metrics.md")
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
     plt.close(fig)

@@ -51,6 +51,20 @@ def test_the_smallest_size_that_drops_the_speck_and_its_best_threshold_are_chose
     assert settings["min_area_choices_um2"] == [0.0, 5.0, 10.0, 20.0] and settings["match_distance_um"] == 5.0
 
 
+def test_per_image_counts_add_up_to_the_pooled_ones():
+    # The hand-counted field of _validation_maps, and a second field with one found figure and one speck.
+    probability = np.zeros((60, 60), np.float32)
+    _blob(probability, (20, 20), 8, 0.9)
+    _blob(probability, (50, 50), 3, 0.95)
+    second = (probability, np.array([[19.5, 19.5]], np.float32), 0.5)
+    settings = calibrate(_validation_maps() + [second], min_areas_um2=(0.0, 5.0))
+    # Size 5 drops both specks; threshold 0: field 1 tp 2, fp 1, fn 2 (as above), field 2 tp 1, fp 0, fn 0.
+    assert settings["min_area_um2"] == 5.0 and settings["score_threshold"] == 0.0
+    assert settings["validation_per_image"] == [[2, 1, 2], [1, 0, 0]]
+    pooled = settings["validation"]
+    assert [pooled["tp"], pooled["fp"], pooled["fn"]] == [3, 1, 2]
+
+
 def test_a_higher_threshold_wins_when_it_removes_false_figures():
     maps = _validation_maps()
     probability, truth, mpp = maps[0]
