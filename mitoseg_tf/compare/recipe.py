@@ -63,10 +63,15 @@ class ComparePlan:
 
     def run_config(self, model, seed, output_dir):
         """The ``RunConfig`` ``mitoseg train --recipe`` would use with ``model`` and ``seed`` replaced."""
+        from mitoseg_tf.zoo import get_card
+
         return dataclasses.replace(
             self.base,
             model=model,
             seed=seed,
+            # The recipe's loss is the segmentation networks'; a detector (MS R-CNN) trains on its own losses,
+            # and compile_model refuses any other (its card's tag says which, tests/zoo/test_parameter_counts.py).
+            loss=None if "detector" in get_card(model).tags else self.base.loss,
             model_args={**self.base.model_args, **self.model_args.get(model, {})},
             output_dir=output_dir,
             run_name=records_lib.run_name(model, seed),

@@ -131,6 +131,9 @@ def test_the_atypia_recipe_loads_with_every_table_model():
     assert all(len(plan.seeds[m]) >= (3 if m in ("unet", "mcsa_unet") else 2) for m in plan.models)
     assert plan.base.test_split == "test" and plan.base.data_options["test"]["data_dir"] == "mitos12_dev"
     assert plan.records == "docs/results/compare_atypia"
+    # The recipe's ce_dice reaches the segmentation networks; MS R-CNN keeps its own six losses (compile_model
+    # refuses a loss for it, so the campaign would otherwise fail when it reached MS R-CNN).
+    assert plan.run_config("unet", 0, "out").loss == "ce_dice" and plan.run_config("ms_rcnn", 0, "out").loss is None
 
 
 # Hand-written records: Mean Dice of U-Net and MCSA-Unet on three seeds.
