@@ -339,6 +339,7 @@ def run_recipe_compare(
             log(f"== {model} seed {seed}: {run_dir} finished earlier; recording it")
         else:
             log(f"== {model} seed {seed}: training in {run_dir}")
+            records_lib.clear_run_folder(run_dir, log)
             timer = _step_timer()
             train_run(config, log=lambda *a: log("  ", *a), callbacks=[timer])
             with open(os.path.join(run_dir, STEP_FILE), "w") as fh:

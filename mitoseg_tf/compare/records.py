@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 
 from mitoseg_tf.config import RunConfig
 
@@ -153,3 +154,11 @@ def list_records(records_dir):
                 record["folder"] = os.path.join(records_dir, name)
                 found.append(record)
     return sorted(found, key=lambda r: (r["model"], r["seed"]))
+
+
+def clear_run_folder(run_dir, log=print):
+    """Delete ``run_dir`` before a campaign trains its (model, seed) again: it is an unfinished run (killed,
+    or failed) or a run of another config. A run restarts from scratch; it never continues from another's files."""
+    if os.path.isdir(run_dir):
+        log(f"   removing {run_dir}: an unfinished run, or one of another config (a run restarts from scratch)")
+        shutil.rmtree(run_dir)

@@ -20,6 +20,7 @@ import numpy as np
 
 from mitoseg_tf.compare import budget as budget_lib
 from mitoseg_tf.compare.figure import FIGURE_FILE, pick_tiles, plot_comparison
+from mitoseg_tf.compare.records import clear_run_folder
 from mitoseg_tf.compare.selection import resolve_models, table_models
 from mitoseg_tf.compare.tables import markdown_table, run_scores, summarise, write_csv
 
@@ -240,6 +241,7 @@ def run_compare(config: CompareConfig, log=print):
         )
         t0 = time.time()
         log(f"== {name} seed {seed}")
+        clear_run_folder(_run_dir(config, name, seed), log)
         train_run(run_config, log=lambda *a: None)
         settings = _score_run(_run_dir(config, name, seed), config, seed, mpp)
         log(

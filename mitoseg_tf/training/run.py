@@ -125,6 +125,20 @@ def _check_resume(config, run_dir):
         )
 
 
+def check_fresh_folder(run_dir):
+    """Refuse to start a new run in a folder that already holds one (its ``config.json``).
+
+    The epoch and batch logs append, and an earlier run's ``metrics.json`` would
+    stand beside this run's ``config.json`` until it is overwritten (or for
+    good, if this run fails), so one folder would describe two runs.
+    """
+    if os.path.isfile(os.path.join(run_dir, "config.json")):
+        raise FileExistsError(
+            f"run folder {run_dir!r} already holds a run (its config.json). Continue it with --resume, choose "
+            "another --run-name, or delete the folder."
+        )
+
+
 def _build_initial(build, config, arguments):
     """The model a run starts from: random, or ``config.init_weights`` (shipped tag, weights file or checkpoint)."""
     start = None if config.resume else config.init_weights  # a resumed run restores its own checkpoint
@@ -212,6 +226,7 @@ def train_run(config: RunConfig, log: Callable[..., Any] = print, callbacks: Seq
             configuration differs.
         FileNotFoundError: ``resume`` of a folder that is not a run folder, or
             an ``init_weights`` checkpoint that does not exist.
+        FileExistsError: a new run (no ``resume``) in a folder that holds one.
     """
     from mitoseg_tf.data.sources import check_source
     from mitoseg_tf.models.outputs import output_roles
@@ -238,6 +253,8 @@ def train_run(config: RunConfig, log: Callable[..., Any] = print, callbacks: Seq
     import mitoseg_tf.data.pipeline  # noqa: F401
 
     chief = distribute.is_chief(strategy)
+    if chief and not config.resume:
+        check_fresh_folder(run_dir)
     precision = set_precision(config.precision)
     seed_everything(config.seed, config.deterministic)
     if chief and not config.resume:

@@ -109,6 +109,32 @@ def test_recorded_runs_are_skipped_wherever_the_run_folders_go_and_changed_ones_
     assert result["skipped"] == [] and result["changed"] == {job: ["batch_size: 2 -> 4"] for job in plan.jobs()}
 
 
+def test_an_unfinished_run_folder_is_removed_before_its_run_trains_again(tmp_path, monkeypatch):
+    # A killed run's folder (config.json, an old metrics.json) must not mix with the retrained run's files.
+    import mitoseg_tf.training.run as run_module
+    from mitoseg_tf.compare.recipe import run_recipe_compare
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE)
+    stale = tmp_path / "out" / "runs" / "unet_s0"
+    stale.mkdir(parents=True)
+    (stale / "config.json").write_text("{}")
+    (stale / "metrics.json").write_text("{}")
+    seen = []
+
+    def train_run(config, **kwargs):
+        seen.append(os.path.exists(os.path.join(config.output_dir, config.run_name)))
+        raise RuntimeError("stopped here")
+
+    monkeypatch.setattr(run_module, "train_run", train_run)
+    messages = []
+    with pytest.raises(RuntimeError, match="stopped here"):
+        run_recipe_compare(
+            str(recipe), output_dir=str(tmp_path / "out"), records_dir=str(tmp_path / "records"), log=messages.append
+        )
+    assert seen == [False] and any("removing" in m and "unet_s0" in m for m in messages)
+
+
 def test_recipe_fixes_the_training_options(tmp_path, capsys):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(TINY_RECIPE)

@@ -29,6 +29,19 @@ def test_multi_worker_without_tf_config_fails_before_the_run_folder_exists(tmp_p
     assert not (tmp_path / "r").exists()
 
 
+def test_a_new_run_in_a_folder_that_holds_one_is_refused_before_anything_is_written(tmp_path):
+    # Its logs would append to the earlier run's, and the earlier metrics.json would sit beside the new config.
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model": "unet"}')
+    (folder / "history.csv").write_text("epoch,loss\n0,0.5\n")
+    with pytest.raises(FileExistsError, match="already holds a run") as info:
+        train_run(RunConfig(**TINY, output_dir=str(tmp_path), run_name="r"))
+    assert "--resume" in str(info.value) and "--run-name" in str(info.value)
+    assert (folder / "config.json").read_text() == '{"model": "unet"}'
+    assert (folder / "history.csv").read_text() == "epoch,loss\n0,0.5\n"
+
+
 @pytest.mark.parametrize(
     "raw, expected",
     [
