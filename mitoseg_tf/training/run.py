@@ -279,7 +279,7 @@ def train_run(config: RunConfig, log: Callable[..., Any] = print, callbacks: Seq
         model,
         train_ds,
         # One epoch leaves validation nothing to choose, and _evaluate_best scores the weights on it anyway:
-        # a pass over the validation images saved (a fifth of a comparison run's time).
+        # a pass over the validation tiles saved (2.5 of a U-Net comparison run's 26 min; 14 of UNet 3+'s ~155).
         val_ds if config.epochs > 1 else None,
         epochs=config.epochs,
         steps_per_epoch=config.steps_per_epoch,
