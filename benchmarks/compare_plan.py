@@ -5,7 +5,8 @@ For every network of a ``mitoseg compare --recipe`` file, at the recipe's width,
 (``compare.budget.measure_step``, random data) and of a forward pass over one
 batch of ``eval_tile`` tiles, turned into minutes for the recipe's steps plus
 the passes a run makes over its scored images (the validation tiles, the
-whole-image detection pass over the same pixels, the test tiles twice). The
+whole-image detection pass over the same pixels, measured at 1.7 tile passes,
+and the test tiles twice). The
 slowest network decides the campaign's steps, since every network gets the
 same; ``--target-minutes`` prints the steps that would fit it.
 
@@ -43,7 +44,8 @@ def main():
     parser.add_argument("--models", nargs="+", help="default: the recipe's")
     parser.add_argument("--validation-tiles", type=int, required=True, help="eval_tile tiles in the validation split")
     parser.add_argument("--test-tiles", type=int, default=0)
-    parser.add_argument("--passes", type=float, default=2.0, help="passes over the validation pixels a run makes")
+    # Measured on the first 1,200-step U-Net run: the tile pass, then the whole-image detection pass at 1.7 of it.
+    parser.add_argument("--passes", type=float, default=2.7, help="tile passes' worth of scoring a run makes")
     parser.add_argument("--target-minutes", type=float, default=30.0)
     args = parser.parse_args()
     sys.path.insert(0, REPO)

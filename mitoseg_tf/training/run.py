@@ -125,7 +125,7 @@ def _check_resume(config, run_dir):
         )
 
 
-def check_fresh_folder(run_dir):
+def _check_fresh_folder(run_dir):
     """Refuse to start a new run in a folder that already holds one (its ``config.json``).
 
     The epoch and batch logs append, and an earlier run's ``metrics.json`` would
@@ -254,7 +254,7 @@ def train_run(config: RunConfig, log: Callable[..., Any] = print, callbacks: Seq
 
     chief = distribute.is_chief(strategy)
     if chief and not config.resume:
-        check_fresh_folder(run_dir)
+        _check_fresh_folder(run_dir)
     precision = set_precision(config.precision)
     seed_everything(config.seed, config.deterministic)
     if chief and not config.resume:

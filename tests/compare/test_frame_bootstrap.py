@@ -57,5 +57,8 @@ def test_the_report_resamples_the_records_per_image_counts(tmp_path):
     result = build_report(str(tmp_path), log=lambda *a: None)
     (row,) = result["resampled"]
     assert row["split"] == "validation" and row["difference"] == pytest.approx(2 / 3)
-    assert "| validation | 0 | 2 | 0.6667 | 0.0000 to 1.0000 |" in result["markdown"]
+    assert (
+        "| validation (where the detection settings were chosen) | 0 | 2 | 0.6667 | 0.0000 to 1.0000 |"
+        in result["markdown"]
+    )
     np.testing.assert_allclose(row["share_not_better"], 0.25, atol=0.015)
